@@ -1,0 +1,76 @@
+"""Backend adapters: what the array API standard lacks, one small class per framework.
+
+Shipped inside the wheel as ``polyloss.backends``. Each adapter supplies
+
+- ``namespace``: the array API namespace of its arrays;
+- ``stop_gradient``, ``value_and_grad``, ``grad`` and ``custom_vjp`` (autograd hooks);
+- ``device`` and conversion of secondary inputs onto the first array's device;
+- ``index_mask`` (a scatter the standard has no word for);
+- ``is_eager`` (whether data-dependent value checks may run);
+- for the conformance matrix: ``devices``, ``dtypes``, ``modes``, ``from_numpy``, ``to_numpy``, ``compile``.
+
+Adapters are looked up lazily, as einops and array-api-compat do: an adapter is only
+asked about an array when its framework is already in ``sys.modules``, so importing
+polyloss never imports torch, jax or tensorflow.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+from ._base import Backend
+
+__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "available_backends"]
+
+# name -> (framework module checked in sys.modules, adapter module, adapter class)
+_REGISTRY = {
+    "numpy": ("numpy", "numpy", "NumPyBackend"),
+    "array_api_strict": ("array_api_strict", "array_api_strict", "ArrayAPIStrictBackend"),
+    "torch": ("torch", "torch", "TorchBackend"),
+    "jax": ("jax", "jax", "JaxBackend"),
+    "tensorflow": ("tensorflow", "tensorflow", "TensorFlowBackend"),
+}
+BACKEND_NAMES = tuple(_REGISTRY)
+
+_instances: dict[str, Backend] = {}
+_by_type: dict[type, Backend] = {}
+
+
+def get_backend(name: str) -> Backend:
+    """The adapter called ``name``; imports its framework (ImportError if it is not installed)."""
+    try:
+        _, module, cls = _REGISTRY[name]
+    except KeyError:
+        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}") from None
+    if name not in _instances:
+        adapter_module = importlib.import_module(f"{__name__}.{module}")
+        _instances[name] = getattr(adapter_module, cls)()
+    return _instances[name]
+
+
+def backend_for(x) -> Backend | None:
+    """The adapter whose framework owns ``x``, or None when no imported framework does."""
+    cached = _by_type.get(type(x))
+    if cached is not None:
+        return cached
+    for name, (framework, _, _) in _REGISTRY.items():
+        if framework not in sys.modules:
+            continue
+        adapter = get_backend(name)
+        if adapter.is_array(x):
+            _by_type[type(x)] = adapter
+            return adapter
+    return None
+
+
+def available_backends() -> dict[str, str | None]:
+    """Each known backend mapped to None when importable, else the import error's text."""
+    status = {}
+    for name in BACKEND_NAMES:
+        try:
+            get_backend(name).namespace  # noqa: B018 - importing is the check
+            status[name] = None
+        except ImportError as exc:
+            status[name] = str(exc) or type(exc).__name__
+    return status

@@ -1,0 +1,150 @@
+"""The adapter protocol, with the defaults that hold for frameworks without autograd."""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+# dtype names used across the conformance matrix, in the order rows are printed
+DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
+
+# elements per block for row-wise kernels on an eager CPU backend: temporaries of ~2 MiB stay in
+# cache and are recycled by malloc instead of being page-faulted in afresh for every intermediate
+CPU_BLOCK_ELEMENTS = 1 << 19
+
+
+def cpu_block_rows(x) -> int:
+    classes = x.shape[-1] if x.ndim else 1
+    return max(1, CPU_BLOCK_ELEMENTS // max(int(classes), 1))
+
+
+class Backend:
+    """One framework's adapter. Subclasses override what their framework can do.
+
+    ``custom_vjp(fwd, bwd)`` follows JAX's convention: ``fwd(*args) -> (out, residuals)``
+    and ``bwd(residuals, g, needs) -> tuple`` with one cotangent per positional argument
+    (None for "no gradient"). ``needs`` is a tuple of booleans saying which arguments need a
+    cotangent; adapters that cannot tell pass True for every argument. The function returned
+    is differentiable to any order: where a framework cannot differentiate through ``bwd``
+    correctly, its adapter differentiates ``fwd`` instead for the higher orders.
+    """
+
+    name: str = "abstract"
+    has_autograd: bool = False
+    modes: tuple[str, ...] = ("eager",)
+
+    # --- arrays and namespace -------------------------------------------------------------
+    def is_array(self, x) -> bool:
+        raise NotImplementedError
+
+    @property
+    def namespace(self):
+        raise NotImplementedError
+
+    def device(self, x):
+        import array_api_compat
+
+        return array_api_compat.device(x)
+
+    def asarray(self, obj, *, like, dtype=None):
+        """Convert a secondary input (Python scalar/list, NumPy array, or an array of this
+        framework) to this framework, on ``like``'s device; floating values take ``dtype``."""
+        xp = self.namespace
+        if not self.is_array(obj):
+            obj = np.asarray(obj)
+            if dtype is not None and np.issubdtype(obj.dtype, np.floating):
+                obj = obj.astype(np.float64)
+            return self._from_host(obj, like=like, dtype=dtype)
+        if dtype is not None and xp.isdtype(obj.dtype, "real floating") and obj.dtype != dtype:
+            obj = xp.astype(obj, dtype)
+        return obj
+
+    def _from_host(self, obj: np.ndarray, *, like, dtype=None):
+        xp = self.namespace
+        out = xp.asarray(obj, device=self.device(like))
+        if dtype is not None and xp.isdtype(out.dtype, "real floating"):
+            out = xp.astype(out, dtype)
+        return out
+
+    # --- autograd ---------------------------------------------------------------------------
+    def stop_gradient(self, x):
+        return x
+
+    def _no_autograd(self, what: str):
+        return TypeError(
+            f"{what} needs automatic differentiation, which the {self.name} backend does not have; "
+            "use torch, jax or tensorflow arrays"
+        )
+
+    def value_and_grad(self, f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+        raise self._no_autograd("value_and_grad")
+
+    def grad(self, f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+        vg = self.value_and_grad(f, argnums)
+
+        def g(*args):
+            return vg(*args)[1]
+
+        return g
+
+    def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
+        def f(*args):
+            return fwd(*args)[0]
+
+        return f
+
+    # --- data-dependent checks and scatter ---------------------------------------------------
+    def is_eager(self, x) -> bool:
+        """True when ``x`` holds concrete values (not a tracer, a graph tensor or a compiled trace)."""
+        return True
+
+    def may_need_grad(self, x) -> bool:
+        """Whether a gradient with respect to ``x`` may be asked for (False without autograd)."""
+        return False
+
+    def block_rows(self, x) -> int | None:
+        """Rows per block for row-wise kernels on ``x [..., C]`` (see ``polyloss._ops.by_rows``), or
+        None to process the whole array at once (the right choice on GPUs and in compiled code)."""
+        return None
+
+    def index_mask(self, indices, n: int, valid):
+        """Boolean array ``[..., n]``: True at every ``indices[..., k]`` whose ``valid[..., k]`` holds.
+
+        The array API has no scatter; this default compares against ``arange(n)`` and costs
+        O(K n) per row. Adapters with a scatter override it (O(n + K) per row).
+        """
+        xp = self.namespace
+        classes = xp.arange(n, dtype=indices.dtype, device=self.device(indices))
+        hit = (indices[..., :, None] == classes) & valid[..., :, None]
+        return xp.any(hit, axis=-2)
+
+    # --- conformance support -------------------------------------------------------------------
+    def devices(self) -> list[tuple[str, Any]]:
+        """(label, device) pairs the conformance matrix runs on."""
+        return [("cpu", None)]
+
+    def dtypes(self, device=None) -> tuple[str, ...]:
+        return ("float64", "float32")
+
+    def dtype(self, name: str):
+        return getattr(self.namespace, name)
+
+    def from_numpy(self, a: np.ndarray, *, dtype: str | None = None, device=None):
+        xp = self.namespace
+        a = np.asarray(a)
+        out = xp.asarray(a, device=device) if device is not None else xp.asarray(a)
+        if dtype is not None:
+            out = xp.astype(out, self.dtype(dtype))
+        return out
+
+    def to_numpy(self, x) -> np.ndarray:
+        return np.asarray(x)
+
+    def compile(self, f: Callable, mode: str) -> Callable:
+        if mode != "eager":
+            raise ValueError(f"the {self.name} backend has no {mode!r} mode; modes: {self.modes}")
+        return f
+
+    def __repr__(self) -> str:
+        return f"<polyloss backend {self.name}>"

@@ -1,0 +1,110 @@
+"""JAX: ``jax.numpy`` is the namespace, ``jax.custom_vjp`` and ``jax.value_and_grad`` the hooks.
+
+float64 needs ``jax.config.update("jax_enable_x64", True)``; without it JAX has no float64
+arrays, and the conformance matrix leaves the float64 rows out for JAX (reported, not passed).
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ._base import Backend
+
+
+class JaxBackend(Backend):
+    name = "jax"
+    has_autograd = True
+    modes = ("eager", "jit")
+
+    def is_array(self, x) -> bool:
+        return isinstance(x, jax.Array)
+
+    @property
+    def namespace(self):
+        return jnp
+
+    def device(self, x):
+        if isinstance(x, jax.core.Tracer):
+            return None
+        return next(iter(x.devices()))
+
+    def _from_host(self, obj, *, like, dtype=None):
+        out = jnp.asarray(obj)
+        if dtype is not None and jnp.issubdtype(out.dtype, jnp.floating):
+            out = out.astype(dtype)
+        device = self.device(like)
+        return out if device is None else jax.device_put(out, device)
+
+    # --- autograd -----------------------------------------------------------------------------
+    def stop_gradient(self, x):
+        return jax.lax.stop_gradient(x)
+
+    def value_and_grad(self, f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+        return jax.value_and_grad(f, argnums=argnums)
+
+    def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
+        @jax.custom_vjp
+        def f(*args):
+            return fwd(*args)[0]
+
+        def f_fwd(*args):
+            out, res = fwd(*args)
+            return out, (args, res)
+
+        def f_bwd(saved, g):
+            args, res = saved
+            needs = tuple(a is not None and jnp.issubdtype(a.dtype, jnp.floating) for a in args)
+            return tuple(bwd(args, res, g, needs))
+
+        f.defvjp(f_fwd, f_bwd)
+        return f
+
+    # --- data-dependent checks and scatter ---------------------------------------------------------
+    def is_eager(self, x) -> bool:
+        return not isinstance(x, jax.core.Tracer)
+
+    def may_need_grad(self, x):
+        return isinstance(x, jax.core.Tracer)
+
+    def index_mask(self, indices, n, valid):
+        lead = indices.shape[:-1]
+        rows = int(np.prod(lead, dtype=np.int64))
+        target = jnp.where(valid, indices, n).reshape(rows, -1)
+        flat = (jnp.arange(rows, dtype=target.dtype)[:, None] * (n + 1) + target).reshape(-1)
+        mask = jnp.zeros(rows * (n + 1), dtype=bool).at[flat].set(True)
+        return mask.reshape(lead + (n + 1,))[..., :n]
+
+    # --- conformance support ---------------------------------------------------------------------------
+    def devices(self):
+        out = [("cpu", jax.devices("cpu")[0])]
+        try:
+            gpus = jax.devices("gpu")
+        except RuntimeError:
+            gpus = []
+        out += [(f"gpu:{d.id}", d) for d in gpus]
+        return out
+
+    def dtypes(self, device=None):
+        names = ("float32", "float16", "bfloat16")
+        return (("float64",) + names) if jax.config.jax_enable_x64 else names
+
+    def dtype(self, name):
+        return getattr(jnp, name)
+
+    def from_numpy(self, a, *, dtype=None, device=None):
+        a = np.asarray(a)
+        out = jnp.asarray(a, dtype=self.dtype(dtype) if dtype and np.issubdtype(a.dtype, np.floating) else None)
+        return jax.device_put(out, device) if device is not None else out
+
+    def to_numpy(self, x):
+        a = np.asarray(x)
+        return a.astype(np.float64) if jnp.issubdtype(a.dtype, jnp.floating) else a
+
+    def compile(self, f, mode):
+        if mode == "jit":
+            return jax.jit(f)
+        return super().compile(f, mode)

@@ -1,0 +1,142 @@
+"""TensorFlow: polyloss's own array API namespace (``_tensorflow_namespace``), ``tf.GradientTape``
+for gradients, ``tf.stop_gradient``; works eagerly and inside ``tf.function``.
+
+``custom_vjp`` is ``tf.custom_gradient`` with the residuals recomputed in the gradient function
+(see its docstring).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable, Sequence
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+from ._base import Backend  # noqa: E402
+
+
+class TensorFlowBackend(Backend):
+    name = "tensorflow"
+    has_autograd = True
+    modes = ("eager", "function")
+
+    def is_array(self, x) -> bool:
+        return isinstance(x, (tf.Tensor, tf.Variable))
+
+    @property
+    def namespace(self):
+        from . import _tensorflow_namespace
+
+        return _tensorflow_namespace
+
+    def device(self, x):
+        return x.device or None
+
+    def asarray(self, obj, *, like, dtype=None):
+        if isinstance(obj, tf.Variable):
+            obj = tf.convert_to_tensor(obj)  # a read that the tape differentiates to the variable
+        return super().asarray(obj, like=like, dtype=dtype)
+
+    def _from_host(self, obj, *, like, dtype=None):
+        device = self.device(like)
+        value = np.asarray(obj)
+        if dtype is not None and np.issubdtype(value.dtype, np.floating):
+            value = value.astype(tf.as_dtype(dtype).as_numpy_dtype)
+        if device:
+            with tf.device(device):
+                return tf.constant(value)
+        return tf.constant(value)
+
+    # --- autograd -----------------------------------------------------------------------------
+    def stop_gradient(self, x):
+        return tf.stop_gradient(x)
+
+    def value_and_grad(self, f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+        def vg(*args):
+            args = [tf.convert_to_tensor(a) if i in nums and not isinstance(a, tf.Variable) else a
+                    for i, a in enumerate(args)]
+            with tf.GradientTape() as tape:
+                for i in nums:
+                    tape.watch(args[i])
+                value = f(*args)
+            grads = tape.gradient(value, [args[i] for i in nums],
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+
+        return vg
+
+    def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
+        """``tf.custom_gradient`` around ``fwd``; the gradient function recomputes the residuals from
+        the inputs. TensorFlow does not record the forward pass of a custom gradient, so residuals
+        kept from it would be constants to an outer tape and second derivatives would be silently
+        wrong; recomputed, they are differentiable (inside ``tf.function`` grappler merges the
+        recomputation with the forward pass)."""
+
+        def f(*args):
+            needs = tuple(a is not None and a.dtype.is_floating for a in args)
+
+            @tf.custom_gradient
+            def call(*xs):
+                def grad_fn(g):
+                    res = fwd(*xs)[1]
+                    return list(bwd(xs, res, g, needs))
+
+                return fwd(*xs)[0], grad_fn
+
+            return call(*args)
+
+        return f
+
+    # --- data-dependent checks and scatter ---------------------------------------------------------
+    def is_eager(self, x) -> bool:
+        return tf.executing_eagerly() and not tf.is_symbolic_tensor(x) if hasattr(tf, "is_symbolic_tensor") \
+            else tf.executing_eagerly()
+
+    def may_need_grad(self, x):
+        return True  # any active GradientTape may watch it, and TensorFlow cannot tell
+
+    def index_mask(self, indices, n, valid):
+        lead = tf.shape(indices)[:-1]
+        k = tf.shape(indices)[-1]
+        target = tf.reshape(tf.where(valid, indices, tf.cast(n, indices.dtype)), [-1, k])
+        rows = tf.shape(target)[0]
+        row_ids = tf.broadcast_to(tf.range(rows, dtype=target.dtype)[:, None], tf.shape(target))
+        coords = tf.reshape(tf.stack([row_ids, target], axis=-1), [-1, 2])
+        hits = tf.scatter_nd(coords, tf.ones(tf.shape(coords)[:1], tf.int32), tf.cast(tf.stack([rows, n + 1]), target.dtype))
+        mask = tf.reshape(hits[:, :n] > 0, tf.concat([lead, [n]], axis=0))
+        return mask
+
+    # --- conformance support ---------------------------------------------------------------------------
+    def devices(self):
+        out = [("cpu", "/CPU:0")]
+        out += [(f"gpu:{i}", f"/GPU:{i}") for i, _ in enumerate(tf.config.list_physical_devices("GPU"))]
+        return out
+
+    def dtypes(self, device=None):
+        return ("float64", "float32", "float16", "bfloat16")
+
+    def dtype(self, name):
+        return getattr(tf, name)
+
+    def from_numpy(self, a, *, dtype=None, device=None):
+        a = np.asarray(a)
+        with tf.device(device or "/CPU:0"):
+            t = tf.constant(a)
+            if dtype is not None and np.issubdtype(a.dtype, np.floating):
+                t = tf.cast(t, self.dtype(dtype))
+            return tf.identity(t)
+
+    def to_numpy(self, x):
+        if x.dtype.is_floating:
+            x = tf.cast(x, tf.float64)
+        return x.numpy()
+
+    def compile(self, f, mode):
+        if mode == "function":
+            return tf.function(f)
+        return super().compile(f, mode)

@@ -1,0 +1,157 @@
+"""PyTorch: array-api-compat's namespace, ``torch.autograd`` for gradients (never ``.backward()``,
+which would write into a model's ``.grad``), ``autograd.Function`` for custom VJPs."""
+
+from __future__ import annotations
+
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from ._base import Backend, cpu_block_rows
+
+
+def _argnums(argnums) -> tuple[int, ...]:
+    return (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+
+class TorchBackend(Backend):
+    name = "torch"
+    has_autograd = True
+    modes = ("eager", "compile")
+
+    def is_array(self, x) -> bool:
+        return isinstance(x, torch.Tensor)
+
+    @property
+    def namespace(self):
+        import array_api_compat.torch as xp
+
+        return xp
+
+    def device(self, x):
+        return x.device
+
+    def asarray(self, obj, *, like, dtype=None):
+        if isinstance(obj, torch.Tensor) and obj.device != like.device:
+            raise ValueError(
+                f"an input is on {obj.device} but the first array is on {like.device}; "
+                "move both to the same device"
+            )
+        return super().asarray(obj, like=like, dtype=dtype)
+
+    def _from_host(self, obj, *, like, dtype=None):
+        out = torch.as_tensor(obj, device=like.device)
+        if dtype is not None and out.is_floating_point():
+            out = out.to(dtype)
+        return out
+
+    # --- autograd -----------------------------------------------------------------------------
+    def stop_gradient(self, x):
+        return x.detach()
+
+    def value_and_grad(self, f: Callable, argnums: int | Sequence[int] = 0) -> Callable:
+        """``f``'s value and its gradient with respect to ``args[argnums]``.
+
+        An argument that already requires grad (an activation of a model, say) is differentiated
+        in place and the gradient keeps its graph (``create_graph=True``), so it can enter a
+        further loss (gradient penalty); otherwise a fresh leaf is made and the gradient is plain.
+        """
+        nums = _argnums(argnums)
+
+        def vg(*args):
+            args = list(args)
+            connected = any(args[i].requires_grad for i in nums)
+            for i in nums:
+                if not args[i].requires_grad:
+                    args[i] = args[i].detach().requires_grad_(True)
+            with torch.enable_grad():
+                value = f(*args)
+                grads = torch.autograd.grad(
+                    value, [args[i] for i in nums], create_graph=connected, allow_unused=True
+                )
+            grads = tuple(torch.zeros_like(args[i]) if g is None else g for i, g in zip(nums, grads))
+            if not connected:
+                value = value.detach()
+            return value, grads[0] if isinstance(argnums, int) else grads
+
+        return vg
+
+    def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
+        class _Fn(torch.autograd.Function):
+            generate_vmap_rule = True
+
+            @staticmethod
+            def forward(*args):
+                out, res = fwd(*args)
+                return (out, *res)
+
+            @staticmethod
+            def setup_context(ctx, inputs, output):
+                _, *res = output
+                ctx.mark_non_differentiable(*res)
+                ctx.n_inputs = len(inputs)
+                ctx.save_for_backward(*inputs, *res)
+
+            @staticmethod
+            def backward(ctx, g, *_):
+                saved = ctx.saved_tensors
+                args, res = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
+                needs = tuple(ctx.needs_input_grad)
+                if torch.is_grad_enabled():
+                    # create_graph=True: recompute the residuals with autograd recording, so that the
+                    # gradient is a differentiable function of the inputs (higher-order derivatives)
+                    res = fwd(*args)[1]
+                return tuple(bwd(args, res, g, needs))
+
+        def f(*args):
+            return _Fn.apply(*args)[0]
+
+        return f
+
+    # --- data-dependent checks and scatter ---------------------------------------------------------
+    def is_eager(self, x) -> bool:
+        if torch.compiler.is_compiling() or torch.jit.is_tracing():
+            return False
+        if torch._C._functorch.is_functorch_wrapped_tensor(x):
+            return False
+        return x.device.type != "meta"
+
+    def may_need_grad(self, x):
+        return x.requires_grad
+
+    def block_rows(self, x):
+        return cpu_block_rows(x) if x.device.type == "cpu" and self.is_eager(x) else None
+
+    def index_mask(self, indices, n, valid):
+        mask = torch.zeros(indices.shape[:-1] + (n + 1,), dtype=torch.bool, device=indices.device)
+        target = torch.where(valid, indices, n).to(torch.int64)
+        return mask.scatter_(-1, target, True)[..., :n]
+
+    # --- conformance support ---------------------------------------------------------------------------
+    def devices(self):
+        out = [("cpu", torch.device("cpu"))]
+        if torch.cuda.is_available():
+            out += [(f"cuda:{i}", torch.device(f"cuda:{i}")) for i in range(torch.cuda.device_count())]
+        return out
+
+    def dtypes(self, device=None):
+        return ("float64", "float32", "float16", "bfloat16")
+
+    def dtype(self, name):
+        return getattr(torch, name)
+
+    def from_numpy(self, a, *, dtype=None, device=None):
+        t = torch.from_numpy(np.array(a, copy=True))
+        return t.to(device=device or "cpu", dtype=self.dtype(dtype) if dtype and t.is_floating_point() else None)
+
+    def to_numpy(self, x):
+        x = x.detach().cpu()
+        if x.is_floating_point():
+            x = x.to(torch.float64)
+        return x.numpy()
+
+    def compile(self, f, mode):
+        if mode == "compile":
+            return torch.compile(f, dynamic=False)
+        return super().compile(f, mode)

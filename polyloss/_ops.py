@@ -1,0 +1,186 @@
+"""Numerics the array API standard lacks, written once against ``xp``.
+
+Every function takes the namespace ``xp`` (and, where a gradient matters, the backend adapter
+``be``) explicitly. Masks are booleans applied with ``xp.where``; masked entries become
+``-inf`` before any exponential, never a large finite constant.
+"""
+
+from __future__ import annotations
+
+import math
+
+__all__ = [
+    "compute_dtype",
+    "upcast",
+    "classes_last",
+    "mask_logits",
+    "masked_max",
+    "appended_zero_shift",
+    "log1p_shifted",
+    "by_rows",
+    "logsumexp",
+    "log_softmax",
+    "softplus",
+    "log_sigmoid",
+    "sigmoid",
+    "log1mexp",
+    "log_of_sum",
+]
+
+_LN2 = math.log(2.0)
+
+
+def compute_dtype(xp, dtype):
+    """float64 stays float64; every other floating dtype (float16, bfloat16, float32) computes in float32."""
+    return xp.float64 if dtype == xp.float64 else xp.float32
+
+
+def upcast(xp, x):
+    """``x`` in its compute dtype (half precision goes to float32)."""
+    target = compute_dtype(xp, x.dtype)
+    return x if x.dtype == target else xp.astype(x, target)
+
+
+def classes_last(xp, x, axes: tuple[int, ...]):
+    """Move ``axes`` (sorted, non-negative) to the end and merge them into one class axis."""
+    ndim = x.ndim
+    rest = [a for a in range(ndim) if a not in axes]
+    order = rest + list(axes)
+    if order != list(range(ndim)):
+        x = xp.permute_dims(x, tuple(order))
+    if len(axes) > 1:
+        x = xp.reshape(x, tuple(x.shape[: len(rest)]) + (-1,))
+    return x
+
+
+def mask_logits(xp, logits, where=None):
+    """``logits`` with the entries where ``where`` is False replaced by ``-inf``.
+
+    ``-inf`` is the one representation of a masked entry in the multi-label family (it is also the
+    GlobalPointer/CRF convention for padding and impossible positions): every sum drops it, and a
+    NaN or ``inf`` under the mask never reaches the arithmetic.
+    """
+    return logits if where is None else xp.where(where, logits, -math.inf)
+
+
+def masked_max(xp, be, x, mask=None, *, axis=-1):
+    """Stop-gradient row maximum of ``x`` over ``mask``, replaced by 0 where it is not finite.
+
+    Used as the shift of a log-sum-exp: any finite shift gives the exact result, so its gradient
+    is stopped (autograd through ``max`` doubles the backward cost), and an empty or infinite row
+    gets the harmless shift 0 (``-inf - (-inf)`` would be NaN).
+    """
+    if mask is not None:
+        x = xp.where(mask, x, -math.inf)
+    m = xp.max(x, axis=axis, keepdims=True)
+    return be.stop_gradient(xp.where(xp.isfinite(m), m, 0.0))
+
+
+def appended_zero_shift(xp, be, x, *, axis=-1):
+    """Stop-gradient shift ``c = max(0, max x)`` over ``axis`` (kept).
+
+    After it, every term of ``1 + Σ e^{x}`` (the 1 included) is at most 1 and the largest is 1:
+    nothing overflows and nothing that matters underflows. A row with NaN gets a NaN shift (and
+    a NaN result, as it should); a row with ``+inf`` gets NaN too.
+    """
+    return be.stop_gradient(xp.maximum(xp.max(x, axis=axis, keepdims=True), 0.0))
+
+
+def log1p_shifted(xp, c, total):
+    """``log(1 + Σ e^{x})`` from the shift ``c = max(0, max x)`` and ``total = Σ e^{x - c}`` (same
+    shapes): ``log1p(total)`` when ``c = 0`` (a small loss keeps its relative precision), else
+    ``c + log(e^{-c} + total)``."""
+    return xp.where(c > 0.0, c + xp.log(xp.exp(-c) + total), xp.log1p(total))
+
+
+def logsumexp(xp, be, x, *, axis=-1, where=None, append_zero=False, keepdims=False):
+    """``log Σ exp(x)`` over ``axis``, dropping ``-inf`` entries and those where ``where`` is False.
+
+    With ``append_zero=True`` an extra 0 joins the sum: ``log(1 + Σ exp(x))``, shifted by
+    ``max(0, max x)``. The shift passes through the backend's stop-gradient (any finite shift gives
+    the exact value; differentiating through ``max`` would double the backward cost). An empty row
+    gives ``-inf`` (or 0 with the appended zero).
+    """
+    if where is not None:
+        x = xp.where(where, x, -math.inf)
+    if append_zero:
+        c = appended_zero_shift(xp, be, x, axis=axis)
+        out = log1p_shifted(xp, xp.squeeze(c, axis=axis), xp.sum(xp.exp(x - c), axis=axis))
+        return xp.expand_dims(out, axis=axis) if keepdims else out
+    m = masked_max(xp, be, x, axis=axis)
+    out = log_of_sum(xp, xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def by_rows(xp, be, fn, *arrays):
+    """``fn(*arrays)`` evaluated block by block over the rows, results concatenated.
+
+    ``arrays`` share the leading shape of ``arrays[0]`` (``[..., C]``): each is either a full
+    ``[..., C]`` array or a per-row ``[...]`` array; ``fn`` returns a tuple of such arrays. Where the
+    backend asks for it (eager NumPy/PyTorch on the CPU, see ``Backend.block_rows``), large inputs
+    are cut into blocks of rows whose temporaries stay in cache and are reused by the allocator,
+    instead of a fresh page-faulted buffer per intermediate; elsewhere (GPU, ``jit``, graphs)
+    ``fn`` runs once on the whole arrays.
+    """
+    first = arrays[0]
+    lead = tuple(first.shape[:-1])
+    rows = 1
+    for d in lead:
+        rows *= d
+    block = be.block_rows(first)
+    if block is None or rows <= block:
+        return fn(*arrays)
+    per_row = [a.ndim == len(lead) for a in arrays]
+    flat = [
+        xp.reshape(a, (rows,) if r else (rows, a.shape[-1]))
+        for a, r in zip(arrays, per_row)
+    ]
+    parts = [fn(*(a[i : i + block] for a in flat)) for i in range(0, rows, block)]
+    out = []
+    for k in range(len(parts[0])):
+        joined = xp.concat([p[k] for p in parts], axis=0)
+        out.append(xp.reshape(joined, lead + tuple(joined.shape[1:])))
+    return tuple(out)
+
+
+def log_of_sum(xp, total):
+    """``log(total)`` for a sum of exponentials (``>= 0``): ``-inf`` for an empty sum, without a
+    divide-by-zero warning and with a zero (not NaN) gradient there."""
+    nonzero = total > 0.0
+    return xp.where(nonzero, xp.log(xp.where(nonzero, total, 1.0)), -math.inf)
+
+
+def log_softmax(xp, be, x, *, axis=-1, where=None):
+    """``x - logsumexp(x)`` over ``axis``; masked entries come out as ``-inf``."""
+    if where is not None:
+        x = xp.where(where, x, -math.inf)
+    return x - logsumexp(xp, be, x, axis=axis, keepdims=True)
+
+
+def softplus(xp, x):
+    """``log(1 + e^x)`` without overflow: ``max(x, 0) + log1p(e^{-|x|})``."""
+    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+
+
+def log_sigmoid(xp, x):
+    """``log σ(x) = -softplus(-x)``."""
+    return -softplus(xp, -x)
+
+
+def sigmoid(xp, x):
+    """``σ(x)`` with both branches finite for every input (so its gradient never meets ``0·inf``)."""
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def log1mexp(xp, x):
+    """``log(1 - e^x)`` for ``x <= 0``, accurate everywhere (Mächler 2012).
+
+    ``log(-expm1(x))`` for ``x > -ln 2`` and ``log1p(-exp(x))`` otherwise; each branch sees only
+    inputs in its own range, so neither the value nor the gradient of the unused branch is NaN.
+    ``x = 0`` gives ``-inf``; ``x > 0`` gives NaN.
+    """
+    near = x > -_LN2
+    x_near = xp.where(near, x, -1.0)
+    x_far = xp.where(near, -1.0, x)
+    return xp.where(near, xp.log(-xp.expm1(x_near)), xp.log1p(-xp.exp(x_far)))

@@ -1,0 +1,74 @@
+"""``polyloss.reduce``: the one place that says what "mean" means."""
+
+from __future__ import annotations
+
+from polyloss import _checks, _ops
+from polyloss._namespace import namespace_of
+
+__all__ = ["reduce"]
+
+_REDUCTIONS = ("mean", "sum")
+
+
+def reduce(values, reduction: str = "mean", *, weights=None, where=None):
+    r"""Reduce per-example losses to a scalar.
+
+    - ``"sum"``: :math:`\sum_i w_i v_i` over the entries where ``where`` holds;
+    - ``"mean"``: :math:`\sum_i w_i v_i / \sum_i w_i` over those entries (without weights: the mean
+      over the valid entries, not over all of them). With no valid entry, or weights summing to 0,
+      the mean is 0, as in Keras (an all-padding batch contributes nothing instead of NaN).
+
+    Masked entries are dropped before any arithmetic, so a NaN or ``inf`` there does not leak into
+    the result or its gradient; a NaN in a valid entry gives NaN.
+
+    Args:
+      values: real floating array of per-example values.
+      reduction: ``"mean"`` or ``"sum"``.
+      weights: optional array (or Python/NumPy values) broadcastable to ``values``.
+      where: optional boolean mask broadcastable to ``values``.
+
+    Returns:
+      A 0-d array in the compute dtype (float32 for half precision).
+
+    >>> import numpy as np, polyloss
+    >>> float(polyloss.reduce(np.array([1.0, 2.0, 30.0]), where=np.array([True, True, False])))
+    1.5
+    >>> float(polyloss.reduce(np.array([1.0, 2.0]), weights=np.array([3.0, 1.0])))
+    1.25
+    """
+    if reduction not in _REDUCTIONS:
+        raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+    xp, be = namespace_of(values=values, weights=weights, where=where)
+    values = be.asarray(values, like=values)
+    _checks.require_floating(xp, values, "values")
+    v = _ops.upcast(xp, values)
+    shape = tuple(v.shape)
+    keep = None
+    if where is not None:
+        keep = _checks.broadcast_where(xp, be.asarray(where, like=values), shape, "values")
+        v = xp.where(keep, v, 0.0)
+    w = None
+    if weights is not None:
+        w = be.asarray(weights, like=values, dtype=v.dtype)
+        _checks.require_floating(xp, w, "weights")
+        try:
+            w = xp.broadcast_to(w, shape)
+        except Exception:
+            raise ValueError(f"weights has shape {tuple(w.shape)}, which does not broadcast to values shape {shape}") from None
+        if keep is not None:
+            w = xp.where(keep, w, 0.0)
+        v = v * w
+    total = xp.sum(v)
+    if reduction == "sum":
+        return total
+    if w is not None:
+        count = xp.sum(w)
+    elif keep is not None:
+        count = xp.sum(xp.astype(keep, v.dtype))
+    else:
+        n = 1
+        for d in shape:
+            n *= d
+        return total / max(n, 1)
+    has_any = count != 0.0
+    return xp.where(has_any, total / xp.where(has_any, count, 1.0), 0.0)

@@ -1,0 +1,516 @@
+"""The multi-label family (SPEC A1-A4): ZLPR "softmax + cross-entropy" for multi-label
+classification with hard, soft and sparse labels, GlobalPointer, and the multi-label divergence.
+
+Sources: kexue.fm/archives/7359 (hard labels), 9064 (soft labels), 8373 and 8877
+(GlobalPointer), 9039 (divergence); Su et al., "ZLPR: A Novel Loss for Multi-label
+Classification", arXiv:2208.02955.
+
+All three cross-entropies share one kernel. With ``N`` the valid negatives and ``P`` the valid
+positives of a row (hard labels), or the weighted sets of soft labels,
+
+    L = log(1 + Σ_{i∈N} (1 - t_i) e^{s_i}) + log(1 + Σ_{j∈P} t_j e^{-s_j})
+      = softplus(lse_N) + softplus(lse_P)
+
+and its gradient is closed-form: a softmax over the negatives (with the implicit zero class)
+minus one over the positives. The kernel is registered through the backend's ``custom_vjp``: the
+forward pass keeps two numbers per row, ``ln = log(1 + Σ_N)`` and ``lp = log(1 + Σ_P)``, and the
+backward pass rebuilds ``∂L/∂s_i = e^{s_i - ln}`` (negatives) and ``-e^{-s_i - lp}`` (positives)
+with one exponential, so no ``[..., C]`` residual is kept beyond the inputs. On an eager CPU
+backend both passes run over blocks of rows (``_ops.by_rows``).
+"""
+
+from __future__ import annotations
+
+import math
+
+from polyloss import _checks, _ops
+from polyloss._namespace import namespace_of
+
+__all__ = [
+    "multilabel_crossentropy",
+    "sparse_multilabel_crossentropy",
+    "global_pointer_crossentropy",
+    "sparse_global_pointer_crossentropy",
+    "global_pointer_mask",
+    "multilabel_divergence",
+]
+
+_NEG_INF = -math.inf
+
+
+# --------------------------------------------------------------------------------------------
+# The shared kernel
+# --------------------------------------------------------------------------------------------
+
+
+def _hard_kernel(xp, be):
+    """Hard labels (``y`` boolean). Negatives and positives partition the valid entries, so one
+    signed array ``z = ±s`` and one exponential serve both sets.
+
+    The partition is applied with exact 0/1 weights (``x·1 = x``, ``x·0 = 0``) on finite values
+    rather than ``where``: PyTorch's CPU ``where`` is ~15x slower than a multiply, and the weights
+    never meet an infinity (``-inf`` padding is never a positive, and ``z`` is ``s`` times ±1).
+    The one select that can meet padding (the positives' maximum) stays a ``where``."""
+
+    def partition(s, y):
+        pos = y & (s != _NEG_INF)
+        w_pos = xp.astype(pos, s.dtype)
+        w_neg = 1.0 - w_pos
+        sign = w_neg - w_pos
+        return pos, w_pos, w_neg, sign, s * sign
+
+    def sums(s, y):
+        pos, w_pos, w_neg, _, z = partition(s, y)
+        c_neg = _ops.appended_zero_shift(xp, be, z * w_neg)
+        c_pos = _ops.appended_zero_shift(xp, be, xp.where(pos, z, 0.0))
+        e = xp.exp(z - (c_neg * w_neg + c_pos * w_pos))
+        return c_neg[..., 0], xp.sum(e * w_neg, axis=-1), c_pos[..., 0], xp.sum(e * w_pos, axis=-1)
+
+    def grad(s, y, ln, lp, g):
+        _, w_pos, w_neg, sign, z = partition(s, y)
+        share = xp.exp(z - (ln[..., None] * w_neg + lp[..., None] * w_pos))
+        return (share * sign * g[..., None],)
+
+    def fwd(s, y):
+        c_neg, sum_neg, c_pos, sum_pos = _ops.by_rows(xp, be, sums, s, y)
+        ln, lp = _ops.log1p_shifted(xp, c_neg, sum_neg), _ops.log1p_shifted(xp, c_pos, sum_pos)
+        return ln + lp, (ln, lp)
+
+    def bwd(args, res, g, needs):
+        (grad_s,) = _ops.by_rows(xp, be, grad, *args, *res, g)
+        return grad_s, None
+
+    return fwd, bwd
+
+
+def _soft_kernel(xp, be):
+    """Soft labels ``t ∈ [0, 1]``: the negatives carry weights ``1 - t``, the positives ``t``. An entry
+    whose weight is 0 leaves its set through the mask, never through a clipped logarithm."""
+
+    def sets(s, t):
+        valid = s != _NEG_INF
+        t = xp.where(valid, t, 0.0)  # labels under padding are ignored, NaN included
+        # ~(t >= 1) rather than t < 1: a NaN label stays in both sets and makes the loss NaN
+        return t, valid, valid & ~(t >= 1.0), valid & ~(t <= 0.0)
+
+    def sums(s, t):
+        t, _, neg, pos = sets(s, t)
+        z_neg = xp.where(neg, s + xp.log1p(-xp.where(neg, t, 0.0)), _NEG_INF)
+        z_pos = xp.where(pos, xp.log(xp.where(pos, t, 1.0)) - s, _NEG_INF)
+        c_neg = _ops.appended_zero_shift(xp, be, z_neg)
+        c_pos = _ops.appended_zero_shift(xp, be, z_pos)
+        sum_neg = xp.sum(xp.exp(z_neg - c_neg), axis=-1)
+        sum_pos = xp.sum(xp.exp(z_pos - c_pos), axis=-1)
+        return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
+
+    def grad(s, t, ln, lp, g, needs_t):
+        t, valid, neg, pos = sets(s, t)
+        g = g[..., None]
+        # e^{s}/(1 + Σ_N) and e^{-s}/(1 + Σ_P), each 0 off its set
+        up = xp.exp(xp.where(neg, s - ln[..., None], _NEG_INF))
+        down = xp.exp(xp.where(pos, -s - lp[..., None], _NEG_INF))
+        grad_s = g * ((1.0 - t) * up - t * down)
+        if not needs_t:
+            return (grad_s,)
+        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, t_i ∈ {0, 1} included
+        up_all = xp.exp(xp.where(valid, s - ln[..., None], _NEG_INF))
+        down_all = xp.exp(xp.where(valid, -s - lp[..., None], _NEG_INF))
+        return grad_s, g * (down_all - up_all)
+
+    def fwd(s, t):
+        c_neg, sum_neg, c_pos, sum_pos = _ops.by_rows(xp, be, sums, s, t)
+        ln, lp = _ops.log1p_shifted(xp, c_neg, sum_neg), _ops.log1p_shifted(xp, c_pos, sum_pos)
+        return ln + lp, (ln, lp)
+
+    def bwd(args, res, g, needs):
+        grads = _ops.by_rows(xp, be, lambda *a: grad(*a, needs[1]), *args, *res, g)
+        return grads[0], (grads[1] if needs[1] else None)
+
+    return fwd, bwd
+
+
+_KERNELS: dict = {}
+
+
+def _multilabel(xp, be, s, labels, hard: bool):
+    """The loss of ``s [..., C]`` (compute dtype; masked entries already ``-inf``) and ``labels``
+    (boolean for hard labels, floating for soft ones), through the backend's ``custom_vjp``."""
+    key = (be.name, hard)
+    if key not in _KERNELS:
+        _KERNELS[key] = be.custom_vjp(*(_hard_kernel if hard else _soft_kernel)(xp, be))
+    return _KERNELS[key](s, labels)
+
+
+def _prepare_logits(xp, be, logits, name="logits"):
+    """``logits`` as a native array of the framework, checked to be floating, in the compute dtype."""
+    logits = be.asarray(logits, like=logits)
+    _checks.require_floating(xp, logits, name)
+    return logits, _ops.upcast(xp, logits)
+
+
+def _as_kernel_labels(xp, be, labels, s):
+    """``(labels, hard)`` for the kernel: hard labels as a boolean array, soft labels in the compute
+    dtype. ``s`` is the masked logits (classes last): values are checked only where it is not ``-inf``,
+    so padding may carry any label (-100, say). In eager mode, float labels that are all 0 or 1 and
+    need no gradient take the hard-label kernel, whose values are identical and which costs one
+    exponential instead of four."""
+    if labels.dtype == xp.bool:
+        return labels, True
+    checked = _checks.values_checked(be, s)
+    valid = s != _NEG_INF if checked else None
+    if xp.isdtype(labels.dtype, "integral"):
+        if checked:
+            _checks.fail_if_any(
+                xp, be, valid & (labels != 0) & (labels != 1), s,
+                lambda: "integer labels must be 0 or 1 (use float labels for soft targets in [0, 1]); "
+                f"found {_checks.describe(xp, labels, valid & (labels != 0) & (labels != 1))}",
+            )
+        return labels != 0, True
+    if not xp.isdtype(labels.dtype, "real floating"):
+        raise TypeError(f"labels must be boolean, integer or real floating, got dtype {labels.dtype}")
+    t = labels if labels.dtype == s.dtype else xp.astype(labels, s.dtype)
+    if checked:
+        binary = (t == 0.0) | (t == 1.0)
+        if not be.may_need_grad(labels) and bool(xp.all(binary | ~valid)):
+            return t == 1.0, True
+        outside = valid & ((t < 0.0) | (t > 1.0))
+        _checks.fail_if_any(
+            xp, be, outside, s,
+            lambda: "soft labels must lie in [0, 1]; found values from "
+            f"{float(xp.min(xp.where(outside, t, math.inf)))} to {float(xp.max(xp.where(outside, t, -math.inf)))}",
+        )
+    return t, False
+
+
+# --------------------------------------------------------------------------------------------
+# A1: dense labels
+# --------------------------------------------------------------------------------------------
+def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
+    r"""Multi-label "softmax + cross-entropy" (ZLPR), for hard and soft labels.
+
+    .. math::
+
+        L = \log\Bigl(1 + \sum_i (1 - t_i)\, e^{s_i}\Bigr) + \log\Bigl(1 + \sum_i t_i\, e^{-s_i}\Bigr)
+
+    With hard labels ``y ∈ {0, 1}`` this is ``log(1 + Σ_{y=0} e^{s}) + log(1 + Σ_{y=1} e^{-s})``:
+    every positive score is pushed above 0 and every negative below 0, so the decision threshold is
+    0 and the calibrated probability of class ``i`` is ``σ(2 s_i)`` (the soft loss is minimised
+    exactly at ``t_i = σ(2 s_i)``). Scores are raw reals: apply no sigmoid or softmax first.
+
+    Sources: kexue.fm/archives/7359 (hard), kexue.fm/archives/9064 (soft), arXiv:2208.02955.
+
+    Args:
+      logits: real floating array ``[..., C, ...]``, classes on ``axis``. ``-inf`` entries are padding
+        (the GlobalPointer convention) and drop out of both sums.
+      labels: same shape. Boolean or integer 0/1 (hard labels), or floating in ``[0, 1]`` (soft
+        labels; 0 and 1 give exactly the hard-label values). Soft labels receive a gradient.
+      axis: the class axis, or a tuple of axes that together form the classes.
+      where: optional boolean mask broadcastable to ``logits``; False entries drop out of both sums.
+        A row with no valid entry has loss 0 and gradient 0.
+
+    Returns:
+      The loss per example: ``logits``' shape without the class axes, in the compute dtype
+      (float64 for float64 input, float32 otherwise, half precision included).
+
+    Examples:
+      >>> import numpy as np, polyloss
+      >>> logits = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, -2.0]])
+      >>> labels = np.array([[1, 0, 1], [0, 1, 0]])
+      >>> np.round(polyloss.multilabel_crossentropy(logits, labels), 4)
+      array([0.8841, 0.0375])
+    """
+    xp, be = namespace_of(logits=logits, labels=labels, where=where)
+    logits, s = _prepare_logits(xp, be, logits)
+    labels = be.asarray(labels, like=logits, dtype=s.dtype)
+    _checks.require_same_shape(logits, labels, "logits", "labels")
+    if where is not None:
+        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
+    axes = _checks.normalize_axes(axis, logits.ndim)
+    s, labels = _ops.classes_last(xp, s, axes), _ops.classes_last(xp, labels, axes)
+    if where is not None:
+        s = _ops.mask_logits(xp, s, _ops.classes_last(xp, where, axes))
+    labels, hard = _as_kernel_labels(xp, be, labels, s)
+    return _multilabel(xp, be, s, labels, hard)
+
+
+# --------------------------------------------------------------------------------------------
+# A2: sparse labels
+# --------------------------------------------------------------------------------------------
+def _sparse(xp, be, s, indices, pad_index, like, what):
+    """The sparse loss on ``s [..., C]`` and ``indices [..., K]`` (classes last).
+
+    The listed classes become a boolean mask by a scatter, after the eager checks (in range, no
+    repeats). Padding entries (== pad_index) are ignored; in compiled code, where values cannot
+    be checked, out-of-range entries are ignored as well and a repeated class counts once."""
+    num_classes = s.shape[-1]
+    in_range = (indices >= 0) & (indices < num_classes)
+    listed = in_range if pad_index is None else in_range & (indices != pad_index)
+    if _checks.values_checked(be, like):
+        allowed = in_range if pad_index is None else in_range | (indices == pad_index)
+        _checks.fail_if_any(
+            xp, be, ~allowed, like,
+            lambda: (
+                f"{what} must lie in [0, {num_classes})"
+                + ("" if pad_index is None else f" or equal pad_index={pad_index}")
+                + f"; found {_checks.describe(xp, indices, ~allowed)}"
+            ),
+        )
+        if indices.shape[-1] > 1:
+            ordered = xp.sort(xp.where(listed, indices, -1), axis=-1)
+            repeated = (ordered[..., 1:] == ordered[..., :-1]) & (ordered[..., 1:] >= 0)
+            _checks.fail_if_any(
+                xp, be, repeated, like,
+                lambda: (
+                    f"{what} list a class twice in one row ({_checks.describe(xp, ordered[..., 1:], repeated)}); "
+                    "each positive may appear once"
+                ),
+            )
+    positives = be.index_mask(indices, num_classes, listed)
+    return _multilabel(xp, be, s, positives, True)
+
+
+def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, where=None):
+    r"""Multi-label cross-entropy (ZLPR, hard labels) with the positives given as class ids.
+
+    Equals :func:`multilabel_crossentropy` on the equivalent dense labels, with labels of size
+    ``[..., K]`` instead of ``[..., C]`` (GlobalPointer with long sequences, extreme classification):
+
+    .. math::
+
+        L = \log\Bigl(1 + \sum_{k \notin P} e^{s_k}\Bigr) + \log\Bigl(1 + \sum_{j \in P} e^{-s_j}\Bigr)
+
+    The negative term is a log-sum-exp over the classes not in ``P``: the listed positives are
+    masked out before the sum (a scatter of ``K`` entries per row). The widely copied form
+    ``lse_all + log(1 - e^{lse_P - lse_all})`` is exact in real arithmetic but loses every digit
+    in float32 once a positive logit dominates (``e^{s_P}`` above ``2^24 (1 + Σ_N)``, e.g. a
+    positive at +20 against 30000 negatives at -10): its subtraction then rounds to zero and the
+    loss becomes ``-inf``/NaN, or biased when clipped. Masking first has no cancellation.
+
+    Source: kexue.fm/archives/7359, bert4keras ``sparse_multilabel_categorical_crossentropy``.
+
+    Args:
+      logits: real floating ``[..., C, ...]``, classes on ``axis``; ``-inf`` entries are padding.
+      indices: integer ``[..., K, ...]``: the positive class ids of each row, on ``axis``, with every
+        other dimension equal to ``logits``'. Rows with fewer than K positives are padded with
+        ``pad_index``.
+      axis: the class axis of ``logits`` (and the K axis of ``indices``).
+      pad_index: the value of padding entries (e.g. -1), or None when there is no padding. A
+        class id used as ``pad_index`` (e.g. 0) cannot be listed as a positive but still counts as
+        a negative; mask it with ``where`` to drop it entirely.
+      where: optional boolean mask broadcastable to ``logits``.
+
+    In eager mode, indices outside ``[0, C)`` that are not padding, and a class listed twice in a
+    row, raise ``ValueError``. Under ``jax.jit`` / ``tf.function`` / ``torch.compile`` the values
+    cannot be checked: out-of-range entries are ignored and a repeated class counts once.
+
+    Returns:
+      The loss per example, ``logits``' shape without ``axis``, in the compute dtype.
+
+    Examples:
+      >>> import numpy as np, polyloss
+      >>> logits = np.array([[2.0, -1.0, 0.5], [-3.0, 4.0, -2.0]])
+      >>> indices = np.array([[0, 2], [1, -1]])
+      >>> np.round(polyloss.sparse_multilabel_crossentropy(logits, indices, pad_index=-1), 4)
+      array([0.8841, 0.0375])
+    """
+    xp, be = namespace_of(logits=logits, indices=indices, where=where)
+    logits, s = _prepare_logits(xp, be, logits)
+    indices = be.asarray(indices, like=logits)
+    _checks.require_integer(xp, indices, "indices")
+    (ax,) = _checks.normalize_axes(axis, logits.ndim)
+    if indices.ndim != logits.ndim or any(
+        p is not None and q is not None and p != q
+        for i, (p, q) in enumerate(zip(indices.shape, logits.shape))
+        if i != ax
+    ):
+        raise ValueError(
+            f"indices has shape {tuple(indices.shape)} but logits has shape {tuple(logits.shape)}; "
+            f"they must be equal except on axis {axis} (K positives vs C classes)"
+        )
+    if where is not None:
+        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
+        where = _ops.classes_last(xp, where, (ax,))
+    s, indices = _ops.classes_last(xp, s, (ax,)), _ops.classes_last(xp, indices, (ax,))
+    return _sparse(xp, be, _ops.mask_logits(xp, s, where), indices, pad_index, logits, "indices")
+
+
+# --------------------------------------------------------------------------------------------
+# A3: GlobalPointer
+# --------------------------------------------------------------------------------------------
+def _require_square_spans(logits):
+    if logits.ndim < 2 or logits.shape[-1] != logits.shape[-2]:
+        raise ValueError(
+            f"GlobalPointer logits must have shape [..., L, L] (start, end), got {tuple(logits.shape)}"
+        )
+
+
+def global_pointer_crossentropy(logits, labels, *, where=None):
+    r"""GlobalPointer loss: :func:`multilabel_crossentropy` over all spans of each (example, type).
+
+    ``logits [..., L, L]`` score every span (start ``i``, end ``j``) of each entity type; padding
+    rows/columns and the strict lower triangle (``i > j``) are ``-inf`` (or False in ``where``; see
+    :func:`global_pointer_mask`). The ``L·L`` spans form the class axis:
+
+    .. math::
+
+        L_{b,h} = \log\Bigl(1 + \sum_{(i,j) \notin E_{b,h}} e^{s_{b,h,i,j}}\Bigr)
+                + \log\Bigl(1 + \sum_{(i,j) \in E_{b,h}} e^{-s_{b,h,i,j}}\Bigr)
+
+    Sources: kexue.fm/archives/8373 (GlobalPointer), 8877 (Efficient GlobalPointer).
+
+    Returns ``[...]`` (e.g. ``[B, H]``), one loss per example and entity type. The two reductions
+    found in the wild are ``mean over B·H`` (``polyloss.reduce(loss)``) and ``sum over H then
+    mean over B`` (``polyloss.reduce(loss.sum(-1))``); this function leaves the choice to you.
+
+    Examples:
+      >>> import numpy as np, polyloss
+      >>> seq = np.array([[True, True, True, False]])            # one sentence of 3 tokens
+      >>> mask = polyloss.global_pointer_mask(seq)               # [1, 1, 4, 4]
+      >>> logits = np.where(mask, np.zeros((1, 2, 4, 4)), -np.inf)
+      >>> labels = np.zeros((1, 2, 4, 4)); labels[0, 0, 0, 1] = 1  # type 0: span tokens 0..1
+      >>> np.round(polyloss.global_pointer_crossentropy(logits, labels), 4)
+      array([[2.3026, 1.9459]])
+    """
+    _require_square_spans(logits)
+    return multilabel_crossentropy(logits, labels, axis=(-2, -1), where=where)
+
+
+def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=None):
+    r"""GlobalPointer loss with the entity spans given as ``(start, end)`` pairs.
+
+    ``spans [..., K, 2]`` lists the gold spans of each (example, entity type); span ``(i, j)`` is the
+    flat class ``i·L + j`` of the ``L·L`` span axis, then :func:`sparse_multilabel_crossentropy`
+    applies. Spans equal to ``(pad_index, pad_index)`` are padding. Equals
+    :func:`global_pointer_crossentropy` on the equivalent dense labels.
+
+    In eager mode, a span outside ``[0, L)``, with ``start > end``, half padded, or listed twice
+    raises ``ValueError``.
+
+    Examples:
+      >>> import numpy as np, polyloss
+      >>> seq = np.array([[True, True, True, False]])
+      >>> logits = np.where(polyloss.global_pointer_mask(seq), np.zeros((1, 2, 4, 4)), -np.inf)
+      >>> spans = np.array([[[[0, 1]], [[-1, -1]]]])             # [B=1, H=2, K=1, 2]
+      >>> np.round(polyloss.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), 4)
+      array([[2.3026, 1.9459]])
+    """
+    xp, be = namespace_of(logits=logits, spans=spans, where=where)
+    _require_square_spans(logits)
+    logits, s = _prepare_logits(xp, be, logits)
+    spans = be.asarray(spans, like=logits)
+    _checks.require_integer(xp, spans, "spans")
+    if spans.ndim != logits.ndim or spans.shape[-1] != 2 or tuple(spans.shape[:-2]) != tuple(logits.shape[:-2]):
+        lead = "".join(f"{d}, " for d in logits.shape[:-2])
+        raise ValueError(
+            f"spans has shape {tuple(spans.shape)} but logits has shape {tuple(logits.shape)}; "
+            f"spans must be [{lead}K, 2]"
+        )
+    length = logits.shape[-1]
+    start, end = spans[..., 0], spans[..., 1]
+    if pad_index is None:
+        padding = xp.zeros(start.shape, dtype=xp.bool, device=be.device(start))
+    else:
+        padding = (start == pad_index) & (end == pad_index)
+        _checks.fail_if_any(
+            xp, be, (start == pad_index) != (end == pad_index), logits,
+            lambda: f"a span has one coordinate equal to pad_index={pad_index} and one not; pad both",
+        )
+    _checks.fail_if_any(
+        xp, be, ~padding & ((start < 0) | (end >= length) | (start > end)), logits,
+        lambda: f"spans must satisfy 0 <= start <= end < L={length} (GlobalPointer scores the upper triangle)",
+    )
+    flat = xp.where(padding, -1, start * length + end)
+    s = xp.reshape(s, tuple(s.shape[:-2]) + (length * length,))
+    if where is not None:
+        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
+        where = xp.reshape(where, tuple(s.shape))
+    return _sparse(xp, be, _ops.mask_logits(xp, s, where), flat, -1, logits, "spans")
+
+
+def global_pointer_mask(sequence_mask, *, lower_triangle: bool = False):
+    r"""The GlobalPointer span mask ``[B, 1, L, L]`` from a sequence mask ``[B, L]``.
+
+    ``mask[b, 0, i, j] = valid[b, i] and valid[b, j] and i <= j``: both tokens are real and the span
+    runs forwards. Pass it as ``where=`` or write ``-inf`` into the logits with it. With
+    ``lower_triangle=True`` the ``i > j`` half is kept too (for heads that score both directions).
+
+    >>> import numpy as np, polyloss
+    >>> polyloss.global_pointer_mask(np.array([[True, True, False]]))[0, 0].astype(int)
+    array([[1, 1, 0],
+           [0, 1, 0],
+           [0, 0, 0]])
+    """
+    xp, be = namespace_of(sequence_mask=sequence_mask)
+    sequence_mask = be.asarray(sequence_mask, like=sequence_mask)
+    if sequence_mask.ndim != 2:
+        raise ValueError(f"sequence_mask must have shape [B, L], got {tuple(sequence_mask.shape)}")
+    valid = sequence_mask if sequence_mask.dtype == xp.bool else sequence_mask != 0
+    pair = valid[:, None, :, None] & valid[:, None, None, :]
+    if lower_triangle:
+        return pair
+    length = sequence_mask.shape[-1]
+    positions = xp.arange(length, device=be.device(sequence_mask))
+    return pair & (positions[:, None] <= positions[None, :])
+
+
+# --------------------------------------------------------------------------------------------
+# A4: divergence
+# --------------------------------------------------------------------------------------------
+def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
+    r"""Symmetric divergence between two multi-label score vectors (R-Drop / VAT for ZLPR heads).
+
+    .. math::
+
+        D(s, t) = \sum_i \bigl(\sigma(s_i) - \sigma(t_i)\bigr)\,(s_i - t_i)
+
+    the sum over classes of the symmetric binary KL between ``[σ(s_i), 1-σ(s_i)]`` and
+    ``[σ(t_i), 1-σ(t_i)]`` (no ½). It is symmetric, ``>= 0``, and 0 iff ``s = t``.
+
+    Each term is computed as ``σ(hi) σ(-lo) (1 - e^{-|s-t|}) |s-t|`` with ``hi, lo`` the larger and
+    smaller logit: the same value without the cancellation of ``σ(s) - σ(t)`` at saturated logits.
+    Entries where ``s_i = t_i`` contribute exactly 0 and are dropped first, so the GlobalPointer
+    padding (``-inf`` in both) never meets ``(-inf) - (-inf)``; entries where ``where`` is False are
+    dropped too. A position that is ``-inf`` in one input only gives ``+inf``, its true value.
+
+    Source: kexue.fm/archives/9039.
+
+    Args:
+      logits_a, logits_b: real floating arrays of the same shape.
+      axis: the class axis, or a tuple of axes (``(-2, -1)`` for GlobalPointer logits).
+      where: optional boolean mask broadcastable to the logits.
+
+    Returns:
+      The divergence per example (the class axes summed), in the compute dtype.
+
+    >>> import numpy as np, polyloss
+    >>> a = np.array([[1.0, -2.0]]); b = np.array([[0.0, -2.0]])
+    >>> np.round(polyloss.multilabel_divergence(a, b), 6)
+    array([0.231059])
+    """
+    xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
+    logits_a = be.asarray(logits_a, like=logits_a)
+    _checks.require_floating(xp, logits_a, "logits_a")
+    logits_b = be.asarray(logits_b, like=logits_a)
+    _checks.require_floating(xp, logits_b, "logits_b")
+    _checks.require_same_shape(logits_a, logits_b, "logits_a", "logits_b")
+    axes = _checks.normalize_axes(axis, logits_a.ndim)
+    dtype = (
+        xp.float64
+        if xp.float64 in (logits_a.dtype, logits_b.dtype)
+        else _ops.compute_dtype(xp, logits_a.dtype)
+    )
+    s = xp.astype(logits_a, dtype) if logits_a.dtype != dtype else logits_a
+    t = xp.astype(logits_b, dtype) if logits_b.dtype != dtype else logits_b
+    keep = s != t
+    if where is not None:
+        keep = keep & _checks.broadcast_where(xp, be.asarray(where, like=logits_a), tuple(s.shape), "logits")
+    # double where: dropped entries see 0 inside the formula, so no NaN reaches value or gradient
+    s0, t0 = xp.where(keep, s, 0.0), xp.where(keep, t, 0.0)
+    gap = xp.abs(s0 - t0)
+    term = (
+        _ops.sigmoid(xp, xp.maximum(s0, t0))
+        * _ops.sigmoid(xp, -xp.minimum(s0, t0))
+        * -xp.expm1(-gap)
+        * gap
+    )
+    return xp.sum(xp.where(keep, term, 0.0), axis=axes)
