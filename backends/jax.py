@@ -61,7 +61,9 @@ class JaxBackend(Backend):
             return tuple(bwd(args, res, g, needs))
 
         f.defvjp(f_fwd, f_bwd)
-        return f
+        # compiled as one computation: eager callers get one cached XLA call per shape instead of an
+        # op-by-op dispatch; inside an outer jit/grad it is simply inlined
+        return jax.jit(f)
 
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:

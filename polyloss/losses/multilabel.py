@@ -84,19 +84,25 @@ def _hard_kernel(xp, be):
 
 
 def _soft_kernel(xp, be):
-    """Soft labels ``t ∈ [0, 1]``: the negatives carry weights ``1 - t``, the positives ``t``. An entry
-    whose weight is 0 leaves its set through the mask, never through a clipped logarithm."""
+    """Soft labels ``t ∈ [0, 1]``: the negatives carry weights ``1 - t``, the positives ``t``, as
+    log-weights ``z_N = s + log(1 - t)`` and ``z_P = log t - s``. An entry whose weight is 0 leaves
+    its set through the mask, never through a clipped logarithm.
 
-    def sets(s, t):
+    The backward pass reuses ``z`` (``e^{z_N - ln}``, not ``(1 - t) e^{s - ln}``): at logits of
+    ~1e37 the ``log(1 - t)`` is below float32's resolution of ``s``, and only the form that rounds
+    like the forward pass keeps the share of the largest entry at 1."""
+
+    def log_weights(s, t):
         valid = s != _NEG_INF
         t = xp.where(valid, t, 0.0)  # labels under padding are ignored, NaN included
         # ~(t >= 1) rather than t < 1: a NaN label stays in both sets and makes the loss NaN
-        return t, valid, valid & ~(t >= 1.0), valid & ~(t <= 0.0)
-
-    def sums(s, t):
-        t, _, neg, pos = sets(s, t)
+        neg, pos = valid & ~(t >= 1.0), valid & ~(t <= 0.0)
         z_neg = xp.where(neg, s + xp.log1p(-xp.where(neg, t, 0.0)), _NEG_INF)
         z_pos = xp.where(pos, xp.log(xp.where(pos, t, 1.0)) - s, _NEG_INF)
+        return t, valid, neg, pos, z_neg, z_pos
+
+    def sums(s, t):
+        *_, z_neg, z_pos = log_weights(s, t)
         c_neg = _ops.appended_zero_shift(xp, be, z_neg)
         c_pos = _ops.appended_zero_shift(xp, be, z_pos)
         sum_neg = xp.sum(xp.exp(z_neg - c_neg), axis=-1)
@@ -104,18 +110,18 @@ def _soft_kernel(xp, be):
         return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
 
     def grad(s, t, ln, lp, g, needs_t):
-        t, valid, neg, pos = sets(s, t)
-        g = g[..., None]
-        # e^{s}/(1 + Σ_N) and e^{-s}/(1 + Σ_P), each 0 off its set
-        up = xp.exp(xp.where(neg, s - ln[..., None], _NEG_INF))
-        down = xp.exp(xp.where(pos, -s - lp[..., None], _NEG_INF))
-        grad_s = g * ((1.0 - t) * up - t * down)
+        t, valid, neg, pos, z_neg, z_pos = log_weights(s, t)
+        ln, lp, g = ln[..., None], lp[..., None], g[..., None]
+        share_neg = xp.exp(z_neg - ln)  # (1 - t) e^{s} / (1 + Σ_N), 0 off the set
+        share_pos = xp.exp(z_pos - lp)  # t e^{-s} / (1 + Σ_P)
+        grad_s = g * (share_neg - share_pos)
         if not needs_t:
             return (grad_s,)
-        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, t_i ∈ {0, 1} included
-        up_all = xp.exp(xp.where(valid, s - ln[..., None], _NEG_INF))
-        down_all = xp.exp(xp.where(valid, -s - lp[..., None], _NEG_INF))
-        return grad_s, g * (down_all - up_all)
+        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, t_i ∈ {0, 1} included;
+        # inside a set it is the share divided by its weight, outside it is computed directly
+        up = xp.where(neg, share_neg / xp.where(neg, 1.0 - t, 1.0), xp.exp(xp.where(valid, s, _NEG_INF) - ln))
+        down = xp.where(pos, share_pos / xp.where(pos, t, 1.0), xp.exp(-xp.where(valid, s, math.inf) - lp))
+        return grad_s, g * (down - up)
 
     def fwd(s, t):
         c_neg, sum_neg, c_pos, sum_pos = _ops.by_rows(xp, be, sums, s, t)

@@ -1,0 +1,79 @@
+"""The backend x mode x device x dtype matrix that a conformance run walks."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+from polyloss import backends as _backends
+from polyloss.conformance.registry import Case, cases_for
+from polyloss.conformance.runner import Result, run_case
+
+__all__ = ["Target", "targets", "check", "prepare"]
+
+# modes beyond eager that run by default; torch.compile is opt-in (minutes of compilation)
+DEFAULT_MODES = ("eager", "jit", "function")
+
+
+@dataclass(frozen=True)
+class Target:
+    backend: str
+    mode: str
+    device_label: str
+    device: object
+
+
+def prepare(backend) -> None:
+    """Process-wide settings a conformance run needs (JAX float64)."""
+    if backend.name == "jax":
+        import jax
+
+        jax.config.update("jax_enable_x64", True)
+
+
+def targets(backends: Iterable[str] | None = None, modes: Iterable[str] | None = None,
+            devices: Iterable[str] | None = None) -> tuple[list[Target], dict[str, str]]:
+    """The targets to run and, separately, the backends that are not installed (name -> reason)."""
+    wanted_modes = set(modes) if modes is not None else set(DEFAULT_MODES)
+    wanted_devices = set(devices) if devices is not None else None
+    out, missing = [], {}
+    for name in backends or _backends.BACKEND_NAMES:
+        try:
+            backend = _backends.get_backend(name)
+            backend.namespace  # noqa: B018 - import check
+        except ImportError as exc:
+            missing[name] = f"not installed ({exc})"
+            continue
+        prepare(backend)
+        for mode in backend.modes:
+            if mode != "eager" and mode not in wanted_modes:
+                continue
+            if mode == "eager" and modes is not None and "eager" not in wanted_modes:
+                continue
+            for label, device in backend.devices():
+                kind = label.split(":")[0]
+                if wanted_devices is not None and label not in wanted_devices and kind not in wanted_devices:
+                    continue
+                out.append(Target(name, mode, label, device))
+    return out, missing
+
+
+def check(functions=None, *, backends=None, modes=None, devices=None, dtypes=None,
+          cases: list[Case] | None = None, on_result=None) -> tuple[list[Result], dict[str, str]]:
+    """Run the registry; returns the results and the backends that could not run."""
+    selected = cases if cases is not None else cases_for(functions)
+    plan, missing = targets(backends, modes, devices)
+    results = []
+    for target in plan:
+        backend = _backends.get_backend(target.backend)
+        available = backend.dtypes(target.device)
+        for case in selected:
+            for dtype in case.dtypes:
+                if dtype not in available or (dtypes is not None and dtype not in dtypes):
+                    continue
+                result = run_case(case, backend, mode=target.mode, device=target.device,
+                                  device_label=target.device_label, dtype=dtype)
+                results.append(result)
+                if on_result is not None:
+                    on_result(result)
+    return results, missing

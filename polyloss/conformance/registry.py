@@ -1,0 +1,77 @@
+"""The case registry: one declaration per case, read by the tests and by ``polyloss check``.
+
+A :class:`Case` names a public function (looked up in ``polyloss`` and in ``polyloss.reference``),
+a generator of NumPy inputs, the positional arguments to differentiate, and the dtypes it runs
+at. Adding a function to the library means adding its cases here (``cases_*.py``); every backend,
+mode, device and dtype then runs them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+__all__ = ["Case", "register", "CASES", "cases_for", "FULL_DTYPES", "HALF_DTYPES"]
+
+FULL_DTYPES = ("float64", "float32")
+HALF_DTYPES = ("float16", "bfloat16")
+
+
+@dataclass(frozen=True)
+class Case:
+    """One conformance case.
+
+    ``inputs(rng, dtype)`` returns ``(args, kwargs)`` of NumPy values: floating arrays are cast to
+    the case dtype on the backend (and the reference sees exactly the rounded values), boolean and
+    integer arrays keep their dtype, other values pass unchanged. ``grad_args`` are the positions
+    of the floating arguments to differentiate (checked against central finite differences of the
+    reference); ``()`` for functions without a gradient. ``exact`` compares outputs for equality
+    (boolean results). ``value_tol`` / ``grad_tol`` override the dtype's tolerance, by dtype name,
+    where the math allows a tighter one or needs a looser one (say why in ``note``).
+    """
+
+    name: str
+    function: str
+    inputs: Callable[[np.random.Generator, str], tuple[tuple, dict]]
+    grad_args: tuple[int, ...] = (0,)
+    dtypes: tuple[str, ...] = FULL_DTYPES
+    exact: bool = False
+    value_tol: dict = field(default_factory=dict)
+    grad_tol: dict = field(default_factory=dict)
+    seed: int = 0
+    note: str = ""
+
+    @property
+    def label(self) -> str:
+        return self.name.split("/", 1)[1] if "/" in self.name else self.name
+
+
+CASES: list[Case] = []
+
+
+def register(*cases: Case) -> None:
+    names = {c.name for c in CASES}
+    for case in cases:
+        if case.name in names:
+            raise ValueError(f"duplicate conformance case {case.name!r}")
+        names.add(case.name)
+        CASES.append(case)
+
+
+def cases_for(functions=None) -> list[Case]:
+    """The registered cases, optionally only those of the named functions."""
+    _load()
+    if functions is None:
+        return list(CASES)
+    wanted = set(functions)
+    unknown = wanted - {c.function for c in CASES}
+    if unknown:
+        raise ValueError(f"no conformance cases for {sorted(unknown)}")
+    return [c for c in CASES if c.function in wanted]
+
+
+def _load() -> None:
+    # the case modules register themselves on import
+    from polyloss.conformance import cases_multilabel  # noqa: F401

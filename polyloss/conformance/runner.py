@@ -1,0 +1,208 @@
+"""Run one case on one backend, mode, device and dtype, against the float64 reference.
+
+Values (one per example) are compared entry by entry, ``max |a - r| / |r|``; gradients normwise,
+``max|a - r| / max|r|``; non-finite reference entries must match exactly. The reference sees exactly the
+inputs the backend saw (rounded to the dtype); gradients are compared with central finite
+differences of the reference in float64, for a random cotangent.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+import polyloss
+from polyloss import reference
+from polyloss.conformance.registry import Case
+
+__all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "compute_dtype_name"]
+
+# Tolerances by dtype: values are computed in float64 or float32 (half precision computes in
+# float32), so their tolerance follows the compute dtype; gradients come back in the input dtype.
+_VALUE_TOL = {"float64": 1e-12, "float32": 2e-5}
+_GRAD_TOL = {"float64": 1e-7, "float32": 2e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
+
+
+def compute_dtype_name(dtype: str) -> str:
+    return "float64" if dtype == "float64" else "float32"
+
+
+def tolerance(case: Case, dtype: str, kind: str) -> float:
+    if kind == "value":
+        return case.value_tol.get(dtype, _VALUE_TOL[compute_dtype_name(dtype)])
+    return case.grad_tol.get(dtype, _GRAD_TOL[dtype])
+
+
+@dataclass
+class Result:
+    case: str
+    function: str
+    backend: str
+    mode: str
+    device: str
+    dtype: str
+    value_error: float | None = None
+    grad_error: float | None = None
+    status: str = "PASS"  # PASS, FAIL or ERROR
+    message: str = ""
+
+    @property
+    def passed(self) -> bool:
+        return self.status == "PASS"
+
+
+def relative_error(actual: np.ndarray, expected: np.ndarray, *, elementwise: bool = False,
+                   floor: float = 0.0) -> float:
+    """The error of ``actual`` against ``expected``; inf if shapes or non-finite entries differ.
+
+    Normwise (gradients): ``max|a - r| / max|r|`` over the finite entries of ``r``. Elementwise
+    (values: one loss per example, each must be accurate on its own scale):
+    ``max |a - r| / max(|r|, floor)``, with ``floor`` the compute dtype's smallest normal number.
+    """
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return math.inf
+    finite = np.isfinite(expected)
+    same_nonfinite = np.array_equal(actual[~finite], expected[~finite], equal_nan=True)
+    if not same_nonfinite or not np.all(np.isfinite(actual[finite])):
+        return math.inf
+    if not finite.any():
+        return 0.0
+    a, r = actual[finite], expected[finite]
+    if elementwise:
+        return float(np.max(np.abs(a - r) / np.maximum(np.abs(r), floor)))
+    scale = np.max(np.abs(r))
+    diff = np.max(np.abs(a - r))
+    return float(diff / scale) if scale > 0.0 else float(diff)
+
+
+def _is_float_array(v) -> bool:
+    return isinstance(v, np.ndarray) and np.issubdtype(v.dtype, np.floating)
+
+
+def _to_backend(backend, value, dtype, device):
+    if isinstance(value, np.ndarray):
+        return backend.from_numpy(value, dtype=dtype if _is_float_array(value) else None, device=device)
+    return value
+
+
+def _rounded(backend, converted, original):
+    """What the reference sees: the backend's rounded floating values, in float64."""
+    if _is_float_array(original):
+        return backend.to_numpy(converted).astype(np.float64)
+    return original
+
+
+def _expected_dtype(backend, dtype: str):
+    return backend.dtype(compute_dtype_name(dtype))
+
+
+_FD_CACHE: dict[bytes, tuple] = {}
+
+
+def reference_gradient(case: Case, args, kwargs, weights) -> tuple:
+    """Central finite differences of ``Σ reference(*args, **kwargs) · weights`` with respect to
+    ``args[i]`` for ``i`` in ``case.grad_args`` (float64; cached, as every backend asks the same).
+
+    The difference is taken per output entry before the weighted sum, so that a huge loss in one
+    row does not absorb the small change of another."""
+    parts = [case.name.encode()]
+    for v in list(args) + [kwargs[k] for k in sorted(kwargs)] + [weights]:
+        parts.append(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
+    key = b"|".join(parts)
+    if key not in _FD_CACHE:
+        fn = getattr(reference, case.function)
+        grads = []
+        for i in case.grad_args:
+            x = np.array(args[i], dtype=np.float64)
+            g = np.zeros_like(x)
+            for idx in np.ndindex(x.shape):
+                if not np.isfinite(x[idx]):
+                    continue  # padding (-inf): the function does not depend on it
+                h = 6e-6 * max(1.0, abs(x[idx]))
+                shifted = []
+                for sign in (1.0, -1.0):
+                    moved = x.copy()
+                    moved[idx] += sign * h
+                    arguments = list(args)
+                    arguments[i] = moved
+                    shifted.append((moved[idx], np.asarray(fn(*arguments, **kwargs), dtype=np.float64)))
+                (x_plus, f_plus), (x_minus, f_minus) = shifted
+                with np.errstate(invalid="ignore"):
+                    slope = np.where(f_plus == f_minus, 0.0, (f_plus - f_minus) / (x_plus - x_minus))
+                g[idx] = float(np.sum(slope * weights))
+            grads.append(g)
+        _FD_CACHE[key] = tuple(grads)
+    return _FD_CACHE[key]
+
+
+def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_label: str = "cpu",
+             dtype: str = "float32", check_grad: bool = True) -> Result:
+    """Evaluate ``case`` on ``backend`` and compare with the reference."""
+    result = Result(case.name, case.function, backend.name, mode, device_label, dtype)
+    rng = np.random.default_rng(case.seed)
+    args_np, kwargs_np = case.inputs(rng, dtype)
+    weights_rng = np.random.default_rng(case.seed + 1)
+    try:
+        args = [_to_backend(backend, a, dtype, device) for a in args_np]
+        kwargs = {k: _to_backend(backend, v, dtype, device) for k, v in kwargs_np.items()}
+        ref_args = [_rounded(backend, a, o) for a, o in zip(args, args_np)]
+        ref_kwargs = {k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()}
+        expected = np.asarray(getattr(reference, case.function)(*ref_args, **ref_kwargs))
+
+        fn = getattr(polyloss, case.function)
+        positions = [i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)]
+
+        def call(*arrays):
+            full = list(args)
+            for p, a in zip(positions, arrays):
+                full[p] = a
+            return fn(*full, **kwargs)
+
+        arrays = [args[p] for p in positions]
+        out = backend.compile(call, mode)(*arrays)
+        actual = backend.to_numpy(out)
+        problems = []
+        if not case.exact:
+            want = _expected_dtype(backend, dtype)
+            if out.dtype != want:
+                problems.append(f"output dtype {out.dtype}, expected {want}")
+        if device is not None and mode == "eager" and str(backend.device(out)) != str(backend.device(args[0])):
+            problems.append(f"output on {backend.device(out)}, input on {backend.device(args[0])}")
+        if case.exact:
+            result.value_error = 0.0 if np.array_equal(actual, expected) else math.inf
+        else:
+            floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
+            result.value_error = relative_error(actual, expected, elementwise=True, floor=floor)
+            if result.value_error > tolerance(case, dtype, "value"):
+                problems.append(f"value error {result.value_error:.3g} > {tolerance(case, dtype, 'value'):.1g}")
+
+        if check_grad and case.grad_args and backend.has_autograd:
+            weights = weights_rng.standard_normal(expected.shape)
+            w = backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
+            diff_positions = tuple(positions.index(i) for i in case.grad_args)
+            xp = backend.namespace
+
+            def objective(*arr):
+                return xp.sum(call(*arr) * w)
+
+            vg = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
+            _, grads = vg(*arrays)
+            ref_grads = reference_gradient(case, ref_args, ref_kwargs, weights)
+            errors = [relative_error(backend.to_numpy(g), r) for g, r in zip(grads, ref_grads)]
+            result.grad_error = max(errors)
+            for i, g in zip(case.grad_args, grads):
+                if g.dtype != args[i].dtype:
+                    problems.append(f"gradient of argument {i} has dtype {g.dtype}, input {args[i].dtype}")
+            if result.grad_error > tolerance(case, dtype, "grad"):
+                problems.append(f"gradient error {result.grad_error:.3g} > {tolerance(case, dtype, 'grad'):.1g}")
+        if problems:
+            result.status = "FAIL"
+            result.message = "; ".join(problems)
+    except Exception as exc:  # reported, never hidden: the row is an ERROR
+        result.status = "ERROR"
+        result.message = f"{type(exc).__name__}: {exc}"
+    return result
