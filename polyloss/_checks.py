@@ -99,7 +99,12 @@ def fail_if_any(xp, backend, bad, like, message) -> None:
 
 def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
     """``axis`` (an int or a tuple of ints) as sorted, non-negative, distinct axes."""
-    axes = (axis,) if isinstance(axis, int) else tuple(axis)
+    if isinstance(axis, int) and not isinstance(axis, bool):
+        axes = (axis,)
+    elif isinstance(axis, (tuple, list)):
+        axes = tuple(axis)
+    else:
+        raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
     if not axes:
         raise ValueError(f"{name} must name at least one axis")
     out = []

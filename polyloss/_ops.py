@@ -24,7 +24,7 @@ __all__ = [
     "log_sigmoid",
     "sigmoid",
     "log1mexp",
-    "log_of_sum",
+    "log_or_neg_inf",
 ]
 
 _LN2 = math.log(2.0)
@@ -108,7 +108,7 @@ def logsumexp(xp, be, x, *, axis=-1, where=None, append_zero=False, keepdims=Fal
         out = log1p_shifted(xp, xp.squeeze(c, axis=axis), xp.sum(xp.exp(x - c), axis=axis))
         return xp.expand_dims(out, axis=axis) if keepdims else out
     m = masked_max(xp, be, x, axis=axis)
-    out = log_of_sum(xp, xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
+    out = log_or_neg_inf(xp, xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
@@ -143,11 +143,11 @@ def by_rows(xp, be, fn, *arrays):
     return tuple(out)
 
 
-def log_of_sum(xp, total):
-    """``log(total)`` for a sum of exponentials (``>= 0``): ``-inf`` for an empty sum, without a
-    divide-by-zero warning and with a zero (not NaN) gradient there."""
-    nonzero = total > 0.0
-    return xp.where(nonzero, xp.log(xp.where(nonzero, total, 1.0)), -math.inf)
+def log_or_neg_inf(xp, x):
+    """``log(x)`` for ``x >= 0`` (a sum of exponentials, ``1 - e^{y}``): ``-inf`` at 0, without a
+    divide-by-zero warning and with a zero (not NaN) gradient there; NaN below 0, as ``log``."""
+    positive = x > 0.0
+    return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), xp.where(x == 0.0, -math.inf, math.nan))
 
 
 def log_softmax(xp, be, x, *, axis=-1, where=None):
@@ -183,4 +183,4 @@ def log1mexp(xp, x):
     near = x > -_LN2
     x_near = xp.where(near, x, -1.0)
     x_far = xp.where(near, -1.0, x)
-    return xp.where(near, xp.log(-xp.expm1(x_near)), xp.log1p(-xp.exp(x_far)))
+    return xp.where(near, log_or_neg_inf(xp, -xp.expm1(x_near)), xp.log1p(-xp.exp(x_far)))

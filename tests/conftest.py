@@ -1,0 +1,77 @@
+"""The test matrix: backends x modes x devices x dtypes, from the conformance registry.
+
+A backend that is not installed is skipped, with "not installed" in the reason; set
+``POLYLOSS_REQUIRE_BACKENDS=numpy,array_api_strict,torch,jax,tensorflow`` (``.ci/run`` does) to make
+a missing one an error instead, so that a green run can never hide an untested framework.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import pytest  # noqa: E402
+
+from polyloss import backends  # noqa: E402
+from polyloss.conformance import matrix  # noqa: E402
+
+REQUIRED = [b for b in os.environ.get("POLYLOSS_REQUIRE_BACKENDS", "").split(",") if b]
+AUTOGRAD_BACKENDS = ("torch", "jax", "tensorflow")
+
+
+def _installed() -> dict[str, object]:
+    out = {}
+    for name in backends.BACKEND_NAMES:
+        try:
+            adapter = backends.get_backend(name)
+            adapter.namespace  # noqa: B018
+        except ImportError as exc:
+            out[name] = exc
+            continue
+        matrix.prepare(adapter)  # JAX float64
+        out[name] = adapter
+    return out
+
+
+INSTALLED = _installed()
+
+
+def pytest_configure(config):
+    missing = [name for name in REQUIRED if isinstance(INSTALLED.get(name), Exception) or name not in INSTALLED]
+    if missing:
+        raise pytest.UsageError(
+            f"POLYLOSS_REQUIRE_BACKENDS names {', '.join(missing)}, which cannot be imported: "
+            + "; ".join(f"{m}: {INSTALLED.get(m)}" for m in missing)
+        )
+
+
+def get(name: str):
+    """The adapter ``name``, or skip the test (with "not installed" in the reason)."""
+    adapter = INSTALLED.get(name)
+    if isinstance(adapter, Exception) or adapter is None:
+        pytest.skip(f"{name} not installed: {adapter}")
+    return adapter
+
+
+@pytest.fixture(params=list(backends.BACKEND_NAMES))
+def backend(request):
+    """Every backend, eager."""
+    return get(request.param)
+
+
+@pytest.fixture(params=list(AUTOGRAD_BACKENDS))
+def autograd_backend(request):
+    return get(request.param)
+
+
+def gpu_targets():
+    """(backend, device label, device) for every visible GPU."""
+    out = []
+    for name, adapter in INSTALLED.items():
+        if isinstance(adapter, Exception):
+            continue
+        for label, device in adapter.devices():
+            if label.startswith(("cuda", "gpu")):
+                out.append((name, label, device))
+    return out

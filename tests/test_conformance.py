@@ -1,0 +1,36 @@
+"""Every registered case, on every installed backend, mode, device and dtype (CPU and GPU)."""
+
+from __future__ import annotations
+
+import pytest
+
+from polyloss import backends
+from polyloss.conformance import cases_for, run_case
+
+from conftest import INSTALLED, get
+
+
+def _matrix():
+    params = []
+    for name in backends.BACKEND_NAMES:
+        adapter = INSTALLED.get(name)
+        if isinstance(adapter, Exception) or adapter is None:
+            params.append(pytest.param(None, name, "eager", "cpu", None, "float32", id=f"{name}-not-installed"))
+            continue
+        for mode in adapter.modes:
+            if mode == "compile":
+                continue  # torch.compile: a subset, in test_compiled.py
+            for label, device in adapter.devices():
+                for case in cases_for():
+                    for dtype in case.dtypes:
+                        if dtype in adapter.dtypes(device):
+                            params.append(pytest.param(case, name, mode, label, device, dtype,
+                                                       id=f"{case.name}-{name}-{mode}-{label}-{dtype}"))
+    return params
+
+
+@pytest.mark.parametrize("case, name, mode, label, device, dtype", _matrix())
+def test_case(case, name, mode, label, device, dtype):
+    adapter = get(name)
+    result = run_case(case, adapter, mode=mode, device=device, device_label=label, dtype=dtype)
+    assert result.passed, f"{result.status}: {result.message}"

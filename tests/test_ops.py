@@ -1,0 +1,97 @@
+"""The numerics of ``_ops`` and the semantics of ``polyloss.reduce``, on every backend."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+import polyloss
+from polyloss import _ops
+
+
+def _xp(be, a, dtype="float64"):
+    return be.from_numpy(np.asarray(a), dtype=dtype)
+
+
+def test_log1mexp_is_accurate_on_both_branches(backend):
+    xp = backend.namespace
+    x = np.array([-1e-20, -1e-8, -0.5, -math.log(2.0), -0.7, -5.0, -50.0, -800.0])
+    expected = np.array([math.log(-math.expm1(v)) if v > -1.0 else math.log1p(-math.exp(v)) for v in x])
+    got = backend.to_numpy(_ops.log1mexp(xp, _xp(backend, x)))
+    np.testing.assert_allclose(got, expected, rtol=1e-14)
+    edge = backend.to_numpy(_ops.log1mexp(xp, _xp(backend, [0.0, 1e-3])))
+    assert edge[0] == -np.inf and np.isnan(edge[1])  # log(1 - e^0) = -inf; x > 0 is outside the domain
+
+
+def test_log1mexp_gradient_is_finite_away_from_zero(autograd_backend):
+    be = autograd_backend
+    x = np.array([-1e-3, -0.69, -0.7, -30.0])
+    g = be.to_numpy(be.grad(lambda u: be.namespace.sum(_ops.log1mexp(be.namespace, u)))(_xp(be, x)))
+    np.testing.assert_allclose(g, -np.exp(x) / -np.expm1(x), rtol=1e-12)
+
+
+def test_softplus_sigmoid_log_sigmoid(backend):
+    xp = backend.namespace
+    x = np.array([-1e4, -40.0, -1.0, 0.0, 1e-12, 3.0, 40.0, 1e4])
+    sp = backend.to_numpy(_ops.softplus(xp, _xp(backend, x)))
+    np.testing.assert_allclose(sp, np.logaddexp(0.0, x), rtol=1e-15)
+    sig = backend.to_numpy(_ops.sigmoid(xp, _xp(backend, x)))
+    np.testing.assert_allclose(sig, np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
+                               rtol=1e-15)
+    np.testing.assert_allclose(backend.to_numpy(_ops.log_sigmoid(xp, _xp(backend, x))), -np.logaddexp(0.0, -x), rtol=1e-15)
+
+
+def test_logsumexp_masks_and_appended_zero(backend):
+    xp = backend.namespace
+    x = np.array([[1.0, 2.0, -np.inf], [-np.inf, -np.inf, -np.inf], [1e4, -1e4, 0.0]])
+    lse = backend.to_numpy(_ops.logsumexp(xp, backend, _xp(backend, x)))
+    with np.errstate(divide="ignore"):
+        np.testing.assert_allclose(lse, [np.logaddexp(1.0, 2.0), -np.inf, 1e4], rtol=1e-15)
+    lse0 = backend.to_numpy(_ops.logsumexp(xp, backend, _xp(backend, x), append_zero=True))
+    np.testing.assert_allclose(lse0, [np.logaddexp.reduce([0.0, 1.0, 2.0]), 0.0, 1e4], rtol=1e-15)
+    where = backend.from_numpy(np.array([[True, False, True], [True, True, True], [False, True, True]]))
+    masked = backend.to_numpy(_ops.logsumexp(xp, backend, _xp(backend, x), where=where))
+    np.testing.assert_allclose(masked, [1.0, -np.inf, np.logaddexp(-1e4, 0.0)], rtol=1e-15)
+    tiny = backend.to_numpy(_ops.logsumexp(xp, backend, _xp(backend, [[-40.0]]), append_zero=True))
+    np.testing.assert_allclose(tiny, [math.log1p(math.exp(-40.0))], rtol=1e-14)  # keeps relative precision
+
+
+def test_log_softmax(backend):
+    xp = backend.namespace
+    x = np.array([[1.0, 2.0, 3.0], [1e4, 0.0, -np.inf]])
+    got = backend.to_numpy(_ops.log_softmax(xp, backend, _xp(backend, x)))
+    np.testing.assert_allclose(got[0], x[0] - np.logaddexp.reduce(x[0]), rtol=1e-14)
+    np.testing.assert_allclose(got[1], [0.0, -1e4, -np.inf])
+
+
+def test_reduce_semantics(backend):
+    v = np.array([[1.0, 2.0, 3.0], [4.0, np.nan, 6.0]])
+    where = np.array([[True, True, False], [True, False, True]])
+    r = lambda *a, **k: float(backend.to_numpy(polyloss.reduce(*a, **k)))  # noqa: E731
+    x = _xp(backend, v)
+    w = backend.from_numpy(where)
+    assert r(x, "sum", where=w) == 13.0
+    assert r(x, where=w) == 13.0 / 4  # the mean over the valid entries, not over all six
+    weights = np.array([1.0, 3.0, 0.0])
+    assert r(x, weights=weights, where=w) == pytest.approx((1 + 6 + 4) / (1 + 3 + 1))
+    assert r(x, where=backend.from_numpy(np.zeros((2, 3), bool))) == 0.0  # nothing valid: 0, not NaN
+    assert r(_xp(backend, v[:1]), weights=[0.0, 0.0, 0.0]) == 0.0
+    assert math.isnan(r(x))  # an unmasked NaN is never hidden
+
+
+def test_reduce_gradient_ignores_masked_entries(autograd_backend):
+    be = autograd_backend
+    v = np.array([1.0, np.inf, 3.0])
+    where = be.from_numpy(np.array([True, False, True]))
+    g = be.to_numpy(be.grad(lambda u: polyloss.reduce(u, where=where))(_xp(be, v)))
+    np.testing.assert_array_equal(g, [0.5, 0.0, 0.5])
+
+
+def test_reduce_of_half_precision_is_float32(backend):
+    if "float16" not in backend.dtypes():
+        assert backend.name == "array_api_strict"  # the only backend without float16
+        return
+    out = polyloss.reduce(backend.from_numpy(np.full(4, 60000.0), dtype="float16"), "sum")
+    assert out.dtype == backend.dtype("float32") and float(backend.to_numpy(out)) == 240000.0
