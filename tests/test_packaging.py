@@ -1,0 +1,48 @@
+"""The wheel ships the top-level ``backends/`` folder as ``polyloss.backends``."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import sysconfig
+import venv
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.slow
+def test_wheel_installs_in_a_fresh_venv_with_polyloss_backends(tmp_path):
+    wheels = tmp_path / "wheels"
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+                    "-w", str(wheels), str(ROOT)], check=True, cwd=tmp_path)
+    (wheel,) = wheels.glob("polyloss-*.whl")
+    env_dir = tmp_path / "venv"
+    venv.EnvBuilder(with_pip=False).create(env_dir)
+    python = env_dir / "bin" / "python"
+    purelib = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--no-index", "-q",
+                    "--target", purelib, str(wheel)], check=True)
+    # NumPy and array-api-compat come from this environment, after the venv's own site-packages
+    Path(purelib, "_parent_env.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
+    code = (
+        "import polyloss, polyloss.backends, numpy as np;"
+        "from polyloss.backends import numpy as adapter;"
+        "print(polyloss.__file__); print(polyloss.backends.__file__);"
+        "print(polyloss.multilabel_crossentropy(np.zeros((1, 2)), np.array([[True, False]]))[0])"
+    )
+    done = subprocess.run([str(python), "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
+    assert done.returncode == 0, done.stderr
+    polyloss_file, backends_file, value = done.stdout.split()
+    assert polyloss_file.startswith(purelib) and backends_file.startswith(purelib)
+    assert backends_file.endswith(os.path.join("polyloss", "backends", "__init__.py"))
+    assert float(value) == pytest.approx(2 * 0.6931471805599453)
+    names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True,
+                           text=True, check=True).stdout
+    for module in ("numpy", "torch", "jax", "tensorflow", "array_api_strict", "_tensorflow_namespace"):
+        assert f"polyloss/backends/{module}.py" in names
