@@ -13,7 +13,14 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
 
-from polyloss import backends  # noqa: E402
+try:
+    from polyloss import backends  # noqa: E402
+except ImportError as exc:  # pragma: no cover - a usage error, explained
+    raise pytest.UsageError(
+        "polyloss.backends cannot be imported: polyloss is probably being imported from the source tree "
+        "without being installed (the top-level backends/ folder becomes polyloss.backends at install "
+        "time). Install it first, `pip install -e \".[test]\"`, and run `pytest` from the repository root."
+    ) from exc
 from polyloss.conformance import matrix  # noqa: E402
 
 REQUIRED = [b for b in os.environ.get("POLYLOSS_REQUIRE_BACKENDS", "").split(",") if b]
