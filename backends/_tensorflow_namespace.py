@@ -88,11 +88,28 @@ def _promote_pair(a, b):
 
 
 def result_type(*arrays_and_dtypes):
-    dtypes = [x.dtype if hasattr(x, "dtype") else tf.as_dtype(x) for x in arrays_and_dtypes]
+    """The standard's promotion; Python scalars are "weak" (they take the other operands' dtype)."""
+    scalars = [x for x in arrays_and_dtypes if isinstance(x, (builtins.bool, int, float, complex))]
+    dtypes = [x.dtype if hasattr(x, "dtype") else tf.as_dtype(x) for x in arrays_and_dtypes if x not in scalars
+              or not isinstance(x, (builtins.bool, int, float, complex))]
+    if not dtypes:
+        raise TypeError("result_type needs at least one array or dtype")
     out = dtypes[0]
     for d in dtypes[1:]:
         out = _promote_pair(out, d)
+    for x in scalars:
+        _check_scalar(x, out)
     return out
+
+
+def _check_scalar(x, dtype) -> None:
+    if isinstance(x, builtins.bool):
+        if dtype != tf.bool:
+            raise TypeError(f"a Python bool cannot be combined with a {dtype.name} array")
+    elif dtype == tf.bool:
+        raise TypeError(f"a Python {type(x).__name__} cannot be combined with a bool array")
+    elif isinstance(x, float) and not dtype.is_floating:
+        raise TypeError(f"a Python float cannot be combined with a {dtype.name} array")
 
 
 def _is_tensor(x) -> builtins.bool:
@@ -110,10 +127,7 @@ def _operands(*xs):
         if _is_tensor(x):
             out.append(x if x.dtype == dtype else tf.cast(x, dtype))
         else:
-            if isinstance(x, builtins.bool) and dtype != tf.bool:
-                raise TypeError(f"a Python bool cannot be combined with a {dtype.name} array")
-            if isinstance(x, float) and not dtype.is_floating:
-                raise TypeError(f"a Python float cannot be combined with a {dtype.name} array")
+            _check_scalar(x, dtype)
             out.append(tf.constant(x, dtype=dtype))
     return out
 
@@ -235,7 +249,14 @@ greater_equal = _binary(tf.greater_equal, "greater_equal")
 logical_and = _binary(tf.logical_and, "logical_and")
 logical_or = _binary(tf.logical_or, "logical_or")
 logical_xor = _binary(tf.math.logical_xor, "logical_xor")
-logaddexp = _binary(lambda a, b: tf.maximum(a, b) + tf.math.log1p(tf.exp(-tf.abs(a - b))), "logaddexp")
+def _logaddexp(a, b):
+    m = tf.maximum(a, b)
+    # equal infinities: the result is that infinity (inf - inf would give NaN)
+    same_inf = tf.logical_and(tf.math.is_inf(m), tf.equal(a, b))
+    return tf.where(same_inf, m, m + tf.math.log1p(tf.exp(-tf.abs(tf.where(same_inf, tf.zeros_like(a), a - b)))))
+
+
+logaddexp = _binary(_logaddexp, "logaddexp")
 
 
 def _float_or(x, op, fallback):
@@ -272,18 +293,29 @@ def _reduce(op, x, axis, keepdims):
     return op(x, axis=list(axis) if isinstance(axis, tuple) else axis, keepdims=keepdims)
 
 
+def _accumulation_dtype(x, dtype):
+    """The standard's default for sums and products: narrow signed integers (and bool) accumulate in
+    int64, unsigned ones in uint64; floating dtypes keep their own."""
+    if dtype is not None:
+        return tf.as_dtype(dtype)
+    if x.dtype == tf.bool or x.dtype in _SIGNED:
+        return int64
+    if x.dtype in _UNSIGNED:
+        return uint64
+    return x.dtype
+
+
+def _cast_for(x, dtype):
+    target = _accumulation_dtype(x, dtype)
+    return x if x.dtype == target else tf.cast(x, target)
+
+
 def sum(x, /, *, axis=None, dtype=None, keepdims=False):  # noqa: A001
-    if dtype is None and x.dtype == tf.bool:
-        dtype = int64
-    if dtype is not None and x.dtype != tf.as_dtype(dtype):
-        x = tf.cast(x, dtype)
-    return _reduce(tf.reduce_sum, x, axis, keepdims)
+    return _reduce(tf.reduce_sum, _cast_for(x, dtype), axis, keepdims)
 
 
 def prod(x, /, *, axis=None, dtype=None, keepdims=False):
-    if dtype is not None and x.dtype != tf.as_dtype(dtype):
-        x = tf.cast(x, dtype)
-    return _reduce(tf.reduce_prod, x, axis, keepdims)
+    return _reduce(tf.reduce_prod, _cast_for(x, dtype), axis, keepdims)
 
 
 def mean(x, /, *, axis=None, keepdims=False):
@@ -312,7 +344,8 @@ def all(x, /, *, axis=None, keepdims=False):  # noqa: A001
 
 def argmax(x, /, *, axis=None, keepdims=False):
     if axis is None:
-        x, axis = tf.reshape(x, [-1]), 0
+        out = tf.argmax(tf.reshape(x, [-1]), axis=0, output_type=int64)
+        return tf.reshape(out, [1] * x.shape.rank) if keepdims else out
     out = tf.argmax(x, axis=axis, output_type=int64)
     return tf.expand_dims(out, axis) if keepdims else out
 
@@ -320,11 +353,12 @@ def argmax(x, /, *, axis=None, keepdims=False):
 def cumulative_sum(x, /, *, axis=None, dtype=None, include_initial=False):
     if axis is None:
         x, axis = tf.reshape(x, [-1]), 0
-    if dtype is not None:
-        x = tf.cast(x, dtype)
+    x = _cast_for(x, dtype)
     out = tf.cumsum(x, axis=axis)
     if include_initial:
-        out = tf.concat([tf.zeros_like(tf.gather(out, [0], axis=axis)), out], axis=axis)
+        axis %= x.shape.rank
+        shape = tf.tensor_scatter_nd_update(tf.shape(x), [[axis]], [1])  # works for an empty axis too
+        out = tf.concat([tf.zeros(shape, dtype=out.dtype), out], axis=axis)
     return out
 
 
@@ -354,7 +388,8 @@ def expand_dims(x, /, *, axis=0):
 
 
 def squeeze(x, /, axis):
-    return tf.squeeze(x, axis=list(axis) if isinstance(axis, tuple) else [axis])
+    axes = list(axis) if isinstance(axis, tuple) else [axis]
+    return tf.squeeze(x, axis=axes) if axes else x  # tf.squeeze(axis=[]) would squeeze every size-1 axis
 
 
 def broadcast_to(x, /, shape):
@@ -381,6 +416,11 @@ def take(x, indices, /, *, axis=None):
 def take_along_axis(x, indices, /, *, axis=-1):
     ndim = x.shape.rank
     axis %= ndim
+    # broadcast every axis but ``axis`` between x and indices, as the standard does
+    xs, ix = tf.unstack(tf.shape(x)), tf.unstack(tf.shape(indices))
+    common = [tf.maximum(a, b) for a, b in zip(xs, ix)]
+    x = tf.broadcast_to(x, tf.stack([xs[axis] if i == axis else c for i, c in enumerate(common)]))
+    indices = tf.broadcast_to(indices, tf.stack([ix[axis] if i == axis else c for i, c in enumerate(common)]))
     if axis != ndim - 1:
         perm = [a for a in range(ndim) if a != axis] + [axis]
         inverse = np.argsort(perm).tolist()
@@ -394,7 +434,8 @@ def sort(x, /, *, axis=-1, descending=False, stable=True):
 
 
 def argsort(x, /, *, axis=-1, descending=False, stable=True):
-    return tf.argsort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING", stable=stable)
+    out = tf.argsort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING", stable=stable)
+    return tf.cast(out, int64)  # the standard's index dtype, as argmax
 
 
 def matmul(x1, x2, /):
