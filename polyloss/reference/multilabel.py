@@ -382,23 +382,12 @@ def global_pointer_crossentropy(logits, labels, *, where=None):
     out_shape = logits.shape[:-2]
     out = np.zeros(out_shape, dtype=np.float64)
     for b in np.ndindex(*out_shape):
-        neg, pos = [], []
-        has_nan = False
-        for i in range(length):
-            for j in range(length):
-                s = float(logits[b + (i, j)])
-                t = float(labels[b + (i, j)])
-                if not included[b + (i, j)] or s == -math.inf:
-                    continue
-                _check_label(t)
-                if math.isnan(s) or math.isnan(t):
-                    has_nan = True
-                    continue
-                if t < 1.0:
-                    neg.append(s + math.log1p(-t))
-                if t > 0.0:
-                    pos.append(-s + math.log(t))
-        out[b] = math.nan if has_nan else _log1p_sum_exp(neg) + _log1p_sum_exp(pos)
+        cells = [(i, j) for i in range(length) for j in range(length)]  # every span (start i, end j)
+        out[b] = _zlpr_row(
+            [float(logits[b + c]) for c in cells],
+            [float(labels[b + c]) for c in cells],
+            [bool(included[b + c]) for c in cells],
+        )
     return out
 
 
