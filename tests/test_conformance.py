@@ -34,3 +34,16 @@ def test_case(case, name, mode, label, device, dtype):
     adapter = get(name)
     result = run_case(case, adapter, mode=mode, device=device, device_label=label, dtype=dtype)
     assert result.passed, f"{result.status}: {result.message}"
+
+
+# torch.compile takes seconds per graph: a subset, one case per function, float32
+COMPILE_SUBSET = ["multilabel_crossentropy/hard-bool", "multilabel_crossentropy/soft",
+                  "sparse_multilabel_crossentropy/padded", "multilabel_divergence/gp-padding"]
+
+
+@pytest.mark.parametrize("case_name", COMPILE_SUBSET)
+def test_case_under_torch_compile(case_name):
+    adapter = get("torch")
+    (case,) = [c for c in cases_for() if c.name == case_name]
+    result = run_case(case, adapter, mode="compile", dtype="float32")
+    assert result.passed, f"{result.status}: {result.message}"
