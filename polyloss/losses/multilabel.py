@@ -43,94 +43,74 @@ _NEG_INF = -math.inf
 # --------------------------------------------------------------------------------------------
 
 
-def _hard_kernel(xp, be):
-    """Hard labels (``y`` boolean). Negatives and positives partition the valid entries, so one
-    signed array ``z = ±s`` and one exponential serve both sets.
-
-    The partition is applied with exact 0/1 weights (``x·1 = x``, ``x·0 = 0``) on finite values
-    rather than ``where``: PyTorch's CPU ``where`` is ~15x slower than a multiply, and the weights
-    never meet an infinity (``-inf`` padding is never a positive, and ``z`` is ``s`` times ±1).
-    The one select that can meet padding (the positives' maximum) stays a ``where``."""
-
-    def partition(s, y):
-        pos = y & (s != _NEG_INF)
-        w_pos = xp.astype(pos, s.dtype)
-        w_neg = 1.0 - w_pos
-        sign = w_neg - w_pos
-        return pos, w_pos, w_neg, sign, s * sign
-
-    def sums(s, y):
-        pos, w_pos, w_neg, _, z = partition(s, y)
-        c_neg = _ops.appended_zero_shift(xp, be, z * w_neg)
-        c_pos = _ops.appended_zero_shift(xp, be, xp.where(pos, z, 0.0))
-        e = xp.exp(z - (c_neg * w_neg + c_pos * w_pos))
-        return c_neg[..., 0], xp.sum(e * w_neg, axis=-1), c_pos[..., 0], xp.sum(e * w_pos, axis=-1)
-
-    def grad(s, y, ln, lp, g):
-        _, w_pos, w_neg, sign, z = partition(s, y)
-        share = xp.exp(z - (ln[..., None] * w_neg + lp[..., None] * w_pos))
-        return (share * sign * g[..., None],)
-
-    def fwd(s, y):
-        c_neg, sum_neg, c_pos, sum_pos = _ops.by_rows(xp, be, sums, s, y)
-        ln, lp = _ops.log1p_shifted(xp, c_neg, sum_neg), _ops.log1p_shifted(xp, c_pos, sum_pos)
-        return ln + lp, (ln, lp)
-
-    def bwd(args, res, g, needs):
-        (grad_s,) = _ops.by_rows(xp, be, grad, *args, *res, g)
-        return grad_s, None
-
-    return fwd, bwd
+def _hard_sets(xp, s, y):
+    """Hard labels (``y`` boolean): ``z_N = s`` on the negatives and ``z_P = -s`` on the positives,
+    ``-inf`` elsewhere, unweighted. ``-inf`` logits (padding) are never positives."""
+    pos = y & (s != _NEG_INF)
+    return xp.where(pos, _NEG_INF, s), None, xp.where(pos, -s, _NEG_INF), None
 
 
-def _soft_kernel(xp, be):
-    """Soft labels ``t ∈ [0, 1]``: the negatives carry weights ``1 - t``, the positives ``t``, as
-    log-weights ``z_N = s + log(1 - t)`` and ``z_P = log t - s``. An entry whose weight is 0 leaves
-    its set through the mask, never through a clipped logarithm.
+def _soft_sets(xp, s, t):
+    """Soft labels: every valid entry with ``t < 1`` is a negative of weight ``1 - t``, every one with
+    ``t > 0`` a positive of weight ``t``. A weight of 0 removes the entry through the mask, never
+    through a clipped logarithm. Labels under padding are replaced by 0 (padding is ``-inf`` in
+    ``s``, absent from both sets); a NaN label stays in both sets and makes the loss NaN."""
+    t = xp.where(s != _NEG_INF, t, 0.0)
+    return xp.where(t >= 1.0, _NEG_INF, s), 1.0 - t, xp.where(t <= 0.0, _NEG_INF, -s), t
 
-    The backward pass reuses ``z`` (``e^{z_N - ln}``, not ``(1 - t) e^{s - ln}``): at logits of
-    ~1e37 the ``log(1 - t)`` is below float32's resolution of ``s``, and only the form that rounds
-    like the forward pass keeps the share of the largest entry at 1."""
 
-    def log_weights(s, t):
-        valid = s != _NEG_INF
-        t = xp.where(valid, t, 0.0)  # labels under padding are ignored, NaN included
-        # ~(t >= 1) rather than t < 1: a NaN label stays in both sets and makes the loss NaN
-        neg, pos = valid & ~(t >= 1.0), valid & ~(t <= 0.0)
-        z_neg = xp.where(neg, s + xp.log1p(-xp.where(neg, t, 0.0)), _NEG_INF)
-        z_pos = xp.where(pos, xp.log(xp.where(pos, t, 1.0)) - s, _NEG_INF)
-        return t, valid, neg, pos, z_neg, z_pos
+def _shares(xp, z, weight, c, total=None):
+    """``w e^{z - c}`` (0 where ``z`` is ``-inf``), divided by ``total`` when given: then the softmax
+    shares with the implicit zero class, ``w_i e^{z_i} / (1 + Σ w e^{z})``."""
+    share = xp.exp(z - c)
+    if weight is not None:
+        share = weight * share
+    return share if total is None else share / total
 
-    def sums(s, t):
-        *_, z_neg, z_pos = log_weights(s, t)
+
+def _kernel(xp, be, hard: bool):
+    """``fwd``/``bwd`` of ``L = log(1 + Σ_N w e^{s}) + log(1 + Σ_P w e^{-s})``.
+
+    Forward: per row and set, the shift ``c = max(0, max z)`` (stop-gradient) and the shifted sum
+    ``S = Σ w e^{z - c}``, so that ``1 + Σ = e^{c}(e^{-c} + S)``: four numbers per row are the only
+    residuals. Backward: ``∂L/∂s = shares_N - shares_P``, rebuilt from the inputs with one
+    exponential per set. A share is computed exactly as the forward pass computed its term,
+    ``w e^{z - c} / (e^{-c} + S)``, so value and gradient agree at any magnitude (with logits of
+    ~1e37 a share written as ``e^{s - log(1 + Σ)}`` would round the weight away).
+    """
+    sets = _hard_sets if hard else _soft_sets
+
+    def totals(s, labels):
+        z_neg, w_neg, z_pos, w_pos = sets(xp, s, labels)
         c_neg = _ops.appended_zero_shift(xp, be, z_neg)
         c_pos = _ops.appended_zero_shift(xp, be, z_pos)
-        sum_neg = xp.sum(xp.exp(z_neg - c_neg), axis=-1)
-        sum_pos = xp.sum(xp.exp(z_pos - c_pos), axis=-1)
+        sum_neg = xp.sum(_shares(xp, z_neg, w_neg, c_neg), axis=-1)
+        sum_pos = xp.sum(_shares(xp, z_pos, w_pos, c_pos), axis=-1)
         return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
 
-    def grad(s, t, ln, lp, g, needs_t):
-        t, valid, neg, pos, z_neg, z_pos = log_weights(s, t)
-        ln, lp, g = ln[..., None], lp[..., None], g[..., None]
-        share_neg = xp.exp(z_neg - ln)  # (1 - t) e^{s} / (1 + Σ_N), 0 off the set
-        share_pos = xp.exp(z_pos - lp)  # t e^{-s} / (1 + Σ_P)
-        grad_s = g * (share_neg - share_pos)
-        if not needs_t:
+    def grad(s, labels, c_neg, sum_neg, c_pos, sum_pos, g, needs_labels):
+        z_neg, w_neg, z_pos, w_pos = sets(xp, s, labels)
+        t_neg, t_pos = xp.exp(-c_neg) + sum_neg, xp.exp(-c_pos) + sum_pos  # 1 + Σ = e^{c} t
+        c_neg, t_neg, c_pos, t_pos, g = (a[..., None] for a in (c_neg, t_neg, c_pos, t_pos, g))
+        grad_s = g * (_shares(xp, z_neg, w_neg, c_neg, t_neg) - _shares(xp, z_pos, w_pos, c_pos, t_pos))
+        if not needs_labels:
             return (grad_s,)
-        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, t_i ∈ {0, 1} included;
-        # inside a set it is the share divided by its weight, outside it is computed directly
-        up = xp.where(neg, share_neg / xp.where(neg, 1.0 - t, 1.0), xp.exp(xp.where(valid, s, _NEG_INF) - ln))
-        down = xp.where(pos, share_pos / xp.where(pos, t, 1.0), xp.exp(-xp.where(valid, s, math.inf) - lp))
+        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, labels 0 and 1
+        # included (outside its set the term may legitimately overflow: the derivative is that large)
+        valid = s != _NEG_INF
+        up = _shares(xp, xp.where(valid, s, _NEG_INF), None, c_neg, t_neg)
+        down = _shares(xp, xp.where(valid, -s, _NEG_INF), None, c_pos, t_pos)
         return grad_s, g * (down - up)
 
-    def fwd(s, t):
-        c_neg, sum_neg, c_pos, sum_pos = _ops.by_rows(xp, be, sums, s, t)
-        ln, lp = _ops.log1p_shifted(xp, c_neg, sum_neg), _ops.log1p_shifted(xp, c_pos, sum_pos)
-        return ln + lp, (ln, lp)
+    def fwd(s, labels):
+        res = _ops.by_rows(xp, be, totals, s, labels)
+        c_neg, sum_neg, c_pos, sum_pos = res
+        return _ops.log1p_shifted(xp, c_neg, sum_neg) + _ops.log1p_shifted(xp, c_pos, sum_pos), res
 
     def bwd(args, res, g, needs):
-        grads = _ops.by_rows(xp, be, lambda *a: grad(*a, needs[1]), *args, *res, g)
-        return grads[0], (grads[1] if needs[1] else None)
+        needs_labels = needs[1] and not hard
+        grads = _ops.by_rows(xp, be, lambda *a: grad(*a, needs_labels), *args, *res, g)
+        return grads[0], (grads[1] if needs_labels else None)
 
     return fwd, bwd
 
@@ -143,7 +123,7 @@ def _multilabel(xp, be, s, labels, hard: bool):
     (boolean for hard labels, floating for soft ones), through the backend's ``custom_vjp``."""
     key = (be.name, hard)
     if key not in _KERNELS:
-        _KERNELS[key] = be.custom_vjp(*(_hard_kernel if hard else _soft_kernel)(xp, be))
+        _KERNELS[key] = be.custom_vjp(*_kernel(xp, be, hard))
     return _KERNELS[key](s, labels)
 
 
@@ -156,36 +136,39 @@ def _prepare_logits(xp, be, logits, name="logits"):
 
 def _as_kernel_labels(xp, be, labels, s):
     """``(labels, hard)`` for the kernel: hard labels as a boolean array, soft labels in the compute
-    dtype. ``s`` is the masked logits (classes last): values are checked only where it is not ``-inf``,
-    so padding may carry any label (-100, say). In eager mode, float labels that are all 0 or 1 and
-    need no gradient take the hard-label kernel, whose values are identical and which costs one
-    exponential instead of four."""
+    dtype. ``s`` is the masked logits (classes last).
+
+    In eager mode the values are checked, but only where ``s`` is not ``-inf``, so padding may carry
+    any label (-100, say); the common case, labels that are all 0 or 1, is recognised first with one
+    comparison. Float labels that are all 0 or 1 and need no gradient then take the hard-label
+    kernel: the same values, without the weights."""
     if labels.dtype == xp.bool:
         return labels, True
-    checked = _checks.values_checked(be, s)
-    valid = s != _NEG_INF if checked else None
-    if xp.isdtype(labels.dtype, "integral"):
-        if checked:
-            _checks.fail_if_any(
-                xp, be, valid & (labels != 0) & (labels != 1), s,
-                lambda: "integer labels must be 0 or 1 (use float labels for soft targets in [0, 1]); "
-                f"found {_checks.describe(xp, labels, valid & (labels != 0) & (labels != 1))}",
-            )
-        return labels != 0, True
-    if not xp.isdtype(labels.dtype, "real floating"):
+    integral = xp.isdtype(labels.dtype, "integral")
+    if not integral and not xp.isdtype(labels.dtype, "real floating"):
         raise TypeError(f"labels must be boolean, integer or real floating, got dtype {labels.dtype}")
-    t = labels if labels.dtype == s.dtype else xp.astype(labels, s.dtype)
-    if checked:
-        binary = (t == 0.0) | (t == 1.0)
-        if not be.may_need_grad(labels) and bool(xp.all(binary | ~valid)):
-            return t == 1.0, True
-        outside = valid & ((t < 0.0) | (t > 1.0))
-        _checks.fail_if_any(
-            xp, be, outside, s,
-            lambda: "soft labels must lie in [0, 1]; found values from "
-            f"{float(xp.min(xp.where(outside, t, math.inf)))} to {float(xp.max(xp.where(outside, t, -math.inf)))}",
-        )
-    return t, False
+    t = labels if integral or labels.dtype == s.dtype else xp.astype(labels, s.dtype)
+    if _checks.values_checked(be, s):
+        ones = t == 1
+        binary = ones | (t == 0)
+        if bool(xp.all(binary)):
+            if integral or not be.may_need_grad(labels):
+                return ones, True
+        elif integral:
+            bad = (s != _NEG_INF) & ~binary
+            _checks.fail_if_any(
+                xp, be, bad, s,
+                lambda: "integer labels must be 0 or 1 (use float labels for soft targets in [0, 1]); "
+                f"found {_checks.describe(xp, labels, bad)}",
+            )
+        else:
+            bad = (s != _NEG_INF) & ((t < 0.0) | (t > 1.0))
+            _checks.fail_if_any(
+                xp, be, bad, s,
+                lambda: "soft labels must lie in [0, 1]; found values from "
+                f"{float(xp.min(xp.where(bad, t, math.inf)))} to {float(xp.max(xp.where(bad, t, -math.inf)))}",
+            )
+    return (t != 0, True) if integral else (t, False)
 
 
 # --------------------------------------------------------------------------------------------
