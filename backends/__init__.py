@@ -16,7 +16,6 @@ polyloss never imports torch, jax or tensorflow.
 
 from __future__ import annotations
 
-import importlib
 import sys
 
 from ._base import Backend
@@ -44,8 +43,10 @@ def get_backend(name: str) -> Backend:
     except KeyError:
         raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}") from None
     if name not in _instances:
-        adapter_module = importlib.import_module(f"{__name__}.{module}")
-        _instances[name] = getattr(adapter_module, cls)()
+        # __import__, a builtin, rather than importlib: the first call may come from inside a
+        # tf.function trace, where AutoGraph would try (and fail, noisily) to convert importlib
+        __import__(f"{__name__}.{module}")
+        _instances[name] = getattr(sys.modules[f"{__name__}.{module}"], cls)()
     return _instances[name]
 
 

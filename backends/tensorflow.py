@@ -18,6 +18,25 @@ import tensorflow as tf  # noqa: E402
 from ._base import Backend  # noqa: E402
 
 
+def _exclude_polyloss_from_autograph() -> None:
+    """Put polyloss on AutoGraph's do-not-convert list, beside numpy and keras.
+
+    Inside ``tf.function`` AutoGraph rewrites every Python function it meets unless its module is
+    listed; polyloss has no tensor-dependent Python control flow, so rewriting it only costs tracing
+    time (and warnings). The list is internal to TensorFlow: if it moves, conversion stays on.
+    """
+    try:
+        from tensorflow.python.autograph.core import config
+    except ImportError:  # pragma: no cover - a TensorFlow without the module
+        return
+    rule = config.DoNotConvert("polyloss")
+    if not any(getattr(r, "_prefix", None) == "polyloss" for r in config.CONVERSION_RULES):
+        config.CONVERSION_RULES = (rule, *config.CONVERSION_RULES)
+
+
+_exclude_polyloss_from_autograph()
+
+
 class TensorFlowBackend(Backend):
     name = "tensorflow"
     has_autograd = True

@@ -184,3 +184,20 @@ def test_half_precision_computes_in_float32(name):
     out = polyloss.multilabel_crossentropy(s, y)
     assert out.dtype == backend.dtype("float32")
     np.testing.assert_allclose(backend.to_numpy(out), [120000.0], rtol=1e-6)  # beyond float16's range
+
+
+def test_first_call_inside_tf_function_is_quiet(tmp_path):
+    """The adapter may be imported inside a trace; AutoGraph must neither warn nor rewrite polyloss."""
+    get("tensorflow")
+    script = tmp_path / "first_call.py"
+    script.write_text(
+        "import tensorflow as tf, polyloss\n"
+        "@tf.function\n"
+        "def f(a, b):\n"
+        "    return polyloss.multilabel_crossentropy(a, b)\n"
+        "print(f(tf.zeros((2, 3)), tf.zeros((2, 3), tf.bool)).numpy())\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr
+    assert "AutoGraph" not in done.stderr and "1.386294" in done.stdout
