@@ -12,11 +12,10 @@ positives of a row (hard labels), or the weighted sets of soft labels,
       = softplus(lse_N) + softplus(lse_P)
 
 and its gradient is closed-form: a softmax over the negatives (with the implicit zero class)
-minus one over the positives. The kernel is registered through the backend's ``custom_vjp``: the
-forward pass keeps two numbers per row, ``ln = log(1 + Σ_N)`` and ``lp = log(1 + Σ_P)``, and the
-backward pass rebuilds ``∂L/∂s_i = e^{s_i - ln}`` (negatives) and ``-e^{-s_i - lp}`` (positives)
-with one exponential, so no ``[..., C]`` residual is kept beyond the inputs. On an eager CPU
-backend both passes run over blocks of rows (``_ops.by_rows``).
+minus one over the positives. The kernel (``_kernel``) is registered through the backend's
+``custom_vjp``: the forward pass keeps four numbers per row, and the backward pass rebuilds the two
+softmaxes from the inputs with one exponential per set, so no ``[..., C]`` residual is kept beyond
+the inputs. On an eager CPU backend both passes run over blocks of rows (``_ops.by_rows``).
 """
 
 from __future__ import annotations
