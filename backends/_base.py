@@ -47,9 +47,10 @@ class Backend:
 
         return array_api_compat.device(x)
 
-    def asarray(self, obj, *, like, dtype=None):
+    def asarray(self, obj, *, like, dtype=None, name: str = "an input"):
         """Convert a secondary input (Python scalar/list, NumPy array, or an array of this
-        framework) to this framework, on ``like``'s device; floating values take ``dtype``."""
+        framework) to this framework, on ``like``'s device; floating values take ``dtype``.
+        ``name`` names the argument in error messages."""
         xp = self.namespace
         if not self.is_array(obj):
             obj = np.asarray(obj)
@@ -66,6 +67,15 @@ class Backend:
         if dtype is not None and xp.isdtype(out.dtype, "real floating"):
             out = xp.astype(out, dtype)
         return out
+
+    def shape(self, x) -> tuple:
+        """``x``'s shape for arithmetic and reshapes: ints, and, for a dimension known only when
+        the graph runs (TensorFlow with unknown dimensions), a 0-d integer array."""
+        return tuple(x.shape)
+
+    def index_dtype(self):
+        """The namespace's default indexing dtype (int64; int32 for JAX without x64)."""
+        return self.namespace.__array_namespace_info__().default_dtypes()["indexing"]
 
     # --- autograd ---------------------------------------------------------------------------
     def stop_gradient(self, x):
@@ -118,6 +128,7 @@ class Backend:
         classes = xp.arange(n, dtype=indices.dtype, device=self.device(indices))
         hit = (indices[..., :, None] == classes) & valid[..., :, None]
         return xp.any(hit, axis=-2)
+
 
     # --- conformance support -------------------------------------------------------------------
     def devices(self) -> list[tuple[str, Any]]:

@@ -6,6 +6,7 @@ arrays, and the conformance matrix leaves the float64 rows out for JAX (reported
 
 from __future__ import annotations
 
+import math
 from typing import Callable, Sequence
 
 import jax
@@ -28,9 +29,12 @@ class JaxBackend(Backend):
         return jnp
 
     def device(self, x):
+        """The single device of ``x``; None for tracers and for arrays sharded over several devices,
+        whose secondary inputs are then left uncommitted for JAX to place."""
         if isinstance(x, jax.core.Tracer):
             return None
-        return next(iter(x.devices()))
+        devices = x.devices()
+        return next(iter(devices)) if len(devices) == 1 else None
 
     def _from_host(self, obj, *, like, dtype=None):
         out = jnp.asarray(obj)
@@ -73,11 +77,11 @@ class JaxBackend(Backend):
         return isinstance(x, jax.core.Tracer)
 
     def index_mask(self, indices, n, valid):
-        lead = indices.shape[:-1]
-        rows = int(np.prod(lead, dtype=np.int64))
-        target = jnp.where(valid, indices, n).reshape(rows, -1)
-        flat = (jnp.arange(rows, dtype=target.dtype)[:, None] * (n + 1) + target).reshape(-1)
-        mask = jnp.zeros(rows * (n + 1), dtype=bool).at[flat].set(True)
+        lead, k = tuple(indices.shape[:-1]), indices.shape[-1]
+        rows = math.prod(lead)
+        target = jnp.where(valid, indices, n).reshape(rows, k)
+        row_ids = jnp.arange(rows)[:, None]  # a 2-D scatter: no flat index that could overflow int32
+        mask = jnp.zeros((rows, n + 1), dtype=bool).at[row_ids, target].set(True)
         return mask.reshape(lead + (n + 1,))[..., :n]
 
     # --- conformance support ---------------------------------------------------------------------------

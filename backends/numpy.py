@@ -22,6 +22,9 @@ class NumPyBackend(Backend):
     def device(self, x):
         return "cpu"
 
+    def index_dtype(self):
+        return np.int64
+
     def _from_host(self, obj, *, like, dtype=None):
         out = np.asarray(obj)
         if dtype is not None and np.issubdtype(out.dtype, np.floating):
@@ -34,7 +37,7 @@ class NumPyBackend(Backend):
     def index_mask(self, indices, n, valid):
         mask = np.zeros(indices.shape[:-1] + (n + 1,), dtype=bool)
         # invalid entries write into the spare column n, which is dropped
-        np.put_along_axis(mask, np.where(valid, indices, n), True, axis=-1)
+        np.put_along_axis(mask, np.where(valid, indices, np.int64(n)), True, axis=-1)
         return mask[..., :n]
 
     def dtypes(self, device=None):

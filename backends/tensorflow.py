@@ -54,10 +54,22 @@ class TensorFlowBackend(Backend):
     def device(self, x):
         return x.device or None
 
-    def asarray(self, obj, *, like, dtype=None):
+    def asarray(self, obj, *, like, dtype=None, name="an input"):
         if isinstance(obj, tf.Variable):
             obj = tf.convert_to_tensor(obj)  # a read that the tape differentiates to the variable
-        return super().asarray(obj, like=like, dtype=dtype)
+        return super().asarray(obj, like=like, dtype=dtype, name=name)
+
+    def shape(self, x):
+        """Static dimensions as ints; unknown ones (``tf.function`` with ``None`` in its signature,
+        Keras ``fit``) as 0-d tensors from ``tf.shape``."""
+        static = x.shape.as_list()
+        if None not in static:
+            return tuple(static)
+        dynamic = tf.shape(x)
+        return tuple(d if d is not None else dynamic[i] for i, d in enumerate(static))
+
+    def index_dtype(self):
+        return tf.int64
 
     def _from_host(self, obj, *, like, dtype=None):
         device = self.device(like)
@@ -113,22 +125,20 @@ class TensorFlowBackend(Backend):
 
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:
-        return tf.executing_eagerly() and not tf.is_symbolic_tensor(x) if hasattr(tf, "is_symbolic_tensor") \
-            else tf.executing_eagerly()
+        return tf.executing_eagerly() and not tf.is_symbolic_tensor(x)
 
     def may_need_grad(self, x):
         return True  # any active GradientTape may watch it, and TensorFlow cannot tell
 
     def index_mask(self, indices, n, valid):
         lead = tf.shape(indices)[:-1]
-        k = tf.shape(indices)[-1]
-        target = tf.reshape(tf.where(valid, indices, tf.cast(n, indices.dtype)), [-1, k])
-        rows = tf.shape(target)[0]
+        target = tf.reshape(tf.where(valid, indices, tf.cast(n, indices.dtype)), [-1, tf.shape(indices)[-1]])
+        rows = tf.shape(target, out_type=target.dtype)[0]
         row_ids = tf.broadcast_to(tf.range(rows, dtype=target.dtype)[:, None], tf.shape(target))
         coords = tf.reshape(tf.stack([row_ids, target], axis=-1), [-1, 2])
-        hits = tf.scatter_nd(coords, tf.ones(tf.shape(coords)[:1], tf.int32), tf.cast(tf.stack([rows, n + 1]), target.dtype))
-        mask = tf.reshape(hits[:, :n] > 0, tf.concat([lead, [n]], axis=0))
-        return mask
+        grid = tf.zeros(tf.stack([rows, tf.cast(n + 1, target.dtype)]), dtype=tf.bool)
+        hits = tf.tensor_scatter_nd_update(grid, coords, tf.ones(tf.shape(coords)[:1], tf.bool))
+        return tf.reshape(hits[:, :n], tf.concat([lead, tf.reshape(tf.cast(n, lead.dtype), [1])], axis=0))
 
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):

@@ -11,6 +11,11 @@ import torch
 from ._base import Backend, cpu_block_rows
 
 
+def _is_functorch_wrapped(x) -> bool:
+    check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
+    return bool(check(x)) if check is not None else False
+
+
 def _argnums(argnums) -> tuple[int, ...]:
     return (argnums,) if isinstance(argnums, int) else tuple(argnums)
 
@@ -32,13 +37,12 @@ class TorchBackend(Backend):
     def device(self, x):
         return x.device
 
-    def asarray(self, obj, *, like, dtype=None):
+    def asarray(self, obj, *, like, dtype=None, name="an input"):
         if isinstance(obj, torch.Tensor) and obj.device != like.device:
             raise ValueError(
-                f"an input is on {obj.device} but the first array is on {like.device}; "
-                "move both to the same device"
+                f"{name} is on {obj.device} but the first array is on {like.device}; move both to the same device"
             )
-        return super().asarray(obj, like=like, dtype=dtype)
+        return super().asarray(obj, like=like, dtype=dtype, name=name)
 
     def _from_host(self, obj, *, like, dtype=None):
         out = torch.as_tensor(obj, device=like.device)
@@ -113,7 +117,7 @@ class TorchBackend(Backend):
     def is_eager(self, x) -> bool:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():
             return False
-        if torch._C._functorch.is_functorch_wrapped_tensor(x):
+        if _is_functorch_wrapped(x):  # inside torch.func.vmap / grad: values are not concrete
             return False
         return x.device.type != "meta"
 
@@ -125,7 +129,7 @@ class TorchBackend(Backend):
 
     def index_mask(self, indices, n, valid):
         mask = torch.zeros(indices.shape[:-1] + (n + 1,), dtype=torch.bool, device=indices.device)
-        target = torch.where(valid, indices, n).to(torch.int64)
+        target = torch.where(valid, indices.to(torch.int64), n)
         return mask.scatter_(-1, target, True)[..., :n]
 
     # --- conformance support ---------------------------------------------------------------------------

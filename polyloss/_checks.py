@@ -1,24 +1,30 @@
-"""Input validation shared by every public function.
+"""Input validation and preparation shared by every public function.
 
-Shapes and dtypes are checked always. Value checks (labels in range, duplicate indices) need
-the data, so they run only on concrete arrays: never inside ``jax.jit``, ``tf.function`` or
-``torch.compile``, and not at all after ``polyloss.value_checks(False)``. On a GPU a value
-check costs one device synchronisation per call.
+Shapes and dtypes are checked always. Value checks (labels in range, repeated indices) need the
+data, so they run only when every array involved holds concrete values: never inside
+``jax.jit``, ``jax.vmap``, ``tf.function``, ``torch.compile`` or ``torch.func`` transforms, and not
+at all after ``polyloss.value_checks(False)``. On a GPU a value check costs one device
+synchronisation per call.
 """
 
 from __future__ import annotations
 
+import operator
 import threading
 
 __all__ = [
     "value_checks",
     "values_checked",
+    "fail_if_any",
+    "describe",
     "require_floating",
     "require_integer",
     "require_same_shape",
-    "broadcast_where",
-    "fail_if_any",
+    "as_index_array",
+    "broadcast_like",
+    "prepare_where",
     "normalize_axes",
+    "size",
 ]
 
 _state = threading.local()
@@ -48,75 +54,18 @@ class value_checks:
         return False
 
 
-def values_checked(backend, x) -> bool:
-    """Whether the value checks run for ``x``: enabled, and ``x`` holds concrete values."""
-    return _enabled() and backend.is_eager(x)
+def values_checked(backend, *arrays) -> bool:
+    """Whether value checks run: enabled, and every one of ``arrays`` holds concrete values."""
+    return _enabled() and all(backend.is_eager(a) for a in arrays if a is not None)
 
 
-def _shape(x) -> tuple:
-    return tuple(x.shape)
-
-
-def require_floating(xp, x, name: str) -> None:
-    if not xp.isdtype(x.dtype, "real floating"):
-        raise TypeError(f"{name} must be a real floating-point array, got dtype {x.dtype}")
-
-
-def require_integer(xp, x, name: str) -> None:
-    if not xp.isdtype(x.dtype, "integral"):
-        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
-
-
-def require_same_shape(a, b, name_a: str, name_b: str) -> None:
-    sa, sb = _shape(a), _shape(b)
-    if len(sa) != len(sb) or any(p is not None and q is not None and p != q for p, q in zip(sa, sb)):
-        raise ValueError(f"{name_b} has shape {sb} but {name_a} has shape {sa}; they must be equal")
-
-
-def broadcast_where(xp, where, shape: tuple, name_of_shape: str):
-    """``where`` as a boolean array broadcast to ``shape`` (None stays None)."""
-    if where is None:
-        return None
-    if where.dtype != xp.bool:
-        raise TypeError(f"where must be a boolean array, got dtype {where.dtype}")
-    ws = _shape(where)
-    padded = (1,) * (len(shape) - len(ws)) + ws
-    if len(ws) > len(shape) or any(w not in (1, s) and None not in (w, s) for w, s in zip(padded, shape)):
-        raise ValueError(f"where has shape {ws}, which does not broadcast to {name_of_shape} shape {tuple(shape)}")
-    if ws == tuple(shape):
-        return where
-    return xp.broadcast_to(where, tuple(shape))
-
-
-def fail_if_any(xp, backend, bad, like, message) -> None:
+def fail_if_any(xp, bad, message) -> None:
     """Raise ``ValueError(message())`` when any element of the boolean array ``bad`` is True.
 
-    Runs only when ``values_checked(backend, like)``; ``message`` is called only on failure.
+    Call it only where :func:`values_checked` holds; ``message`` is called only on failure.
     """
-    if values_checked(backend, like) and bool(xp.any(bad)):
+    if bool(xp.any(bad)):
         raise ValueError(message())
-
-
-def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
-    """``axis`` (an int or a tuple of ints) as sorted, non-negative, distinct axes."""
-    if isinstance(axis, int) and not isinstance(axis, bool):
-        axes = (axis,)
-    elif isinstance(axis, (tuple, list)):
-        axes = tuple(axis)
-    else:
-        raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
-    if not axes:
-        raise ValueError(f"{name} must name at least one axis")
-    out = []
-    for a in axes:
-        if not isinstance(a, int) or isinstance(a, bool):
-            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"{name}={a} is out of range for an array with {ndim} dimensions")
-        out.append(a % ndim)
-    if len(set(out)) != len(out):
-        raise ValueError(f"{name}={axis!r} repeats an axis")
-    return tuple(sorted(out))
 
 
 def describe(xp, x, mask) -> str:
@@ -126,3 +75,91 @@ def describe(xp, x, mask) -> str:
     lo = int(xp.min(xp.where(mask, x, info.max)))
     hi = int(xp.max(xp.where(mask, x, info.min)))
     return f"{lo}" if lo == hi else f"{lo} .. {hi}"
+
+
+def _shape(x) -> tuple:
+    return tuple(x.shape)
+
+
+def _require_kind(xp, x, name: str, kind: str, what: str) -> None:
+    try:
+        ok = bool(xp.isdtype(x.dtype, kind))
+    except (TypeError, ValueError):  # a dtype the namespace does not know (NumPy's ml_dtypes bfloat16)
+        raise TypeError(f"{name} has dtype {x.dtype}, which this backend does not support") from None
+    if not ok:
+        raise TypeError(f"{name} must be {what} array, got dtype {x.dtype}")
+
+
+def require_floating(xp, x, name: str) -> None:
+    _require_kind(xp, x, name, "real floating", "a real floating-point")
+
+
+def require_integer(xp, x, name: str) -> None:
+    _require_kind(xp, x, name, "integral", "an integer")
+
+
+def require_same_shape(a, b, name_a: str, name_b: str) -> None:
+    sa, sb = _shape(a), _shape(b)
+    if len(sa) != len(sb) or any(p is not None and q is not None and p != q for p, q in zip(sa, sb)):
+        raise ValueError(f"{name_b} has shape {sb} but {name_a} has shape {sa}; they must be equal")
+
+
+def as_index_array(xp, backend, x, like, name: str):
+    """``x`` (class ids, spans) as an integer array of the namespace's indexing dtype (int64, or
+    int32 for JAX without x64): narrow dtypes would wrap the sentinel values and the ``i·L + j``
+    arithmetic of span ids."""
+    x = backend.asarray(x, like=like, name=name)
+    require_integer(xp, x, name)
+    target = backend.index_dtype()
+    return x if x.dtype == target else xp.astype(x, target)
+
+
+def broadcast_like(xp, backend, x, like, name: str, name_of_shape: str):
+    """``x`` broadcast to ``like``'s shape, or a ValueError naming both shapes."""
+    shape, xs = _shape(like), _shape(x)
+    padded = (1,) * (len(shape) - len(xs)) + xs
+    if len(xs) > len(shape) or any(a not in (1, b) and None not in (a, b) for a, b in zip(padded, shape)):
+        raise ValueError(f"{name} has shape {xs}, which does not broadcast to {name_of_shape} shape {shape}")
+    return x if xs == shape and None not in shape else xp.broadcast_to(x, backend.shape(like))
+
+
+def prepare_where(xp, backend, where, like, name_of_shape: str = "logits"):
+    """``where`` (an array, or Python/NumPy booleans) as a boolean array of ``like``'s framework,
+    broadcast to ``like``'s shape; None stays None."""
+    if where is None:
+        return None
+    where = backend.asarray(where, like=like, name="where")
+    if where.dtype != xp.bool:
+        raise TypeError(f"where must be a boolean array, got dtype {where.dtype}")
+    return broadcast_like(xp, backend, where, like, "where", name_of_shape)
+
+
+def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
+    """``axis`` (an int or a tuple of ints) as sorted, non-negative, distinct axes."""
+    items = axis if isinstance(axis, (tuple, list)) else (axis,)
+    axes = []
+    for a in items:
+        if isinstance(a, bool):
+            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
+        try:
+            a = operator.index(a)
+        except TypeError:
+            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}") from None
+        if not -ndim <= a < ndim:
+            raise ValueError(f"{name}={a} is out of range for an array with {ndim} dimensions")
+        axes.append(a % ndim)
+    if not axes:
+        raise ValueError(f"{name} must name at least one axis")
+    if len(set(axes)) != len(axes):
+        raise ValueError(f"{name}={axis!r} repeats an axis")
+    return tuple(sorted(axes))
+
+
+def size(shape) -> int | None:
+    """The number of elements of a static ``shape``, or None when a dimension is unknown."""
+    n = 1
+    for d in shape:
+        if d is None or not isinstance(d, int):
+            return None
+        n *= d
+    return n

@@ -41,7 +41,7 @@ def upcast(xp, x):
     return x if x.dtype == target else xp.astype(x, target)
 
 
-def classes_last(xp, x, axes: tuple[int, ...]):
+def classes_last(xp, be, x, axes: tuple[int, ...]):
     """Move ``axes`` (sorted, non-negative) to the end and merge them into one class axis."""
     ndim = x.ndim
     rest = [a for a in range(ndim) if a not in axes]
@@ -49,7 +49,7 @@ def classes_last(xp, x, axes: tuple[int, ...]):
     if order != list(range(ndim)):
         x = xp.permute_dims(x, tuple(order))
     if len(axes) > 1:
-        x = xp.reshape(x, tuple(x.shape[: len(rest)]) + (-1,))
+        x = xp.reshape(x, be.shape(x)[: len(rest)] + (-1,))
     return x
 
 
@@ -77,13 +77,14 @@ def masked_max(xp, be, x, mask=None, *, axis=-1):
 
 
 def appended_zero_shift(xp, be, x, *, axis=-1):
-    """Stop-gradient shift ``c = max(0, max x)`` over ``axis`` (kept).
+    """Stop-gradient shift ``c = max(0, max x)`` over ``axis`` (kept), 0 where that is not finite.
 
     After it, every term of ``1 + Σ e^{x}`` (the 1 included) is at most 1 and the largest is 1:
-    nothing overflows and nothing that matters underflows. A row with NaN gets a NaN shift (and
-    a NaN result, as it should); a row with ``+inf`` gets NaN too.
+    nothing overflows and nothing that matters underflows. A row holding ``+inf`` (or NaN) gets the
+    shift 0, so its sum is ``+inf`` (or NaN), as the formula says.
     """
-    return be.stop_gradient(xp.maximum(xp.max(x, axis=axis, keepdims=True), 0.0))
+    c = xp.clip(xp.max(x, axis=axis, keepdims=True), min=0.0)
+    return be.stop_gradient(xp.where(xp.isfinite(c), c, 0.0))
 
 
 def log1p_shifted(xp, c, total):
@@ -123,12 +124,12 @@ def by_rows(xp, be, fn, *arrays):
     ``fn`` runs once on the whole arrays.
     """
     first = arrays[0]
-    lead = tuple(first.shape[:-1])
-    rows = 1
-    for d in lead:
-        rows *= d
     block = be.block_rows(first)
-    if block is None or rows <= block:
+    if block is None:
+        return fn(*arrays)
+    lead = tuple(first.shape[:-1])
+    rows = math.prod(lead)
+    if rows <= block:
         return fn(*arrays)
     per_row = [a.ndim == len(lead) for a in arrays]
     flat = [
@@ -159,7 +160,7 @@ def log_softmax(xp, be, x, *, axis=-1, where=None):
 
 def softplus(xp, x):
     """``log(1 + e^x)`` without overflow: ``max(x, 0) + log1p(e^{-|x|})``."""
-    return xp.maximum(x, 0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+    return xp.clip(x, min=0.0) + xp.log1p(xp.exp(-xp.abs(x)))
 
 
 def log_sigmoid(xp, x):

@@ -39,22 +39,18 @@ def reduce(values, reduction: str = "mean", *, weights=None, where=None):
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
     xp, be = namespace_of(values=values, weights=weights, where=where)
-    values = be.asarray(values, like=values)
+    values = be.asarray(values, like=values, name="values")
     _checks.require_floating(xp, values, "values")
     v = _ops.upcast(xp, values)
-    shape = tuple(v.shape)
-    keep = None
-    if where is not None:
-        keep = _checks.broadcast_where(xp, be.asarray(where, like=values), shape, "values")
+    keep = _checks.prepare_where(xp, be, where, v, "values")
+    if keep is not None:
         v = xp.where(keep, v, 0.0)
     w = None
     if weights is not None:
-        w = be.asarray(weights, like=values, dtype=v.dtype)
-        _checks.require_floating(xp, w, "weights")
-        try:
-            w = xp.broadcast_to(w, shape)
-        except Exception:
-            raise ValueError(f"weights has shape {tuple(w.shape)}, which does not broadcast to values shape {shape}") from None
+        w = be.asarray(weights, like=values, name="weights")
+        if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
+            raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
+        w = _checks.broadcast_like(xp, be, xp.astype(w, v.dtype) if w.dtype != v.dtype else w, v, "weights", "values")
         if keep is not None:
             w = xp.where(keep, w, 0.0)
         v = v * w
@@ -66,9 +62,9 @@ def reduce(values, reduction: str = "mean", *, weights=None, where=None):
     elif keep is not None:
         count = xp.sum(xp.astype(keep, v.dtype))
     else:
-        n = 1
-        for d in shape:
-            n *= d
-        return total / max(n, 1)
+        n = _checks.size(values.shape)
+        if n is not None:
+            return total / n if n else total  # an empty array: 0
+        count = xp.sum(xp.ones_like(v))
     has_any = count != 0.0
     return xp.where(has_any, total / xp.where(has_any, count, 1.0), 0.0)

@@ -110,7 +110,7 @@ def test_torch_inputs_on_two_devices_are_an_error():
     torch = pytest.importorskip("torch")
     get("torch")
     labels = torch.zeros(2, 3, dtype=torch.bool, device="meta")
-    with pytest.raises(ValueError, match="an input is on meta but the first array is on cpu"):
+    with pytest.raises(ValueError, match="labels is on meta but the first array is on cpu"):
         polyloss.multilabel_crossentropy(torch.tensor(S), labels)
 
 

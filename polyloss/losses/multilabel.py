@@ -120,6 +120,8 @@ _KERNELS: dict = {}
 def _multilabel(xp, be, s, labels, hard: bool):
     """The loss of ``s [..., C]`` (compute dtype; masked entries already ``-inf``) and ``labels``
     (boolean for hard labels, floating for soft ones), through the backend's ``custom_vjp``."""
+    if s.shape[-1] == 0:
+        return xp.sum(s, axis=-1)  # no class: both sums are empty, the loss is 0 (and differentiable)
     key = (be.name, hard)
     if key not in _KERNELS:
         _KERNELS[key] = be.custom_vjp(*_kernel(xp, be, hard))
@@ -127,8 +129,8 @@ def _multilabel(xp, be, s, labels, hard: bool):
 
 
 def _prepare_logits(xp, be, logits, name="logits"):
-    """``logits`` as a native array of the framework, checked to be floating, in the compute dtype."""
-    logits = be.asarray(logits, like=logits)
+    """``logits`` as a native array of the framework, checked to be floating, and in the compute dtype."""
+    logits = be.asarray(logits, like=logits, name=name)
     _checks.require_floating(xp, logits, name)
     return logits, _ops.upcast(xp, logits)
 
@@ -147,7 +149,7 @@ def _as_kernel_labels(xp, be, labels, s):
     if not integral and not xp.isdtype(labels.dtype, "real floating"):
         raise TypeError(f"labels must be boolean, integer or real floating, got dtype {labels.dtype}")
     t = labels if integral or labels.dtype == s.dtype else xp.astype(labels, s.dtype)
-    if _checks.values_checked(be, s):
+    if _checks.values_checked(be, s, labels):
         ones = t == 1
         binary = ones | (t == 0)
         if bool(xp.all(binary)):
@@ -156,18 +158,23 @@ def _as_kernel_labels(xp, be, labels, s):
         elif integral:
             bad = (s != _NEG_INF) & ~binary
             _checks.fail_if_any(
-                xp, be, bad, s,
+                xp, bad,
                 lambda: "integer labels must be 0 or 1 (use float labels for soft targets in [0, 1]); "
                 f"found {_checks.describe(xp, labels, bad)}",
             )
         else:
             bad = (s != _NEG_INF) & ((t < 0.0) | (t > 1.0))
             _checks.fail_if_any(
-                xp, be, bad, s,
+                xp, bad,
                 lambda: "soft labels must lie in [0, 1]; found values from "
                 f"{float(xp.min(xp.where(bad, t, math.inf)))} to {float(xp.max(xp.where(bad, t, -math.inf)))}",
             )
     return (t != 0, True) if integral else (t, False)
+
+
+def _classes_last(xp, be, s, axes, *others):
+    """``s`` and ``others`` (same shape, None allowed) with the class axes moved last and merged."""
+    return tuple(None if a is None else _ops.classes_last(xp, be, a, axes) for a in (s, *others))
 
 
 # --------------------------------------------------------------------------------------------
@@ -211,14 +218,12 @@ def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
     """
     xp, be = namespace_of(logits=logits, labels=labels, where=where)
     logits, s = _prepare_logits(xp, be, logits)
-    labels = be.asarray(labels, like=logits, dtype=s.dtype)
+    labels = be.asarray(labels, like=logits, dtype=s.dtype, name="labels")
     _checks.require_same_shape(logits, labels, "logits", "labels")
-    if where is not None:
-        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
+    where = _checks.prepare_where(xp, be, where, logits)
     axes = _checks.normalize_axes(axis, logits.ndim)
-    s, labels = _ops.classes_last(xp, s, axes), _ops.classes_last(xp, labels, axes)
-    if where is not None:
-        s = _ops.mask_logits(xp, s, _ops.classes_last(xp, where, axes))
+    s, labels, where = _classes_last(xp, be, s, axes, labels, where)
+    s = _ops.mask_logits(xp, s, where)
     labels, hard = _as_kernel_labels(xp, be, labels, s)
     return _multilabel(xp, be, s, labels, hard)
 
@@ -226,19 +231,20 @@ def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
 # --------------------------------------------------------------------------------------------
 # A2: sparse labels
 # --------------------------------------------------------------------------------------------
-def _sparse(xp, be, s, indices, pad_index, like, what):
-    """The sparse loss on ``s [..., C]`` and ``indices [..., K]`` (classes last).
+def _sparse(xp, be, s, indices, pad_index, what):
+    """The sparse loss on ``s [..., C]`` and ``indices [..., K]`` (classes last, masked entries of
+    ``s`` already ``-inf``).
 
     The listed classes become a boolean mask by a scatter, after the eager checks (in range, no
     repeats). Padding entries (== pad_index) are ignored; in compiled code, where values cannot
     be checked, out-of-range entries are ignored as well and a repeated class counts once."""
-    num_classes = s.shape[-1]
+    num_classes = be.shape(s)[-1]
     in_range = (indices >= 0) & (indices < num_classes)
     listed = in_range if pad_index is None else in_range & (indices != pad_index)
-    if _checks.values_checked(be, like):
+    if _checks.values_checked(be, s, indices):
         allowed = in_range if pad_index is None else in_range | (indices == pad_index)
         _checks.fail_if_any(
-            xp, be, ~allowed, like,
+            xp, ~allowed,
             lambda: (
                 f"{what} must lie in [0, {num_classes})"
                 + ("" if pad_index is None else f" or equal pad_index={pad_index}")
@@ -249,7 +255,7 @@ def _sparse(xp, be, s, indices, pad_index, like, what):
             ordered = xp.sort(xp.where(listed, indices, -1), axis=-1)
             repeated = (ordered[..., 1:] == ordered[..., :-1]) & (ordered[..., 1:] >= 0)
             _checks.fail_if_any(
-                xp, be, repeated, like,
+                xp, repeated,
                 lambda: (
                     f"{what} list a class twice in one row ({_checks.describe(xp, ordered[..., 1:], repeated)}); "
                     "each positive may appear once"
@@ -305,8 +311,9 @@ def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, 
     """
     xp, be = namespace_of(logits=logits, indices=indices, where=where)
     logits, s = _prepare_logits(xp, be, logits)
-    indices = be.asarray(indices, like=logits)
-    _checks.require_integer(xp, indices, "indices")
+    indices = _checks.as_index_array(xp, be, indices, logits, "indices")
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(f"axis must be a single int for sparse labels (the K axis of indices), got {axis!r}")
     (ax,) = _checks.normalize_axes(axis, logits.ndim)
     if indices.ndim != logits.ndim or any(
         p is not None and q is not None and p != q
@@ -317,21 +324,18 @@ def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, 
             f"indices has shape {tuple(indices.shape)} but logits has shape {tuple(logits.shape)}; "
             f"they must be equal except on axis {axis} (K positives vs C classes)"
         )
-    if where is not None:
-        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
-        where = _ops.classes_last(xp, where, (ax,))
-    s, indices = _ops.classes_last(xp, s, (ax,)), _ops.classes_last(xp, indices, (ax,))
-    return _sparse(xp, be, _ops.mask_logits(xp, s, where), indices, pad_index, logits, "indices")
+    where = _checks.prepare_where(xp, be, where, logits)
+    s, indices, where = _classes_last(xp, be, s, (ax,), indices, where)
+    return _sparse(xp, be, _ops.mask_logits(xp, s, where), indices, pad_index, "indices")
 
 
 # --------------------------------------------------------------------------------------------
 # A3: GlobalPointer
 # --------------------------------------------------------------------------------------------
 def _require_square_spans(logits):
-    if logits.ndim < 2 or logits.shape[-1] != logits.shape[-2]:
-        raise ValueError(
-            f"GlobalPointer logits must have shape [..., L, L] (start, end), got {tuple(logits.shape)}"
-        )
+    shape = tuple(logits.shape)
+    if len(shape) < 2 or None not in shape[-2:] and shape[-1] != shape[-2]:
+        raise ValueError(f"GlobalPointer logits must have shape [..., L, L] (start, end), got {shape}")
 
 
 def global_pointer_crossentropy(logits, labels, *, where=None):
@@ -363,6 +367,7 @@ def global_pointer_crossentropy(logits, labels, *, where=None):
 
       (6 valid spans scored 0: type 0 has ``log(1 + 5) + log(1 + 1)``, type 1 has ``log(1 + 6)``.)
     """
+    namespace_of(logits=logits, labels=labels, where=where)  # the framework checks come first
     _require_square_spans(logits)
     return multilabel_crossentropy(logits, labels, axis=(-2, -1), where=where)
 
@@ -387,36 +392,36 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
       array([[2.4849, 1.9459]])
     """
     xp, be = namespace_of(logits=logits, spans=spans, where=where)
-    _require_square_spans(logits)
     logits, s = _prepare_logits(xp, be, logits)
-    spans = be.asarray(spans, like=logits)
-    _checks.require_integer(xp, spans, "spans")
+    _require_square_spans(logits)
+    spans = _checks.as_index_array(xp, be, spans, logits, "spans")
     if spans.ndim != logits.ndim or spans.shape[-1] != 2 or tuple(spans.shape[:-2]) != tuple(logits.shape[:-2]):
         lead = "".join(f"{d}, " for d in logits.shape[:-2])
         raise ValueError(
             f"spans has shape {tuple(spans.shape)} but logits has shape {tuple(logits.shape)}; "
             f"spans must be [{lead}K, 2]"
         )
-    length = logits.shape[-1]
+    length = be.shape(logits)[-1]
     start, end = spans[..., 0], spans[..., 1]
-    if pad_index is None:
-        padding = xp.zeros(start.shape, dtype=xp.bool, device=be.device(start))
-    else:
-        padding = (start == pad_index) & (end == pad_index)
+    padding = (start == pad_index) & (end == pad_index) if pad_index is not None else start != start
+    outside = ~padding & ((start < 0) | (end >= length) | (start > end))
+    if _checks.values_checked(be, s, spans):
+        if pad_index is not None:
+            _checks.fail_if_any(
+                xp, (start == pad_index) != (end == pad_index),
+                lambda: f"a span has one coordinate equal to pad_index={pad_index} and one not; pad both",
+            )
         _checks.fail_if_any(
-            xp, be, (start == pad_index) != (end == pad_index), logits,
-            lambda: f"a span has one coordinate equal to pad_index={pad_index} and one not; pad both",
+            xp, outside,
+            lambda: f"spans must satisfy 0 <= start <= end < L={length} (GlobalPointer scores the upper triangle)",
         )
-    _checks.fail_if_any(
-        xp, be, ~padding & ((start < 0) | (end >= length) | (start > end)), logits,
-        lambda: f"spans must satisfy 0 <= start <= end < L={length} (GlobalPointer scores the upper triangle)",
-    )
-    flat = xp.where(padding, -1, start * length + end)
-    s = xp.reshape(s, tuple(s.shape[:-2]) + (length * length,))
+    # flat span id i·L + j; padding, and under compilation any span outside the grid, is ignored
+    flat = xp.where(padding | outside, -1, start * length + end)
+    s = xp.reshape(s, be.shape(s)[:-2] + (-1,))
+    where = _checks.prepare_where(xp, be, where, logits)
     if where is not None:
-        where = _checks.broadcast_where(xp, be.asarray(where, like=logits), tuple(logits.shape), "logits")
-        where = xp.reshape(where, tuple(s.shape))
-    return _sparse(xp, be, _ops.mask_logits(xp, s, where), flat, -1, logits, "spans")
+        where = xp.reshape(where, be.shape(where)[:-2] + (-1,))
+    return _sparse(xp, be, _ops.mask_logits(xp, s, where), flat, -1, "spans")
 
 
 def global_pointer_mask(sequence_mask, *, lower_triangle: bool = False):
@@ -433,14 +438,14 @@ def global_pointer_mask(sequence_mask, *, lower_triangle: bool = False):
            [0, 0, 0]])
     """
     xp, be = namespace_of(sequence_mask=sequence_mask)
-    sequence_mask = be.asarray(sequence_mask, like=sequence_mask)
+    sequence_mask = be.asarray(sequence_mask, like=sequence_mask, name="sequence_mask")
     if sequence_mask.ndim != 2:
         raise ValueError(f"sequence_mask must have shape [B, L], got {tuple(sequence_mask.shape)}")
     valid = sequence_mask if sequence_mask.dtype == xp.bool else sequence_mask != 0
     pair = valid[:, None, :, None] & valid[:, None, None, :]
     if lower_triangle:
         return pair
-    length = sequence_mask.shape[-1]
+    length = be.shape(sequence_mask)[-1]
     positions = xp.arange(length, device=be.device(sequence_mask))
     return pair & (positions[:, None] <= positions[None, :])
 
@@ -458,11 +463,13 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     the sum over classes of the symmetric binary KL between ``[σ(s_i), 1-σ(s_i)]`` and
     ``[σ(t_i), 1-σ(t_i)]`` (no ½). It is symmetric, ``>= 0``, and 0 iff ``s = t``.
 
-    Each term is computed as ``σ(hi) σ(-lo) (1 - e^{-|s-t|}) |s-t|`` with ``hi, lo`` the larger and
-    smaller logit: the same value without the cancellation of ``σ(s) - σ(t)`` at saturated logits.
-    Entries where ``s_i = t_i`` contribute exactly 0 and are dropped first, so the GlobalPointer
-    padding (``-inf`` in both) never meets ``(-inf) - (-inf)``; entries where ``where`` is False are
-    dropped too. A position that is ``-inf`` in one input only gives ``+inf``, its true value.
+    Each term is computed as ``σ(hi) σ(-lo) (1 - e^{-(hi-lo)}) (hi-lo)`` with ``hi, lo`` the larger and
+    smaller logit: the same value without the cancellation of ``σ(s) - σ(t)`` at saturated logits
+    (the identity holds for either order, so value and derivatives of every order are those of
+    the formula, ties included). Entries equal to the same infinity in both inputs (the
+    GlobalPointer padding, ``-inf``) contribute exactly 0 and are dropped first, so they never meet
+    ``(-inf) - (-inf)``; entries where ``where`` is False are dropped too. A position that is ``-inf``
+    in one input only gives ``+inf``, its true value.
 
     Source: kexue.fm/archives/9039.
 
@@ -480,29 +487,22 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     array([0.231059])
     """
     xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
-    logits_a = be.asarray(logits_a, like=logits_a)
-    _checks.require_floating(xp, logits_a, "logits_a")
-    logits_b = be.asarray(logits_b, like=logits_a)
-    _checks.require_floating(xp, logits_b, "logits_b")
-    _checks.require_same_shape(logits_a, logits_b, "logits_a", "logits_b")
+    logits_a, s = _prepare_logits(xp, be, logits_a, "logits_a")
+    _, t = _prepare_logits(xp, be, be.asarray(logits_b, like=logits_a, name="logits_b"), "logits_b")
+    _checks.require_same_shape(logits_a, t, "logits_a", "logits_b")
+    if s.dtype != t.dtype:  # float64 beside float32: compute in float64
+        s, t = xp.astype(s, xp.float64), xp.astype(t, xp.float64)
     axes = _checks.normalize_axes(axis, logits_a.ndim)
-    dtype = (
-        xp.float64
-        if xp.float64 in (logits_a.dtype, logits_b.dtype)
-        else _ops.compute_dtype(xp, logits_a.dtype)
-    )
-    s = xp.astype(logits_a, dtype) if logits_a.dtype != dtype else logits_a
-    t = xp.astype(logits_b, dtype) if logits_b.dtype != dtype else logits_b
-    keep = s != t
+    # equal infinities (GlobalPointer padding, -inf in both) contribute exactly 0: drop them first,
+    # and keep every other tie, where the second derivative (VAT's power iteration) is 2σ'(s)
+    keep = ~(xp.isinf(s) & (s == t))
+    where = _checks.prepare_where(xp, be, where, logits_a)
     if where is not None:
-        keep = keep & _checks.broadcast_where(xp, be.asarray(where, like=logits_a), tuple(s.shape), "logits")
+        keep = keep & where
     # double where: dropped entries see 0 inside the formula, so no NaN reaches value or gradient
     s0, t0 = xp.where(keep, s, 0.0), xp.where(keep, t, 0.0)
-    gap = xp.abs(s0 - t0)
-    term = (
-        _ops.sigmoid(xp, xp.maximum(s0, t0))
-        * _ops.sigmoid(xp, -xp.minimum(s0, t0))
-        * -xp.expm1(-gap)
-        * gap
-    )
+    first = s0 >= t0
+    hi, lo = xp.where(first, s0, t0), xp.where(first, t0, s0)
+    gap = hi - lo
+    term = _ops.sigmoid(xp, hi) * _ops.sigmoid(xp, -lo) * -xp.expm1(-gap) * gap
     return xp.sum(xp.where(keep, term, 0.0), axis=axes)
