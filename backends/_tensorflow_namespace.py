@@ -89,9 +89,10 @@ def _promote_pair(a, b):
 
 def result_type(*arrays_and_dtypes):
     """The standard's promotion; Python scalars are "weak" (they take the other operands' dtype)."""
-    scalars = [x for x in arrays_and_dtypes if isinstance(x, (builtins.bool, int, float, complex))]
-    dtypes = [x.dtype if hasattr(x, "dtype") else tf.as_dtype(x) for x in arrays_and_dtypes if x not in scalars
-              or not isinstance(x, (builtins.bool, int, float, complex))]
+    python = (builtins.bool, int, float, complex)
+    scalars = [x for x in arrays_and_dtypes if isinstance(x, python)]
+    dtypes = [x.dtype if hasattr(x, "dtype") else tf.as_dtype(x) for x in arrays_and_dtypes
+              if not isinstance(x, python)]
     if not dtypes:
         raise TypeError("result_type needs at least one array or dtype")
     out = dtypes[0]

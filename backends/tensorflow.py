@@ -65,7 +65,7 @@ class TensorFlowBackend(Backend):
         static = x.shape.as_list()
         if None not in static:
             return tuple(static)
-        dynamic = tf.shape(x)
+        dynamic = tf.shape(x, out_type=tf.int64)
         return tuple(d if d is not None else dynamic[i] for i, d in enumerate(static))
 
     def index_dtype(self):

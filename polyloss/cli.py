@@ -11,6 +11,9 @@ from collections import OrderedDict
 
 __all__ = ["main"]
 
+MODES = ("eager", "jit", "function", "compile")
+DEVICE_KINDS = ("cpu", "cuda", "gpu", "device1")
+
 
 def _csv(value: str) -> list[str]:
     return [v.strip() for v in value.split(",") if v.strip()]
@@ -46,6 +49,7 @@ def _check(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import polyloss
     from polyloss import backends, conformance
+    from polyloss.backends._base import DTYPE_NAMES
 
     backend_names = _csv(args.backends) if args.backends else list(backends.BACKEND_NAMES)
     unknown = set(backend_names) - set(backends.BACKEND_NAMES)
@@ -57,6 +61,20 @@ def _check(args) -> int:
     modes = _csv(args.modes) if args.modes else None
     devices = _csv(args.devices) if args.devices else None
     dtypes = _csv(args.dtypes) if args.dtypes else None
+    for option, given, known in (("--modes", modes, MODES), ("--dtypes", dtypes, DTYPE_NAMES)):
+        wrong = sorted(set(given or ()) - set(known))
+        if wrong:
+            print(f"unknown {option}: {', '.join(wrong)}; known: {', '.join(known)}", file=sys.stderr)
+            return 2
+    if devices and not any(d.split(":")[0] in DEVICE_KINDS for d in devices):
+        print(f"unknown --devices: {', '.join(devices)}; use labels such as cpu, cuda:0, gpu, device1",
+              file=sys.stderr)
+        return 2
+    for name in backend_names:
+        try:
+            conformance.matrix.prepare(backends.get_backend(name))
+        except ImportError:
+            pass  # reported below as not installed
 
     print(f"polyloss {polyloss.__version__} conformance check - Python {platform.python_version()}, "
           + ", ".join(_versions(backend_names)))
@@ -122,7 +140,8 @@ def main(argv=None) -> int:
         "differences of the reference). Exits non-zero when a row fails.",
     )
     check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,tensorflow (default: all)")
-    check.add_argument("--modes", help="comma-separated: eager,jit,function,compile (default: all but compile)")
+    check.add_argument("--modes", help="comma-separated modes to run: eager,jit,function,compile (default: "
+                       "eager,jit,function; compile, for torch.compile, is slow)")
     check.add_argument("--devices", help="comma-separated device labels or kinds: cpu,cuda,gpu,device1 (default: all)")
     check.add_argument("--dtypes", help="comma-separated: float64,float32,float16,bfloat16 (default: all)")
     check.add_argument("--functions", help="comma-separated public function names (default: all)")

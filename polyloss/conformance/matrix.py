@@ -24,7 +24,9 @@ class Target:
 
 
 def prepare(backend) -> None:
-    """Process-wide settings a conformance run needs (JAX float64)."""
+    """Turn on JAX's float64 (``jax_enable_x64``), a process-wide setting: the ``polyloss check``
+    command and the test suite call it; :func:`check` does not, so that it leaves a caller's JAX as
+    it found it (without x64 the JAX float64 rows are simply not run)."""
     if backend.name == "jax":
         import jax
 
@@ -44,7 +46,6 @@ def targets(backends: Iterable[str] | None = None, modes: Iterable[str] | None =
         except ImportError as exc:
             missing[name] = f"not installed ({exc})"
             continue
-        prepare(backend)
         for mode in backend.modes:
             if mode != "eager" and mode not in wanted_modes:
                 continue
