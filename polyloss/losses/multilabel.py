@@ -24,6 +24,7 @@ import math
 
 from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
+from polyloss.backends import get_backend
 
 __all__ = [
     "multilabel_crossentropy",
@@ -78,8 +79,13 @@ def _kernel(xp, be, hard: bool):
     ~1e37 a share written as ``e^{s - log(1 + Σ)}`` would round the weight away).
     """
     sets = _hard_sets if hard else _soft_sets
+    # the adapter is looked up from the registry at each call rather than held in a closure:
+    # torch.compile traces a custom autograd.Function only when everything it closes over is a
+    # module, a function or a constant
+    name = be.name
 
     def totals(s, labels):
+        be = get_backend(name)
         z_neg, w_neg, z_pos, w_pos = sets(xp, s, labels)
         c_neg = _ops.appended_zero_shift(xp, be, z_neg)
         c_pos = _ops.appended_zero_shift(xp, be, z_pos)
@@ -102,13 +108,13 @@ def _kernel(xp, be, hard: bool):
         return grad_s, g * (down - up)
 
     def fwd(s, labels):
-        res = _ops.by_rows(xp, be, totals, s, labels)
+        res = _ops.by_rows(xp, get_backend(name), totals, s, labels)
         c_neg, sum_neg, c_pos, sum_pos = res
         return _ops.log1p_shifted(xp, c_neg, sum_neg) + _ops.log1p_shifted(xp, c_pos, sum_pos), res
 
     def bwd(args, res, g, needs):
         needs_labels = needs[1] and not hard
-        grads = _ops.by_rows(xp, be, lambda *a: grad(*a, needs_labels), *args, *res, g)
+        grads = _ops.by_rows(xp, get_backend(name), lambda *a: grad(*a, needs_labels), *args, *res, g)
         return grads[0], (grads[1] if needs_labels else None)
 
     return fwd, bwd
