@@ -11,6 +11,40 @@ import torch
 from ._base import Backend, cpu_block_rows
 
 
+class _CustomVJP(torch.autograd.Function):
+    """``custom_vjp(fwd, bwd)`` for every kernel: one class, defined once (``torch.compile`` can
+    trace it, and can't trace a class created on the fly), with ``fwd``/``bwd`` passed to ``apply``.
+    The setup_context form, so that ``torch.func`` transforms work too."""
+
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(fwd, bwd, *args):
+        out, res = fwd(*args)
+        return (out, *res)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        fwd, bwd, *args = inputs
+        _, *res = output
+        ctx.mark_non_differentiable(*res)
+        ctx.kernel = (fwd, bwd)
+        ctx.n_inputs = len(args)
+        ctx.save_for_backward(*args, *res)
+
+    @staticmethod
+    def backward(ctx, g, *_):
+        fwd, bwd = ctx.kernel
+        saved = ctx.saved_tensors
+        args, res = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
+        needs = tuple(ctx.needs_input_grad[2:])
+        if torch.is_grad_enabled():
+            # create_graph=True: recompute the residuals with autograd recording, so that the
+            # gradient is a differentiable function of the inputs (higher-order derivatives)
+            res = fwd(*args)[1]
+        return (None, None, *bwd(args, res, g, needs))
+
+
 def _is_functorch_wrapped(x) -> bool:
     check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(check(x)) if check is not None else False
@@ -82,34 +116,8 @@ class TorchBackend(Backend):
         return vg
 
     def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
-        class _Fn(torch.autograd.Function):
-            generate_vmap_rule = True
-
-            @staticmethod
-            def forward(*args):
-                out, res = fwd(*args)
-                return (out, *res)
-
-            @staticmethod
-            def setup_context(ctx, inputs, output):
-                _, *res = output
-                ctx.mark_non_differentiable(*res)
-                ctx.n_inputs = len(inputs)
-                ctx.save_for_backward(*inputs, *res)
-
-            @staticmethod
-            def backward(ctx, g, *_):
-                saved = ctx.saved_tensors
-                args, res = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
-                needs = tuple(ctx.needs_input_grad)
-                if torch.is_grad_enabled():
-                    # create_graph=True: recompute the residuals with autograd recording, so that the
-                    # gradient is a differentiable function of the inputs (higher-order derivatives)
-                    res = fwd(*args)[1]
-                return tuple(bwd(args, res, g, needs))
-
         def f(*args):
-            return _Fn.apply(*args)[0]
+            return _CustomVJP.apply(fwd, bwd, *args)[0]
 
         return f
 
