@@ -6,6 +6,8 @@ import numpy as np
 
 from polyloss.conformance.registry import FULL_DTYPES, HALF_DTYPES, Case, register
 
+ALL_DTYPES = FULL_DTYPES + HALF_DTYPES  # masking paths run in half precision too
+
 
 def _finite_max(dtype: str) -> float:
     """The largest finite value of ``dtype`` (bfloat16 shares float32's exponent range)."""
@@ -159,9 +161,9 @@ register(
          note="float 0/1 labels take the hard-label kernel in eager mode and the soft one when compiled"),
     Case("multilabel_crossentropy/soft", "multilabel_crossentropy", _ml_soft_interior, grad_args=(0, 1),
          note="labels in (0.05, 0.95) so that central differences in the labels stay inside [0, 1]"),
-    Case("multilabel_crossentropy/soft-boundary", "multilabel_crossentropy", _ml_soft_boundary),
-    Case("multilabel_crossentropy/where", "multilabel_crossentropy", _ml_where),
-    Case("multilabel_crossentropy/padding", "multilabel_crossentropy", _ml_padding),
+    Case("multilabel_crossentropy/soft-boundary", "multilabel_crossentropy", _ml_soft_boundary, dtypes=ALL_DTYPES),
+    Case("multilabel_crossentropy/where", "multilabel_crossentropy", _ml_where, dtypes=ALL_DTYPES),
+    Case("multilabel_crossentropy/padding", "multilabel_crossentropy", _ml_padding, dtypes=ALL_DTYPES),
     Case("multilabel_crossentropy/axis0", "multilabel_crossentropy", _ml_axis0),
     Case("multilabel_crossentropy/tuple-axis", "multilabel_crossentropy", _ml_tuple_axis),
     Case("multilabel_crossentropy/extreme", "multilabel_crossentropy", _ml_extreme),
@@ -217,7 +219,7 @@ def _sp_half_range(rng, dtype):
 register(
     Case("sparse_multilabel_crossentropy/padded", "sparse_multilabel_crossentropy", _sp_padded),
     Case("sparse_multilabel_crossentropy/unpadded", "sparse_multilabel_crossentropy", _sp_unpadded),
-    Case("sparse_multilabel_crossentropy/where-axis0", "sparse_multilabel_crossentropy", _sp_where_axis0),
+    Case("sparse_multilabel_crossentropy/where-axis0", "sparse_multilabel_crossentropy", _sp_where_axis0, dtypes=ALL_DTYPES),
     Case("sparse_multilabel_crossentropy/confident", "sparse_multilabel_crossentropy", _sp_confident),
     Case("sparse_multilabel_crossentropy/half-range", "sparse_multilabel_crossentropy", _sp_half_range,
          dtypes=HALF_DTYPES),
@@ -263,7 +265,7 @@ def _gp_mask(rng, dtype):
 
 register(
     Case("global_pointer_crossentropy/padded", "global_pointer_crossentropy", _gp_dense),
-    Case("global_pointer_crossentropy/where", "global_pointer_crossentropy", _gp_dense_where),
+    Case("global_pointer_crossentropy/where", "global_pointer_crossentropy", _gp_dense_where, dtypes=ALL_DTYPES),
     Case("sparse_global_pointer_crossentropy/padded", "sparse_global_pointer_crossentropy", _gp_sparse),
     Case("sparse_global_pointer_crossentropy/half-range", "sparse_global_pointer_crossentropy", _gp_half,
          dtypes=HALF_DTYPES),
@@ -311,8 +313,9 @@ def _div_half_range(rng, dtype):
 
 register(
     Case("multilabel_divergence/basic", "multilabel_divergence", _div_basic, grad_args=(0, 1)),
-    Case("multilabel_divergence/where", "multilabel_divergence", _div_where, grad_args=(0, 1)),
-    Case("multilabel_divergence/gp-padding", "multilabel_divergence", _div_padding_gp, grad_args=(0, 1)),
+    Case("multilabel_divergence/where", "multilabel_divergence", _div_where, grad_args=(0, 1), dtypes=ALL_DTYPES),
+    Case("multilabel_divergence/gp-padding", "multilabel_divergence", _div_padding_gp, grad_args=(0, 1),
+         dtypes=ALL_DTYPES),
     Case("multilabel_divergence/saturated", "multilabel_divergence", _div_saturated, grad_args=(0, 1)),
     Case("multilabel_divergence/half-range", "multilabel_divergence", _div_half_range, grad_args=(0, 1),
          dtypes=HALF_DTYPES),
