@@ -8,6 +8,10 @@ a missing one an error instead, so that a green run can never hide an untested f
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -82,3 +86,15 @@ def gpu_targets():
             if label.startswith(("cuda", "gpu")):
                 out.append((name, label, device))
     return out
+
+
+def run_python(*args: str, code: str | None = None, env: dict | None = None, timeout: float = 300):
+    """Run this interpreter in a fresh process, from a directory outside the repository (``python -c``
+    and ``-m`` put the working directory first on ``sys.path``, where the uninstalled source tree
+    would shadow the installed package). Returns the completed process; asserts it succeeded."""
+    argv = [sys.executable, *args] + (["-c", textwrap.dedent(code)] if code is not None else [])
+    with tempfile.TemporaryDirectory() as cwd:
+        done = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, cwd=cwd,
+                              env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
+    assert done.returncode == 0, done.stdout + done.stderr
+    return done

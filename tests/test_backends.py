@@ -3,9 +3,6 @@ device placement, the scatter, and eager detection."""
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 import pytest
 
@@ -13,7 +10,7 @@ import polyloss
 from polyloss import backends
 from polyloss._namespace import get_namespace
 
-from conftest import get
+from conftest import get, run_python
 
 
 def test_importing_polyloss_imports_no_framework():
@@ -23,8 +20,7 @@ def test_importing_polyloss_imports_no_framework():
         "heavy = [m for m in ('torch', 'jax', 'tensorflow', 'array_api_strict') if m in sys.modules];"
         "print(heavy); sys.exit(1 if heavy else 0)"
     )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
-    assert done.returncode == 0, done.stdout + done.stderr
+    run_python(code=code)
 
 
 def test_adapters_are_found_by_array_type(backend):
@@ -198,7 +194,5 @@ def test_first_call_inside_tf_function_is_quiet(tmp_path):
         "    return polyloss.multilabel_crossentropy(a, b)\n"
         "print(f(tf.zeros((2, 3)), tf.zeros((2, 3), tf.bool)).numpy())\n"
     )
-    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-    assert done.returncode == 0, done.stderr
+    done = run_python(str(script))
     assert "AutoGraph" not in done.stderr and "1.386294" in done.stdout

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-
 import numpy as np
 
 import polyloss
 from polyloss import backends, cli
+
+from conftest import run_python
 
 
 def test_check_prints_rows_and_passes(capsys):
@@ -55,9 +54,5 @@ def test_unknown_names_are_usage_errors(capsys):
 
 
 def test_console_script_runs():
-    done = subprocess.run(
-        [sys.executable, "-m", "polyloss.cli", "check", "--backends", "numpy", "--functions", "reduce"],
-        capture_output=True, text=True, timeout=120,
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
+    done = run_python("-m", "polyloss.cli", "check", "--backends", "numpy", "--functions", "reduce")
     assert "rows" in done.stdout and "0 FAIL" in done.stdout

@@ -2,29 +2,21 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import textwrap
-
 import numpy as np
 import pytest
 
 import polyloss
 from polyloss import reference
 
-from conftest import get
+from conftest import get, run_python
 
 RNG = np.random.default_rng(0)
 S = RNG.normal(0.0, 2.0, (3, 7))
 Y = RNG.random((3, 7)) < 0.4
 
 
-def _run(code: str, env=None, timeout=300):
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          timeout=timeout, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
-    assert done.returncode == 0, done.stdout + done.stderr
-    return done.stdout
+def _run(code: str, env=None, timeout=300) -> str:
+    return run_python(code=code, env=env, timeout=timeout).stdout
 
 
 # --------------------------------------------------------------------------------------------
