@@ -1,8 +1,8 @@
 """An array API namespace for TensorFlow, written from plain TF ops.
 
-array-api-compat has no TensorFlow support, and ``tf.experimental.numpy`` with
-``experimental_enable_numpy_behavior()`` changes type promotion for the whole process, so
-polyloss carries its own namespace. It covers the subset of the standard the library uses;
+array-api-compat has no TensorFlow support, and ``tf.experimental.numpy`` needs its global
+"NumPy behaviour" switch, which changes type promotion for the whole process, so polyloss
+carries its own namespace. It covers the subset of the standard the library uses;
 every function works eagerly and inside ``tf.function``, casts its operands to the
 standard's promotion result (Python scalars take the array's dtype, as "weak" scalars do in
 the standard), and never uses boolean-mask indexing. Mixed-kind promotion (bool with int,
