@@ -102,11 +102,27 @@ class TensorFlowBackend(Backend):
         return vg
 
     def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
-        """``tf.custom_gradient`` around ``fwd``; the gradient function recomputes the residuals from
-        the inputs. TensorFlow does not record the forward pass of a custom gradient, so residuals
-        kept from it would be constants to an outer tape and second derivatives would be silently
-        wrong; recomputed, they are differentiable (inside ``tf.function`` grappler merges the
-        recomputation with the forward pass)."""
+        """``tf.custom_gradient`` around ``fwd``, with ``fwd`` and ``bwd`` compiled by XLA.
+
+        - TensorFlow runs every op of a graph as its own kernel; XLA fuses the kernel's element-wise
+          work into its row reductions, as ``jax.jit`` does.
+        - The gradient function recomputes the residuals from the inputs. TensorFlow does not record
+          the forward pass of a custom gradient, so residuals kept from it would be constants to an
+          outer tape and second derivatives would be silently wrong; recomputed, they are
+          differentiable.
+        - Each argument's cotangent is its own compiled call, so that inside ``tf.function`` the ones
+          nobody asks for (the labels', usually) are pruned from the graph.
+        """
+        fwd_xla = tf.function(fwd, jit_compile=True, autograph=False)
+        cotangents: dict = {}
+
+        def cotangent(i: int, needs: tuple):
+            key = (i, needs)
+            if key not in cotangents:
+                only = tuple(j == i for j in range(len(needs)))
+                cotangents[key] = tf.function(lambda xs, res, g: bwd(tuple(xs), tuple(res), g, only)[i],
+                                              jit_compile=True, autograph=False)
+            return cotangents[key]
 
         def f(*args):
             needs = tuple(a is not None and a.dtype.is_floating for a in args)
@@ -114,10 +130,11 @@ class TensorFlowBackend(Backend):
             @tf.custom_gradient
             def call(*xs):
                 def grad_fn(g):
-                    res = fwd(*xs)[1]
-                    return list(bwd(xs, res, g, needs))
+                    res = fwd_xla(*xs)[1]
+                    return [cotangent(i, needs)(list(xs), list(res), g) if n else None
+                            for i, n in enumerate(needs)]
 
-                return fwd(*xs)[0], grad_fn
+                return fwd_xla(*xs)[0], grad_fn
 
             return call(*args)
 

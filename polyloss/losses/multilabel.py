@@ -99,19 +99,21 @@ def _kernel(xp, be, hard: bool):
         sum_pos = xp.sum(_shares(xp, z_pos, w_pos, c_pos), axis=-1)
         return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
 
-    def grad(s, labels, c_neg, sum_neg, c_pos, sum_pos, g, needs_labels):
+    def grad(s, labels, c_neg, sum_neg, c_pos, sum_pos, g, needs):
         z_neg, w_neg, z_pos, w_pos = sets(xp, s, labels)
         t_neg, t_pos = xp.exp(-c_neg) + sum_neg, xp.exp(-c_pos) + sum_pos  # 1 + Σ = e^{c} t
         c_neg, t_neg, c_pos, t_pos, g = (a[..., None] for a in (c_neg, t_neg, c_pos, t_pos, g))
-        grad_s = g * (_shares(xp, z_neg, w_neg, c_neg, t_neg) - _shares(xp, z_pos, w_pos, c_pos, t_pos))
-        if not needs_labels:
-            return (grad_s,)
-        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, labels 0 and 1
-        # included (outside its set the term may legitimately overflow: the derivative is that large)
-        valid = s != _NEG_INF
-        up = _shares(xp, xp.where(valid, s, _NEG_INF), None, c_neg, t_neg)
-        down = _shares(xp, xp.where(valid, -s, _NEG_INF), None, c_pos, t_pos)
-        return grad_s, g * (down - up)
+        out = []
+        if needs[0]:
+            out.append(g * (_shares(xp, z_neg, w_neg, c_neg, t_neg) - _shares(xp, z_pos, w_pos, c_pos, t_pos)))
+        if needs[1]:
+            # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, labels 0 and 1
+            # included (outside its set the term may legitimately overflow: the derivative is that large)
+            valid = s != _NEG_INF
+            up = _shares(xp, xp.where(valid, s, _NEG_INF), None, c_neg, t_neg)
+            down = _shares(xp, xp.where(valid, -s, _NEG_INF), None, c_pos, t_pos)
+            out.append(g * (down - up))
+        return tuple(out)
 
     def fwd(s, labels):
         res = _ops.by_rows(xp, get_backend(name), totals, s, labels)
@@ -119,9 +121,9 @@ def _kernel(xp, be, hard: bool):
         return _ops.log1p_shifted(xp, c_neg, sum_neg) + _ops.log1p_shifted(xp, c_pos, sum_pos), res
 
     def bwd(args, res, g, needs):
-        needs_labels = needs[1] and not hard
-        grads = _ops.by_rows(xp, get_backend(name), lambda *a: grad(*a, needs_labels), *args, *res, g)
-        return grads[0], (grads[1] if needs_labels else None)
+        needs = (needs[0], needs[1] and not hard)  # hard labels (booleans) have no cotangent
+        grads = iter(_ops.by_rows(xp, get_backend(name), lambda *a: grad(*a, needs), *args, *res, g))
+        return tuple(next(grads) if n else None for n in needs)
 
     return fwd, bwd
 
