@@ -3,7 +3,8 @@
 What is measured
 ----------------
 Table 1, ZLPR multi-label cross-entropy (SPEC A1): logits ``[N, C]`` float32 and about 1% positives,
-under torch eager, ``jax.jit`` and ``tf.function``. The candidates are
+under torch eager, ``torch.compile`` (every candidate compiled), ``jax.jit`` and ``tf.function``.
+The candidates are
 
   (a) ``polyloss.multilabel_crossentropy(logits, labels)`` with boolean labels;
   (b) the same with float 0/1 labels;
