@@ -102,27 +102,32 @@ class TensorFlowBackend(Backend):
         return vg
 
     def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
-        """``tf.custom_gradient`` around ``fwd``, with ``fwd`` and ``bwd`` compiled by XLA.
+        """``tf.custom_gradient`` around ``fwd``; inside a graph, ``fwd`` and ``bwd`` are compiled by XLA.
 
-        - TensorFlow runs every op of a graph as its own kernel; XLA fuses the kernel's element-wise
-          work into its row reductions, as ``jax.jit`` does.
+        - In a graph TensorFlow runs every op as its own kernel; XLA fuses the kernel's element-wise
+          work into its row reductions, as ``jax.jit`` does. Eagerly the plain ops run (an XLA
+          compilation per new shape would cost more than it saves). ``POLYLOSS_TF_XLA=0`` turns XLA
+          off, for devices without it.
         - The gradient function recomputes the residuals from the inputs. TensorFlow does not record
           the forward pass of a custom gradient, so residuals kept from it would be constants to an
           outer tape and second derivatives would be silently wrong; recomputed, they are
           differentiable.
-        - Each argument's cotangent is its own compiled call, so that inside ``tf.function`` the ones
-          nobody asks for (the labels', usually) are pruned from the graph.
+        - Each argument's cotangent is its own call, so that inside ``tf.function`` the ones nobody
+          asks for (the labels', usually) are pruned from the graph.
         """
-        fwd_xla = tf.function(fwd, jit_compile=True, autograph=False)
-        cotangents: dict = {}
+        use_xla = os.environ.get("POLYLOSS_TF_XLA", "1") != "0"
+        compiled: dict = {}
+
+        def maybe_compiled(key, fn):
+            if not use_xla or tf.executing_eagerly():
+                return fn
+            if key not in compiled:
+                compiled[key] = tf.function(fn, jit_compile=True, autograph=False, reduce_retracing=True)
+            return compiled[key]
 
         def cotangent(i: int, needs: tuple):
-            key = (i, needs)
-            if key not in cotangents:
-                only = tuple(j == i for j in range(len(needs)))
-                cotangents[key] = tf.function(lambda xs, res, g: bwd(tuple(xs), tuple(res), g, only)[i],
-                                              jit_compile=True, autograph=False)
-            return cotangents[key]
+            only = tuple(j == i for j in range(len(needs)))
+            return maybe_compiled((i, needs), lambda xs, res, g: bwd(tuple(xs), tuple(res), g, only)[i])
 
         def f(*args):
             needs = tuple(a is not None and a.dtype.is_floating for a in args)
@@ -130,11 +135,11 @@ class TensorFlowBackend(Backend):
             @tf.custom_gradient
             def call(*xs):
                 def grad_fn(g):
-                    res = fwd_xla(*xs)[1]
+                    res = maybe_compiled("fwd", fwd)(*xs)[1]
                     return [cotangent(i, needs)(list(xs), list(res), g) if n else None
                             for i, n in enumerate(needs)]
 
-                return fwd_xla(*xs)[0], grad_fn
+                return maybe_compiled("fwd", fwd)(*xs)[0], grad_fn
 
             return call(*args)
 
@@ -148,6 +153,8 @@ class TensorFlowBackend(Backend):
         return True  # any active GradientTape may watch it, and TensorFlow cannot tell
 
     def index_mask(self, indices, n, valid):
+        if indices.shape[-1] == 0:  # no listed class
+            return tf.zeros(tf.concat([tf.shape(indices)[:-1], [n]], axis=0), dtype=tf.bool)
         lead = tf.shape(indices)[:-1]
         target = tf.reshape(tf.where(valid, indices, tf.cast(n, indices.dtype)), [-1, tf.shape(indices)[-1]])
         rows = tf.shape(target, out_type=target.dtype)[0]

@@ -117,6 +117,8 @@ class TorchBackend(Backend):
 
     def custom_vjp(self, fwd: Callable, bwd: Callable) -> Callable:
         def f(*args):
+            if not (torch.is_grad_enabled() and any(isinstance(a, torch.Tensor) and a.requires_grad for a in args)):
+                return fwd(*args)[0]  # nothing to differentiate (inference, no_grad): no autograd node
             return _CustomVJP.apply(fwd, bwd, *args)[0]
 
         return f

@@ -20,6 +20,7 @@ __all__ = [
     "require_floating",
     "require_integer",
     "require_same_shape",
+    "same_dims",
     "as_index_array",
     "broadcast_like",
     "prepare_where",
@@ -98,10 +99,15 @@ def require_integer(xp, x, name: str) -> None:
     _require_kind(xp, x, name, "integral", "an integer")
 
 
+def same_dims(sa, sb) -> bool:
+    """Whether two shapes agree, a dimension unknown until run time (None) agreeing with any."""
+    sa, sb = tuple(sa), tuple(sb)
+    return len(sa) == len(sb) and all(p is None or q is None or p == q for p, q in zip(sa, sb))
+
+
 def require_same_shape(a, b, name_a: str, name_b: str) -> None:
-    sa, sb = _shape(a), _shape(b)
-    if len(sa) != len(sb) or any(p is not None and q is not None and p != q for p, q in zip(sa, sb)):
-        raise ValueError(f"{name_b} has shape {sb} but {name_a} has shape {sa}; they must be equal")
+    if not same_dims(_shape(a), _shape(b)):
+        raise ValueError(f"{name_b} has shape {_shape(b)} but {name_a} has shape {_shape(a)}; they must be equal")
 
 
 def as_index_array(xp, backend, x, like, name: str):

@@ -19,7 +19,8 @@ def reduce(values, reduction: str = "mean", *, weights=None, where=None):
       the mean is 0, as in Keras (an all-padding batch contributes nothing instead of NaN).
 
     Masked entries are dropped before any arithmetic, so a NaN or ``inf`` there does not leak into
-    the result or its gradient; a NaN in a valid entry gives NaN.
+    the result or its gradient; a NaN in a valid entry gives NaN. Weights multiply: a zero weight
+    does not remove an ``inf`` or NaN (``0 · inf`` is NaN), ``where`` does.
 
     Args:
       values: real floating array of per-example values.

@@ -266,3 +266,64 @@ def test_sparse_axis_must_be_one_int():
 def test_global_pointer_rejects_lists_with_a_type_error():
     with pytest.raises(TypeError, match="logits must be an array of a supported framework"):
         polyloss.global_pointer_crossentropy([[[1.0]]], [[[1.0]]])
+
+
+# --------------------------------------------------------------------------------------------
+# second review: inference under torch.compile, TF graphs with unknown spans, dtypes, precision
+# --------------------------------------------------------------------------------------------
+def test_torch_compile_fullgraph_in_inference():
+    torch = pytest.importorskip("torch")
+    get("torch")
+    s, y = torch.tensor(S), torch.tensor(Y)
+    compiled = torch.compile(lambda a, b: polyloss.multilabel_crossentropy(a, b), fullgraph=True)
+    with torch.no_grad():
+        torch.testing.assert_close(compiled(s, y), torch.tensor(reference.multilabel_crossentropy(S, Y)))
+    torch.testing.assert_close(compiled(s, y), torch.tensor(reference.multilabel_crossentropy(S, Y)))
+
+
+def test_tf_sparse_global_pointer_with_unknown_span_dimensions():
+    get("tensorflow")
+    import tensorflow as tf
+
+    logits = np.where(np.triu(np.ones((4, 4), bool)), RNG.normal(size=(2, 3, 4, 4)), -np.inf)
+    spans = np.full((2, 3, 2, 2), -1)
+    spans[0, 1, 0] = (1, 2)
+    spans[1, 2, 1] = (0, 3)
+
+    @tf.function(input_signature=[tf.TensorSpec([None, 3, None, None], tf.float64),
+                                  tf.TensorSpec([None, None, None, 2], tf.int64)])
+    def loss(s, sp):
+        return polyloss.sparse_global_pointer_crossentropy(s, sp, pad_index=-1)
+
+    np.testing.assert_allclose(loss(tf.constant(logits), tf.constant(spans)).numpy(),
+                               reference.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), rtol=1e-12)
+
+
+def test_divergence_converts_host_inputs_to_the_logits_dtype(backend):
+    a = backend.from_numpy(S, dtype="float32")
+    out = polyloss.multilabel_divergence(a, S[::-1].tolist())
+    assert out.dtype == backend.dtype("float32")
+    rounded = S.astype(np.float32).astype(np.float64)
+    np.testing.assert_allclose(backend.to_numpy(out), reference.multilabel_divergence(rounded, rounded[::-1]),
+                               rtol=1e-5)
+
+
+def test_sparse_with_no_row_and_no_index(backend):
+    out = polyloss.sparse_multilabel_crossentropy(backend.from_numpy(np.zeros((0, 3)), dtype="float32"),
+                                                  backend.from_numpy(np.zeros((0, 0), np.int64)))
+    assert backend.to_numpy(out).shape == (0,)
+
+
+def test_soft_label_gradient_is_backward_stable_at_large_logits(autograd_backend):
+    """The log-weights are folded into the logits, so at |s| = 1e4 the float32 shares carry a relative
+    error of about |s|·eps, the size of the change that rounding s itself makes in them."""
+    be = autograd_backend
+    s = np.array([[1e4, 1e4 - 1.0, -3.0, 2.0], [-1e4, 5.0, -1e4 + 0.5, 0.0]])
+    t = np.array([[0.3, 0.6, 0.1, 0.9], [0.8, 0.2, 0.45, 0.5]])
+    grads = []
+    for dtype in ("float32", "float64"):
+        labels = be.from_numpy(t, dtype=dtype)
+        g = be.grad(lambda x: be.namespace.sum(polyloss.multilabel_crossentropy(x, labels)))(be.from_numpy(s, dtype=dtype))
+        grads.append(be.to_numpy(g))
+    bound = 1e4 * float(np.finfo(np.float32).eps)
+    np.testing.assert_allclose(grads[0], grads[1], rtol=2 * bound, atol=1e-7)
