@@ -53,10 +53,7 @@ class Backend:
         ``name`` names the argument in error messages."""
         xp = self.namespace
         if not self.is_array(obj):
-            obj = np.asarray(obj)
-            if dtype is not None and np.issubdtype(obj.dtype, np.floating):
-                obj = obj.astype(np.float64)
-            return self._from_host(obj, like=like, dtype=dtype)
+            return self._from_host(np.asarray(obj), like=like, dtype=dtype)
         if dtype is not None and xp.isdtype(obj.dtype, "real floating") and obj.dtype != dtype:
             obj = xp.astype(obj, dtype)
         return obj

@@ -155,11 +155,8 @@ def asarray(obj, /, *, dtype=None, device=None, copy=None):
             with tf.device(device):
                 out = tf.identity(out)
         return out
-    value = np.asarray(obj)
-    if dtype is None and value.dtype == np.float64 and not isinstance(obj, np.ndarray):
-        dtype = float64
     with _placed(device):
-        return tf.constant(value, dtype=dtype)
+        return tf.constant(np.asarray(obj), dtype=dtype)
 
 
 def astype(x, dtype, /, *, copy=True, device=None):

@@ -653,6 +653,14 @@ def _max_abs_diff(rows, a, b) -> str:
     return f"{float(np.max(np.abs(rows[a]['values'] - rows[b]['values']))):.2e}"
 
 
+def _row_errors(fw, row) -> list[str]:
+    """The errors a candidate's timing or memory run reported, as notes under the table."""
+    out = [f"{fw.label} {row['name']}: {row['error']}"] if "error" in row else []
+    if "error" in row.get("memory", {}):
+        out.append(f"{fw.label} {row['name']} memory: {row['memory']['error']}")
+    return out
+
+
 def report_table1(cfg: Config, results: dict, frameworks: dict, targets: list) -> None:
     print(f"Table 1 - multi-label cross-entropy (ZLPR), N={cfg.examples}, C={cfg.classes}, float32, "
           f"{cfg.positive_rate:.0%} positives (seed {SEED}); ms per call over {cfg.repeats} rounds")
@@ -672,10 +680,7 @@ def report_table1(cfg: Config, results: dict, frameworks: dict, targets: list) -
                 targets.append((f"{fw.label} ({key}) f+b vs port", vs_port[0], vs_port[1], BELOW_ONE, True))
             rows.append((fw.label if i == 0 else "", row["name"], *_times(row), *_memory(row),
                          vs_native[0], vs_port[0]))
-            if "error" in row:
-                notes.append(f"{fw.label} {row['name']}: {row['error']}")
-            if "error" in row.get("memory", {}):
-                notes.append(f"{fw.label} {row['name']} memory: {row['memory']['error']}")
+            notes += _row_errors(fw, row)
         mean_loss = float(np.mean(res["a"]["values"])) if "values" in res.get("a", {}) else float("nan")
         notes.append(f"{fw.label}: max |loss difference| per example, polyloss (a) vs port (d) "
                      f"{_max_abs_diff(res, 'a', 'd')}, (a) vs (b) {_max_abs_diff(res, 'a', 'b')} "
@@ -706,10 +711,7 @@ def report_table2(cfg: Config, results: dict, frameworks: dict, targets: list) -
             rows.append((fw.label if i == 0 else "", row["name"], row["label_type"], label_mib, *_times(row),
                          *_memory(row),
                          _mib(totals[key]), ratio))
-            if "error" in row:
-                notes.append(f"{fw.label} {row['name']}: {row['error']}")
-            if "error" in row.get("memory", {}):
-                notes.append(f"{fw.label} {row['name']} memory: {row['memory']['error']}")
+            notes += _row_errors(fw, row)
         if None not in (totals.get("sparse"), totals.get("dense")):
             ratio = totals["sparse"] / totals["dense"]
             targets.append((f"{fw.label} GlobalPointer sparse vs dense memory (peak+labels)", f"{ratio:.2f}x",

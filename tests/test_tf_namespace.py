@@ -4,7 +4,6 @@ Every case is a function ``f(m, *arrays)`` of a namespace ``m``: it runs on the 
 and inside ``tf.function``, the arrays passed as graph inputs) and on the reference namespace
 (NumPy 2, which follows the standard's names and NEP 50 "weak" Python scalars, or array_api_strict
 where NumPy lacks the API, e.g. ``descending=``), and the results must agree in dtype, shape and value.
-Known deviations are ``xfail(strict=True)`` so that a fix shows up as an XPASS.
 """
 
 from __future__ import annotations
@@ -59,11 +58,9 @@ def assert_same(got, want):
         np.testing.assert_array_equal(got, want)
 
 
-def case(name, f, *inputs, ref="numpy", xfail=None, xfail_modes=MODES):
-    """One reference case, as an (eager, function) pair of params; ``xfail`` documents a known bug."""
-    mark = [pytest.mark.xfail(strict=True, reason=xfail)] if xfail else []
-    return tuple(pytest.param(f, inputs, ref, mode, id=f"{name}-{mode}", marks=mark if mode in xfail_modes else [])
-                 for mode in MODES)
+def case(name, f, *inputs, ref="numpy"):
+    """One reference case, as an (eager, function) pair of params."""
+    return tuple(pytest.param(f, inputs, ref, mode, id=f"{name}-{mode}") for mode in MODES)
 
 
 rng = np.random.default_rng(0)
