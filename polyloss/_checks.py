@@ -9,8 +9,11 @@ synchronisation per call.
 
 from __future__ import annotations
 
+import math
 import operator
 import threading
+
+from polyloss import _ops
 
 __all__ = [
     "value_checks",
@@ -26,6 +29,10 @@ __all__ = [
     "prepare_where",
     "normalize_axes",
     "size",
+    "prepare_floating",
+    "check_label_values",
+    "single_axis",
+    "hyperparameter",
 ]
 
 _state = threading.local()
@@ -169,3 +176,61 @@ def size(shape) -> int | None:
             return None
         n *= d
     return n
+
+
+def prepare_floating(xp, backend, x, name: str = "logits"):
+    """``(x, x_compute)``: ``x`` as a native array of the framework, checked to be real floating,
+    and the same values in the compute dtype (half precision goes to float32)."""
+    x = backend.asarray(x, like=x, name=name)
+    require_floating(xp, x, name)
+    return x, _ops.upcast(xp, x)
+
+
+def check_label_values(xp, labels, valid=None, name: str = "labels") -> None:
+    """Raise ValueError unless integer ``labels`` are 0 or 1 and floating ones lie in [0, 1] (NaN
+    passes: NaN in, NaN out), on the entries where ``valid`` holds. Call it only where
+    :func:`values_checked` holds."""
+    if xp.isdtype(labels.dtype, "bool"):
+        return
+    if xp.isdtype(labels.dtype, "integral"):
+        bad = (labels != 0) & (labels != 1)
+        if valid is not None:
+            bad = bad & valid
+        fail_if_any(
+            xp, bad,
+            lambda: f"integer {name} must be 0 or 1 (use float {name} for soft targets in [0, 1]); "
+            f"found {describe(xp, labels, bad)}",
+        )
+        return
+    bad = (labels < 0.0) | (labels > 1.0)
+    if valid is not None:
+        bad = bad & valid
+    fail_if_any(
+        xp, bad,
+        lambda: f"soft {name} must lie in [0, 1]; found values from "
+        f"{float(xp.min(xp.where(bad, labels, math.inf)))} to {float(xp.max(xp.where(bad, labels, -math.inf)))}",
+    )
+
+
+def single_axis(axis, ndim: int, name: str = "axis") -> int:
+    """``axis`` (one int) as a non-negative axis; a tuple is a TypeError."""
+    if isinstance(axis, (tuple, list)):
+        raise TypeError(f"{name} must be a single int (the class axis), got {axis!r}")
+    (a,) = normalize_axes(axis, ndim, name)
+    return a
+
+
+def hyperparameter(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
+    """``value`` as a Python float, or a ValueError naming it when it is not a finite number in
+    the interval (``low``/``high`` None: unbounded; ``*_open``: the bound excluded)."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    too_low = low is not None and (v <= low if low_open else v < low)
+    too_high = high is not None and (v >= high if high_open else v > high)
+    if not math.isfinite(v) or too_low or too_high:
+        lo = "(-inf" if low is None else ("(" if low_open else "[") + f"{low:g}"
+        hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
+        raise ValueError(f"{name} must lie in {lo}, {hi}; got {value!r}")
+    return v

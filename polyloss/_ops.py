@@ -20,6 +20,8 @@ __all__ = [
     "by_rows",
     "logsumexp",
     "log_softmax",
+    "neg_abs",
+    "softplus_pair",
     "softplus",
     "log_sigmoid",
     "sigmoid",
@@ -152,15 +154,36 @@ def log_or_neg_inf(xp, x):
 
 
 def log_softmax(xp, be, x, *, axis=-1, where=None):
-    """``x - logsumexp(x)`` over ``axis``; masked entries come out as ``-inf``."""
+    """``log softmax(x)`` over ``axis`` as ``(x - m) - log Σ e^{x - m}`` (``m`` the stop-gradient
+    maximum): the rounding error of an entry is that of ``x - m``, not of ``m``, so two nearby
+    inputs give log-probabilities whose difference is accurate (``x - logsumexp(x)`` loses
+    ``eps·|m|``). Masked entries come out as ``-inf``; a row with no valid entry is all ``-inf``."""
     if where is not None:
         x = xp.where(where, x, -math.inf)
-    return x - logsumexp(xp, be, x, axis=axis, keepdims=True)
+    z = x - masked_max(xp, be, x, axis=axis)
+    total = xp.sum(xp.exp(z), axis=axis, keepdims=True)
+    return z - xp.log(xp.where(total != 0.0, total, 1.0))
+
+
+def neg_abs(xp, x):
+    """``-|x|`` written as ``where(x >= 0, -x, x)``: autograd differentiates the branch it takes, so
+    the derivative at 0 is -1 (that of the ``x >= 0`` formula), where ``abs`` gives 0. Functions
+    built on it (softplus, sigmoid) then have their exact derivative at 0 too."""
+    return xp.where(x >= 0, -x, x)
+
+
+def softplus_pair(xp, x):
+    """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` with one exponential and one
+    ``log1p``: ``relu(∓x) + log1p(e^{-|x|})``. No overflow, no cancellation (both pieces are
+    non-negative), and the derivatives are exact at 0 (``∓1/2``)."""
+    shared = xp.log1p(xp.exp(neg_abs(xp, x)))
+    positive = x >= 0
+    return xp.where(positive, 0.0, -x) + shared, xp.where(positive, x, 0.0) + shared
 
 
 def softplus(xp, x):
-    """``log(1 + e^x)`` without overflow: ``max(x, 0) + log1p(e^{-|x|})``."""
-    return xp.clip(x, min=0.0) + xp.log1p(xp.exp(-xp.abs(x)))
+    """``log(1 + e^x)`` without overflow: ``relu(x) + log1p(e^{-|x|})`` (derivative 1/2 at 0)."""
+    return xp.where(x >= 0, x, 0.0) + xp.log1p(xp.exp(neg_abs(xp, x)))
 
 
 def log_sigmoid(xp, x):
@@ -169,8 +192,9 @@ def log_sigmoid(xp, x):
 
 
 def sigmoid(xp, x):
-    """``σ(x)`` with both branches finite for every input (so its gradient never meets ``0·inf``)."""
-    e = xp.exp(-xp.abs(x))
+    """``σ(x)`` with both branches finite for every input (so its gradient never meets ``0·inf``)
+    and the exact derivative 1/4 at 0."""
+    e = xp.exp(neg_abs(xp, x))
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 

@@ -74,4 +74,4 @@ def cases_for(functions=None) -> list[Case]:
 
 def _load() -> None:
     # the case modules register themselves on import
-    from polyloss.conformance import cases_multilabel  # noqa: F401
+    from polyloss.conformance import cases_classification, cases_multilabel  # noqa: F401

@@ -148,13 +148,6 @@ def _multilabel(xp, be, s, labels, hard: bool):
     return _KERNELS[key](s, labels)
 
 
-def _prepare_logits(xp, be, logits, name="logits"):
-    """``logits`` as a native array of the framework, checked to be floating, and in the compute dtype."""
-    logits = be.asarray(logits, like=logits, name=name)
-    _checks.require_floating(xp, logits, name)
-    return logits, _ops.upcast(xp, logits)
-
-
 def _as_kernel_labels(xp, be, labels, s):
     """``(labels, hard)`` for the kernel: hard labels as a boolean array, soft labels in the compute
     dtype. ``s`` is the masked logits (classes last).
@@ -175,20 +168,8 @@ def _as_kernel_labels(xp, be, labels, s):
         if bool(xp.all(binary)):
             if integral or not be.may_need_grad(labels):
                 return ones, True
-        elif integral:
-            bad = (s != _NEG_INF) & ~binary
-            _checks.fail_if_any(
-                xp, bad,
-                lambda: "integer labels must be 0 or 1 (use float labels for soft targets in [0, 1]); "
-                f"found {_checks.describe(xp, labels, bad)}",
-            )
         else:
-            bad = (s != _NEG_INF) & ((t < 0.0) | (t > 1.0))
-            _checks.fail_if_any(
-                xp, bad,
-                lambda: "soft labels must lie in [0, 1]; found values from "
-                f"{float(xp.min(xp.where(bad, t, math.inf)))} to {float(xp.max(xp.where(bad, t, -math.inf)))}",
-            )
+            _checks.check_label_values(xp, labels if integral else t, s != _NEG_INF)
     return (t != 0, True) if integral else (t, False)
 
 
@@ -237,7 +218,7 @@ def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
       Row 0 by hand: ``log(1 + e^{-1}) + log(1 + e^{-2} + e^{-0.5}) = 0.3133 + 0.5550``.
     """
     xp, be = namespace_of(logits=logits, labels=labels, where=where)
-    logits, s = _prepare_logits(xp, be, logits)
+    logits, s = _checks.prepare_floating(xp, be, logits)
     labels = be.asarray(labels, like=logits, dtype=s.dtype, name="labels")
     _checks.require_same_shape(logits, labels, "logits", "labels")
     where = _checks.prepare_where(xp, be, where, logits)
@@ -330,7 +311,7 @@ def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, 
       array([0.8682, 0.188 ])
     """
     xp, be = namespace_of(logits=logits, indices=indices, where=where)
-    logits, s = _prepare_logits(xp, be, logits)
+    logits, s = _checks.prepare_floating(xp, be, logits)
     indices = _checks.as_index_array(xp, be, indices, logits, "indices")
     if isinstance(axis, (tuple, list)):
         raise TypeError(f"axis must be a single int for sparse labels (the K axis of indices), got {axis!r}")
@@ -411,7 +392,7 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
       array([[2.4849, 1.9459]])
     """
     xp, be = namespace_of(logits=logits, spans=spans, where=where)
-    logits, s = _prepare_logits(xp, be, logits)
+    logits, s = _checks.prepare_floating(xp, be, logits)
     _require_square_spans(logits)
     spans = _checks.as_index_array(xp, be, spans, logits, "spans")
     if spans.ndim != logits.ndim or spans.shape[-1] not in (2, None) or not _checks.same_dims(
@@ -508,10 +489,10 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     array([0.231059])
     """
     xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
-    logits_a, s = _prepare_logits(xp, be, logits_a, "logits_a")
+    logits_a, s = _checks.prepare_floating(xp, be, logits_a, "logits_a")
     # a Python or NumPy logits_b takes logits_a's compute dtype; two arrays of the framework keep theirs
     host = None if be.is_array(logits_b) else s.dtype
-    _, t = _prepare_logits(xp, be, be.asarray(logits_b, like=logits_a, dtype=host, name="logits_b"), "logits_b")
+    _, t = _checks.prepare_floating(xp, be, be.asarray(logits_b, like=logits_a, dtype=host, name="logits_b"), "logits_b")
     _checks.require_same_shape(logits_a, t, "logits_a", "logits_b")
     if s.dtype != t.dtype:  # float64 beside float32: compute in float64
         s, t = xp.astype(s, xp.float64), xp.astype(t, xp.float64)

@@ -1,0 +1,204 @@
+r"""Regularisers (SPEC B8-B10): flooding, R-Drop, and the SquarePlus activation."""
+
+from __future__ import annotations
+
+import math
+
+from polyloss import _checks, _ops
+from polyloss._namespace import namespace_of
+from polyloss._reduce import reduce
+from polyloss.losses.classification import _crossentropy, _smoothing, _Softmax, _softmax_inputs, _softmax_logits
+
+__all__ = ["flooding", "rdrop_divergence", "rdrop_loss", "squareplus"]
+
+
+# --------------------------------------------------------------------------------------------
+# B8 flooding
+# --------------------------------------------------------------------------------------------
+def flooding(loss, level, *, where=None):
+    r"""Flooding (Ishida et al. 2020; kexue 7643): ``|L̄ - b| + b`` on the mean loss ``L̄``.
+
+    .. math::
+
+        \tilde L = |\bar L - b| + b
+
+    Above the flood level ``b`` this is ``L̄`` (gradient descent); below it, ``2b - L̄`` (gradient
+    ascent), so the training loss hovers around ``b``. Su's analysis: alternating ascent and descent
+    steps amount to descent on ``‖∇L̄‖²``, a preference for flat minima.
+
+    It acts on the **mean** loss of the batch, not per example (flooding each example would be a
+    different method): pass the per-example losses (they are averaged first, over the entries where
+    ``where`` holds, as :func:`polyloss.reduce`) or their mean. At ``L̄ = b`` exactly the gradient is
+    that of descent.
+
+    Args:
+      loss: real floating array of losses (any shape, 0-d included).
+      level: the flood level ``b >= 0``.
+      where: optional boolean mask of the entries to average.
+
+    Returns:
+      A 0-d array in the compute dtype.
+
+    >>> import numpy as np, polyloss
+    >>> float(polyloss.flooding(np.array([0.1, 0.3]), 0.5))   # mean 0.2 is below 0.5: 2·0.5 - 0.2
+    0.8
+    """
+    b = _checks.hyperparameter(level, "level", low=0.0)
+    xp, _ = namespace_of(loss=loss, where=where)
+    mean = reduce(loss, "mean", where=where)
+    return xp.where(mean >= b, mean, 2.0 * b - mean)
+
+
+# --------------------------------------------------------------------------------------------
+# B9 R-Drop
+# --------------------------------------------------------------------------------------------
+def _divergence(xp, sm_a, sm_b):
+    """``½ Σ_k (p_k - q_k)(log p_k - log q_k)`` over the classes valid in either input, 0 for a row
+    with none.
+
+    Each term is ``e^{hi} (1 - e^{-Δ}) Δ`` with ``hi`` the larger log-probability and ``Δ = |log p_k -
+    log q_k|``: no cancellation of ``p - q``, finite when one of them underflows. For two nearby passes
+    (every ``|s_a - s_b| <= 1``, R-Drop's regime) ``Δ`` is ``(s_a - s_b) - (lse_a - lse_b)`` with
+    ``lse_a - lse_b = log1p(Σ q_k expm1(s_a,k - s_b,k))``: the divergence is second order in the
+    difference, and this keeps its relative precision where subtracting two rounded log-softmaxes
+    loses ``eps·|s|/|s_a - s_b|``. A class removed from both inputs is dropped (double where); one
+    removed from one input only gives ``+inf``. At ties the roles of ``hi``/``lo`` follow a fixed
+    order, so second derivatives (VAT) are those of the formula."""
+    keep = sm_a.valid | sm_b.valid
+    log_p, log_q = xp.where(keep, sm_a.log_p(safe=False), 0.0), xp.where(keep, sm_b.log_p(safe=False), 0.0)
+    d = xp.where(keep, sm_a.s, 0.0) - xp.where(keep, sm_b.s, 0.0)
+    near = xp.all(xp.abs(d) <= 1.0, axis=-1, keepdims=True)
+    d_near = xp.where(near, d, 0.0)
+    lse_gap = xp.log1p(xp.sum(xp.exp(log_q) * xp.expm1(d_near), axis=-1, keepdims=True))
+    delta = xp.where(near, d_near - lse_gap, log_p - log_q)
+    first = delta >= 0.0
+    hi, gap = xp.where(first, log_p, log_q), xp.where(first, delta, -delta)
+    term = xp.exp(hi) * -xp.expm1(-gap) * gap
+    value = 0.5 * xp.sum(xp.where(keep, term, 0.0), axis=-1)
+    return xp.where(sm_a.nonempty[..., 0] | sm_b.nonempty[..., 0], value, 0.0)
+
+
+def _second_logits(xp, be, logits_a, s, logits_b, axis, where):
+    """``logits_b`` prepared as ``logits_a`` was (classes last, masked), and both in one compute dtype."""
+    host = None if be.is_array(logits_b) else s.dtype
+    logits_b, t, _ = _softmax_logits(xp, be, be.asarray(logits_b, like=logits_a, dtype=host, name="logits_b"),
+                                     axis, where, "logits_b")
+    _checks.require_same_shape(logits_a, logits_b, "logits_a", "logits_b")
+    if s.dtype != t.dtype:  # float64 beside float32: compute in float64
+        s, t = xp.astype(s, xp.float64), xp.astype(t, xp.float64)
+    return s, t
+
+
+def rdrop_divergence(logits_a, logits_b, *, axis=-1, where=None):
+    r"""R-Drop's symmetric KL between the softmax outputs of two dropout passes (kexue 8496).
+
+    .. math::
+
+        D = \tfrac12\bigl[\mathrm{KL}(p_a \| p_b) + \mathrm{KL}(p_b \| p_a)\bigr]
+          = \tfrac12 \sum_k (p_{a,k} - p_{b,k})(\log p_{a,k} - \log p_{b,k})
+
+    from log-softmax outputs, without clipping; symmetric, ``>= 0``, and 0 iff the softmaxes agree.
+    For multi-label or GlobalPointer heads use :func:`multilabel_divergence` instead.
+
+    Sources: Liang et al., "R-Drop: Regularized Dropout for Neural Networks", arXiv:2106.14448;
+    kexue.fm/archives/8496.
+
+    Args:
+      logits_a, logits_b: real floating arrays of the same shape, classes on ``axis``.
+      where: optional boolean mask of valid classes (broadcastable); ``-inf`` in both inputs also
+        removes a class. A row without valid classes gives 0.
+
+    Returns:
+      The divergence per example (``axis`` removed), compute dtype.
+
+    >>> import numpy as np, polyloss
+    >>> a, b = np.array([[0.0, 0.0]]), np.array([[np.log(3.0), 0.0]])  # p = (½, ½) and (¾, ¼)
+    >>> np.round(polyloss.rdrop_divergence(a, b), 6)   # ½ [(-¼) log(2/3) + ¼ log 2] = ⅛ log 3
+    array([0.137327])
+    """
+    xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
+    logits_a, s, _ = _softmax_logits(xp, be, logits_a, axis, where, "logits_a")
+    s, t = _second_logits(xp, be, logits_a, s, logits_b, axis, where)
+    return _divergence(xp, _Softmax(xp, be, s), _Softmax(xp, be, t))
+
+
+def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothing=0.0, where=None,
+               ignore_index=None):
+    r"""The R-Drop training loss per example: both passes' cross-entropies plus ``α`` times their divergence.
+
+    .. math::
+
+        L = \mathrm{CE}(s_a, y) + \mathrm{CE}(s_b, y)
+          + \alpha \cdot \tfrac12\bigl[\mathrm{KL}(p_a \| p_b) + \mathrm{KL}(p_b \| p_a)\bigr]
+
+    This is the paper's per-example objective (its eq. 3; ``α`` is tuned per task there, 4 in Su's
+    post). Scales found elsewhere, from the same two forward passes:
+
+    - Su's Keras code (kexue 8496) averages over the two copies in the batch and divides the
+      divergence by 4: its loss is ``L / 2`` (with the same ``α``).
+    - The official README applies the cross-entropy to one pass only:
+      ``softmax_crossentropy(s_a, y) + α · rdrop_divergence(s_a, s_b)``.
+
+    Args:
+      labels: class ids or probabilities, as in :func:`softmax_crossentropy` (rows equal to
+        ``ignore_index`` give 0, divergence included).
+      alpha: the weight ``α`` of the divergence.
+      others: as in :func:`softmax_crossentropy` and :func:`rdrop_divergence`.
+
+    >>> import numpy as np, polyloss
+    >>> a, b = np.array([[0.0, 0.0]]), np.array([[0.0, 0.0]])
+    >>> np.round(polyloss.rdrop_loss(a, b, np.array([0]), alpha=4.0), 4)   # 2 log 2 + 0
+    array([1.3863])
+    """
+    eps = _smoothing(label_smoothing)
+    alpha = _checks.hyperparameter(alpha, "alpha", low=0.0)
+    xp, be, logits_a, s_a, targets = _softmax_inputs(logits_a, labels, axis, where, ignore_index,
+                                                     extra={"logits_b": logits_b})
+    s_a, s_b = _second_logits(xp, be, logits_a, s_a, logits_b, axis, where)
+    sm_a, sm_b = _Softmax(xp, be, s_a), _Softmax(xp, be, s_b)
+    value = _crossentropy(sm_a, targets, eps) + _crossentropy(sm_b, targets, eps) + alpha * _divergence(xp, sm_a, sm_b)
+    return sm_a.finish(value, targets)
+
+
+# --------------------------------------------------------------------------------------------
+# B10 SquarePlus
+# --------------------------------------------------------------------------------------------
+def squareplus(x, *, b=4.0):
+    r"""SquarePlus (kexue 8833; Barron 2021): a smooth ReLU made of a square root.
+
+    .. math::
+
+        \mathrm{squareplus}(x) = \frac{x + \sqrt{x^2 + b}}{2}
+
+    For ``x < 0`` the equal form ``b / (2(\sqrt{x^2 + b} - x))`` avoids the cancellation to 0, and
+    for ``|x| > \sqrt b`` the root is ``|x| \sqrt{1 + b/x^2}``, so nothing overflows: finite and
+    accurate up to the largest float (``squareplus(-1e30)`` is ``1e-30`` in float32, not 0).
+
+    ``b = 4`` is the default of ``jax.nn.squareplus`` and Keras; ``b >= 4 ln² 2 ≈ 1.9218`` makes it
+    ``>= softplus`` everywhere; ``b ≈ 1.52382`` is the closest uniform approximation to softplus
+    (maximum error 0.0759).
+
+    Args:
+      x: real floating array.
+      b: the curvature ``b > 0``.
+
+    Returns:
+      An array of ``x``'s shape in the compute dtype (float32 for half precision).
+
+    >>> import numpy as np, polyloss
+    >>> polyloss.squareplus(np.array([-3.0, 0.0, 3.0]))   # (x + sqrt(x² + 4)) / 2
+    array([0.30277564, 1.        , 3.30277564])
+    """
+    b = _checks.hyperparameter(b, "b", low=0.0, low_open=True)
+    xp, be = namespace_of(x=x)
+    _, x = _checks.prepare_floating(xp, be, x, "x")
+    root_b = math.sqrt(b)
+    large = xp.abs(x) > root_b
+    # double where: each branch sees only inputs in its range (no overflow, no division by 0)
+    x_large = xp.where(large, x, root_b)
+    x_small = xp.where(large, 0.0, x)
+    q = xp.sqrt(1.0 + (root_b / x_large) ** 2)  # sqrt(x² + b) = |x| q
+    on_large = xp.where(x_large > 0, x_large * ((1.0 + q) / 2.0), ((b / 2.0) / -x_large) / (1.0 + q))
+    r = xp.sqrt(x_small * x_small + b)
+    on_small = xp.where(x_small >= 0, (x_small + r) / 2.0, (b / 2.0) / (r - x_small))
+    return xp.where(large, on_large, on_small)
