@@ -92,6 +92,11 @@ def test_type_errors(backend):
     s = _f(backend, S34)
     with pytest.raises(TypeError, match="class-id labels must be integers"):
         polyloss.softmax_crossentropy(s, _f(backend, np.array([0.0, 1.0, 2.0])))
+    for bad in (True, 1.5, "a"):
+        with pytest.raises(TypeError, match="ignore_index must be an int"):
+            polyloss.softmax_crossentropy(s, _f(backend, np.array([0, 1, 2])), ignore_index=bad)
+    with pytest.raises(TypeError, match="loss must be a real floating-point array"):
+        polyloss.flooding(_f(backend, np.ones(3, dtype=np.int64)), 0.5)
     with pytest.raises(TypeError, match="axis must be a single int"):
         polyloss.softmax_crossentropy(s, _f(backend, np.array([0, 1, 2])), axis=(0, 1))
     with pytest.raises(TypeError, match="logits must be a real floating-point array"):

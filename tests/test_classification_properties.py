@@ -371,3 +371,51 @@ def test_side_inputs_land_on_the_logits_device_array_api_strict():
     ]
     for out in outs:
         assert be.device(out) == device
+
+
+# --------------------------------------------------------------------------------------------
+# Regressions found in review
+# --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize("name, fn", [
+    ("focal ids", lambda a, xp: polyloss.focal_loss(a, np.array([0, 1]), gamma=2.0, activation="softmax")),
+    ("focal probs", lambda a, xp: polyloss.focal_loss(a, np.array([[0.2, 0.5, 0.3]] * 2), gamma=0.5,
+                                                      activation="softmax")),
+    ("poly1", lambda a, xp: polyloss.poly1_crossentropy(a, np.array([0, 2]), epsilon=2.0)),
+    ("poly1 focal", lambda a, xp: polyloss.poly1_focal_loss(a, np.array([1, 0]), activation="softmax")),
+    ("hard truncation", lambda a, xp: polyloss.hard_truncation_loss(a, np.array([0, 1]), activation="softmax", m=0.9)),
+])
+def test_gradients_are_right_when_the_row_maximum_is_tied(autograd_backend, name, fn):
+    """A zero-initialised head ties every logit: the other maxima must keep their derivatives
+    (central differences of the NumPy float64 values, which are exact functions of the logits)."""
+    be = autograd_backend
+    x_np = np.array([[0.0, 0.0, 0.0], [1.0, 1.0, -0.5]])
+    (g,) = _grad(be, lambda a: fn(a, be.namespace), be.from_numpy(x_np, dtype="float64"))
+    h = 1e-6
+    fd = np.zeros_like(x_np)
+    for idx in np.ndindex(x_np.shape):
+        e = np.zeros_like(x_np)
+        e[idx] = h
+        fd[idx] = (np.sum(fn(x_np + e, np)) - np.sum(fn(x_np - e, np))) / (2 * h)
+    np.testing.assert_allclose(be.to_numpy(g), fd, rtol=1e-6, atol=1e-8)
+
+
+def test_mass_on_a_removed_class_is_plus_infinity():
+    s, t, where = np.zeros((1, 3)), np.array([[0.5, 0.3, 0.2]]), np.array([[True, True, False]])
+    for fn in (polyloss.softmax_crossentropy, polyloss.poly1_crossentropy):
+        assert fn(s, t, where=where)[0] == np.inf
+    assert polyloss.softmax_crossentropy(s, np.array([2]), where=where)[0] == np.inf
+    assert polyloss.logit_adjusted_crossentropy(s, t, [1, 1, 1], where=where)[0] == np.inf
+    # with ε = 1 the target is uniform over the 2 valid classes: -log ½ each, finite
+    close(polyloss.softmax_crossentropy(s, np.array([2]), where=where, label_smoothing=1.0), [math.log(2.0)])
+    close(polyloss.poly1_crossentropy(s, t, where=where, label_smoothing=1.0),
+          reference.poly1_crossentropy(s, t, where=where, label_smoothing=1.0))
+
+
+def test_infinite_logits_give_the_exact_binary_losses():
+    """-inf as a mask in a sigmoid head: 0 where the label agrees, inf where it does not, never NaN."""
+    s = np.array([np.inf, -np.inf, np.inf, -np.inf])
+    t = np.array([1.0, 0.0, 0.0, 1.0])
+    with np.errstate(invalid="ignore"):
+        for fn in (polyloss.sigmoid_crossentropy, polyloss.focal_loss, polyloss.softened_truncation_loss,
+                   polyloss.hard_truncation_loss, polyloss.poly1_focal_loss):
+            np.testing.assert_array_equal(fn(s, t), [0.0, 0.0, np.inf, np.inf])

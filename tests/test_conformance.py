@@ -38,7 +38,9 @@ def test_case(case, name, mode, label, device, dtype):
 
 # torch.compile takes seconds per graph: a subset, one case per function, float32
 COMPILE_SUBSET = ["multilabel_crossentropy/hard-bool", "multilabel_crossentropy/soft",
-                  "sparse_multilabel_crossentropy/padded", "multilabel_divergence/gp-padding"]
+                  "sparse_multilabel_crossentropy/padded", "multilabel_divergence/gp-padding",
+                  "softmax_crossentropy/where", "focal_loss/gamma0.5-soft", "focal_loss/softmax-ids",
+                  "rdrop_loss/probs-smoothing", "squareplus/wide-range"]
 
 
 @pytest.mark.parametrize("case_name", COMPILE_SUBSET)

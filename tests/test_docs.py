@@ -4,16 +4,24 @@ from __future__ import annotations
 
 import doctest
 import importlib
+import pathlib
+import re
 
 import pytest
+
+from conftest import run_python
 
 MODULES = [
     "polyloss",
     "polyloss._namespace",
     "polyloss._reduce",
+    "polyloss._ops",
     "polyloss.losses.multilabel",
+    "polyloss.losses.classification",
+    "polyloss.losses.regularizers",
     "polyloss.reference",
     "polyloss.reference.multilabel",
+    "polyloss.reference.classification",
 ]
 
 
@@ -22,3 +30,15 @@ def test_docstring_examples(name):
     module = importlib.import_module(name)
     result = doctest.testmod(module, optionflags=doctest.NORMALIZE_WHITESPACE)
     assert result.failed == 0
+
+
+DOCS = pathlib.Path(__file__).resolve().parent.parent / "docs"
+
+
+@pytest.mark.parametrize("page", sorted(p.name for p in DOCS.glob("*.md")))
+def test_docs_code_blocks_run(page):
+    """The ```python blocks of a docs page run, in order, in a fresh process (all frameworks installed)."""
+    blocks = re.findall(r"```python\n(.*?)```", (DOCS / page).read_text(), flags=re.S)
+    if not blocks:
+        pytest.skip(f"{page} has no python code blocks")
+    run_python(code="\n\n".join(blocks))

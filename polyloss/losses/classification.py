@@ -21,6 +21,7 @@ subtracted from 1: exact when ``p_k`` is within rounding of 1 (see :class:`_Soft
 from __future__ import annotations
 
 import math
+import operator
 
 from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
@@ -57,9 +58,12 @@ def _binary_inputs(logits, labels):
     return xp, be, s, labels if labels.dtype == s.dtype else xp.astype(labels, s.dtype)
 
 
-def _expect(t, positive, negative):
-    """``t·positive + (1 - t)·negative``: the loss of a label distribution from its two hard cases."""
-    return t * positive + (1.0 - t) * negative
+def _expect(xp, t, positive, negative):
+    """``t·positive + (1 - t)·negative``: the loss of a label distribution from its two hard cases. A
+    term whose weight is 0 is dropped, not multiplied: an infinite logit (a ``-inf`` mask) on the side
+    its label does not take gives its exact loss 0, not ``0·inf = NaN``."""
+    mixed = t * positive + (1.0 - t) * negative
+    return xp.where(t == 1.0, positive, xp.where(t == 0.0, negative, mixed))
 
 
 def _sigmoid_power(xp, minus_log, gamma: float):
@@ -109,6 +113,7 @@ def _softmax_inputs(logits, labels, axis, where, ignore_index, *, probabilities=
     """``(xp, be, logits, s, targets)``: ``s`` as :func:`_softmax_logits`, ``targets`` a
     :class:`_Targets`. ``extra`` names more arrays for the framework check."""
     xp, be = namespace_of(logits=logits, labels=labels, where=where, **(extra or {}))
+    ignore_index = _ignore_index(ignore_index)
     logits, s, ax = _softmax_logits(xp, be, logits, axis, where)
     labels = be.asarray(labels, like=logits, dtype=s.dtype, name="labels")
     rest = tuple(logits.shape[:ax]) + tuple(logits.shape[ax + 1:])
@@ -132,6 +137,18 @@ def _softmax_inputs(logits, labels, axis, where, ignore_index, *, probabilities=
     if _checks.values_checked(be, s, t):
         _checks.check_label_values(xp, t, name="probability labels")
     return xp, be, logits, s, _Targets(probs=t if t.dtype == s.dtype else xp.astype(t, s.dtype))
+
+
+def _ignore_index(value):
+    """``ignore_index`` as an int, or None; booleans, floats and strings are a TypeError."""
+    if value is None:
+        return None
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"ignore_index must be an int (a class id such as -100) or None, got {value!r}") from None
 
 
 def _class_ids(xp, be, labels, s, ignore_index):
@@ -182,14 +199,15 @@ class _Softmax:
         return self.z != -math.inf
 
     def _top(self):
-        """``Σ_{z<0} e + (n_max - 1) [..., 1]``: the row's sum without one of its largest terms,
-        accumulated without it (``total - 1`` would round the tail away)."""
+        """``(below, top) [..., 1]``: ``Σ_{z<0} e`` and ``Σ_{z=0} e`` (every ``e`` there is exactly 1).
+        The sum of a row without one of its largest terms is ``below + (top - e_k)``: exact
+        (``total - 1`` would round the tail away), and differentiable in every other maximum."""
         if self._rest_parts is None:
             xp = self.xp
-            top = self.z == 0.0
-            below = xp.sum(xp.where(top, 0.0, self.e), axis=-1, keepdims=True)
-            parts = below + (xp.sum(xp.astype(top, self.e.dtype), axis=-1, keepdims=True) - 1.0)
-            self._rest_parts = xp.where(self.nonempty, parts, 0.0)
+            is_top = self.z == 0.0
+            below = xp.sum(xp.where(is_top, 0.0, self.e), axis=-1, keepdims=True)
+            top = xp.sum(xp.where(is_top, self.e, 0.0), axis=-1, keepdims=True)
+            self._rest_parts = (below, top)
         return self._rest_parts
 
     def _rows(self, value, row_mask):
@@ -211,39 +229,45 @@ class _Softmax:
         z = _pick(xp, self.z, ids)
         value = z - self.log_total[..., 0]
         if precise:  # -log1p(Σ_{j≠y} e^{z_j - z_y}), with z_y = 0 here (kept for its derivative)
-            top = z == 0.0
-            value = xp.where(top, -xp.log1p(self._top()[..., 0] * xp.exp(-xp.where(top, z, 0.0))), value)
+            is_top = z == 0.0
+            z_top = xp.where(is_top, z, 0.0)
+            below, top = (part[..., 0] for part in self._top())
+            others = below + (top - xp.exp(z_top))
+            value = xp.where(is_top, -xp.log1p(others * xp.exp(-z_top)), value)
         return self._rows(value, self.nonempty[..., 0])
 
-    def _rest(self, z, e, total, parts):
-        """``Σ_{j≠k} e_j`` for entries ``(z, e)``: ``total - e`` has no cancellation unless ``e`` is the
-        largest term (``z = 0``, ``e = 1``), where the sum is taken without it."""
-        return self.xp.where(z == 0.0, parts, total - e)
+    def _rest(self, z, e, total, below, top):
+        """``Σ_{j≠k} e_j`` for entries ``(z, e)``: ``total - e`` has no cancellation unless ``e`` is a
+        largest term (``z = 0``, ``e = 1``), where the sum is taken without it (:meth:`_top`)."""
+        return self.xp.where(z == 0.0, below + (top - e), total - e)
 
     def log_not_p(self):
         """``log(1 - p) [..., C]`` from the complement's sum; 0 at removed classes."""
         xp = self.xp
-        rest = self._rest(self.z, self.e, self.total, self._top())
+        rest = self._rest(self.z, self.e, self.total, *self._top())
         return xp.where(self.valid, _ops.log_or_neg_inf(xp, rest) - self.log_total, 0.0)
 
     def log_not_p_at(self, ids):
         """``log(1 - p_y)`` per row (0 for an empty row)."""
         xp = self.xp
         z = _pick(xp, self.z, ids)
-        rest = self._rest(z, xp.exp(z), self.total[..., 0], self._top()[..., 0])
+        below, top = (part[..., 0] for part in self._top())
+        rest = self._rest(z, xp.exp(z), self.total[..., 0], below, top)
         return self._rows(_ops.log_or_neg_inf(xp, rest) - self.log_total[..., 0], self.nonempty[..., 0])
 
     def count(self):
         """The number of valid classes per row (``[...]``)."""
         return self.xp.sum(self.xp.astype(self.valid, self.z.dtype), axis=-1)
 
-    def expect(self, probs, values):
-        """``Σ_k t_k v_k`` over the valid classes; mass ``t_k > 0`` on a removed class gives ``+inf``."""
+    def expect(self, probs, values, removed=math.inf):
+        """``Σ_k t_k v_k`` over the valid classes; a removed class with ``t_k > 0`` adds ``t_k·removed``
+        (``+inf`` for a loss term: mass on a class the softmax cannot give)."""
         xp = self.xp
         valid = self.valid
         safe = xp.where(valid, values, 0.0)
-        removed = xp.where(valid | (probs <= 0.0), xp.zeros_like(probs), math.inf)
-        return xp.sum(probs * safe + removed, axis=-1)
+        lost = probs * removed if math.isfinite(removed) else xp.full_like(probs, math.inf)
+        lost = xp.where(valid | (probs <= 0.0), xp.zeros_like(probs), lost)
+        return xp.sum(probs * safe + lost, axis=-1)
 
     def finish(self, value, targets):
         """``value`` with rows that have no valid class, or an ignored label, set to 0."""
@@ -260,13 +284,15 @@ def _crossentropy(sm, targets, label_smoothing: float, precise=False):
     if targets.ids is not None:
         ce = -sm.log_p_at(targets.ids, precise=precise)
     else:
-        ce = -sm.expect(targets.probs, sm.log_p())
+        ce = sm.expect(targets.probs, -sm.log_p())
     if label_smoothing == 0.0:
         return ce
-    # the mean of -log p over the valid classes, divided before the sum (a sum of K losses near the
-    # largest float would overflow where their mean does not)
+    # the mean of -log p = log Σ e^{z} - z over the valid classes; z divided by K before the sum (a sum
+    # of K logits near the largest float would overflow where their mean does not)
     count = xp.where(sm.nonempty, xp.sum(xp.astype(sm.valid, sm.z.dtype), axis=-1, keepdims=True), 1.0)
-    mean_nll = -xp.sum(sm.log_p() / count, axis=-1)
+    mean_nll = sm.log_total[..., 0] - xp.sum(xp.where(sm.valid, sm.z / count, 0.0), axis=-1)
+    if label_smoothing == 1.0:  # the target is uniform: a label on a removed class no longer matters
+        return mean_nll
     return (1.0 - label_smoothing) * ce + label_smoothing * mean_nll
 
 
@@ -355,7 +381,7 @@ def sigmoid_crossentropy(logits, labels):
     """
     xp, _, s, t = _binary_inputs(logits, labels)
     minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
-    return _expect(t, minus_log_p, minus_log_q)
+    return _expect(xp, t, minus_log_p, minus_log_q)
 
 
 # --------------------------------------------------------------------------------------------
@@ -368,9 +394,9 @@ def _sigmoid_focal(xp, s, t, gamma, alpha, epsilon=0.0):
     negative = _sigmoid_power(xp, minus_log_p, gamma) * minus_log_q
     if alpha is not None:
         positive, negative = alpha * positive, (1.0 - alpha) * negative
-    loss = _expect(t, positive, negative)
+    loss = _expect(xp, t, positive, negative)
     if epsilon:
-        loss = loss + epsilon * _expect(t, xp.exp(-(gamma + 1.0) * minus_log_q), xp.exp(-(gamma + 1.0) * minus_log_p))
+        loss = loss + epsilon * _expect(xp, t, xp.exp(-(gamma + 1.0) * minus_log_q), xp.exp(-(gamma + 1.0) * minus_log_p))
     return loss
 
 
@@ -489,7 +515,7 @@ def poly1_crossentropy(logits, labels, *, epsilon=1.0, axis=-1, label_smoothing=
         miss = xp.exp(sm.log_not_p_at(targets.ids))
     else:
         t = targets.probs
-        miss = (1.0 - xp.sum(t, axis=-1)) + sm.expect(t, xp.exp(sm.log_not_p()))
+        miss = (1.0 - xp.sum(t, axis=-1)) + sm.expect(t, xp.exp(sm.log_not_p()), removed=1.0)
     if eps:  # 1 - Σ t' p = (1 - ε)(1 - Σ t p) + ε (1 - 1/K)
         miss = (1.0 - eps) * miss + eps * (1.0 - 1.0 / xp.where(sm.nonempty[..., 0], sm.count(), 1.0))
     return sm.finish(_crossentropy(sm, targets, eps, precise=True) + epsilon * miss, targets)
@@ -556,7 +582,7 @@ def hard_truncation_loss(logits, labels, *, m=0.6, activation="sigmoid", axis=-1
         xp, _, s, t = _binary_inputs(logits, labels)
         minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
         keep = 1.0 - _step(xp, t - m) * _step(xp, s - log_odds) - _step(xp, (1.0 - m) - t) * _step(xp, -log_odds - s)
-        return keep * _expect(t, minus_log_p, minus_log_q)
+        return keep * _expect(xp, t, minus_log_p, minus_log_q)
     xp, be, _, s, targets = _softmax_inputs(logits, labels, axis, where, None, probabilities=False)
     sm = _Softmax(xp, be, s)
     log_p = sm.log_p_at(targets.ids, precise=True)
@@ -580,7 +606,7 @@ def softened_truncation_loss(logits, labels, *, k=1.0):
     k = _checks.hyperparameter(k, "k", low=0.0)
     xp, _, s, t = _binary_inputs(logits, labels)
     minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
-    return _expect(t, _ops.sigmoid(xp, -k * s) * minus_log_p, _ops.sigmoid(xp, k * s) * minus_log_q)
+    return _expect(xp, t, _ops.sigmoid(xp, -k * s) * minus_log_p, _ops.sigmoid(xp, k * s) * minus_log_q)
 
 
 # --------------------------------------------------------------------------------------------
@@ -692,4 +718,4 @@ def smoothed_f1_weighted_crossentropy(logits, labels, *, f1=None):
     else:
         f = _checks.hyperparameter(f1, "f1", low=0.0, high=1.0)
     minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
-    return _expect(t, (1.0 - f / 2.0) * minus_log_p, (f / 2.0) * minus_log_q)
+    return _expect(xp, t, (1.0 - f / 2.0) * minus_log_p, (f / 2.0) * minus_log_q)

@@ -44,8 +44,9 @@ def flooding(loss, level, *, where=None):
     0.8
     """
     b = _checks.hyperparameter(level, "level", low=0.0)
-    xp, _ = namespace_of(loss=loss, where=where)
-    mean = reduce(loss, "mean", where=where)
+    xp, be = namespace_of(loss=loss, where=where)
+    loss, _ = _checks.prepare_floating(xp, be, loss, "loss")
+    mean = reduce(loss, "mean", where=_checks.prepare_where(xp, be, where, loss, "loss"))
     return xp.where(mean >= b, mean, 2.0 * b - mean)
 
 
