@@ -134,6 +134,12 @@ class TorchBackend(Backend):
     def may_need_grad(self, x):
         return x.requires_grad
 
+    def softplus(self, x):
+        # F.softplus returns x itself above the threshold: exact once e^{-x}/x is below half an ulp
+        # (x > 20 in float32, x > 40 in float64); below it, log1p(exp(x)), accurate for x -> -inf
+        threshold = 40.0 if x.dtype == torch.float64 else 20.0
+        return torch.nn.functional.softplus(x, threshold=threshold)
+
     def block_rows(self, x):
         return cpu_block_rows(x) if x.device.type == "cpu" and self.is_eager(x) else None
 

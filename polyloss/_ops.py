@@ -172,13 +172,11 @@ def neg_abs(xp, x):
     return xp.where(x >= 0, -x, x)
 
 
-def softplus_pair(xp, x):
-    """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` with one exponential and one
-    ``log1p``: ``relu(∓x) + log1p(e^{-|x|})``. No overflow, no cancellation (both pieces are
-    non-negative), and the derivatives are exact at 0 (``∓1/2``)."""
-    shared = xp.log1p(xp.exp(neg_abs(xp, x)))
-    positive = x >= 0
-    return xp.where(positive, 0.0, -x) + shared, xp.where(positive, x, 0.0) + shared
+def softplus_pair(xp, be, x):
+    """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` through the backend's softplus (a
+    fused kernel where the framework has an accurate one, else :func:`softplus`): no overflow, no
+    cancellation (both are sums of non-negative terms), derivatives exact at 0 (``∓1/2``)."""
+    return be.softplus(-x), be.softplus(x)
 
 
 def softplus(xp, x):

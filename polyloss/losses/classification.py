@@ -379,17 +379,17 @@ def sigmoid_crossentropy(logits, labels):
     >>> np.round(polyloss.sigmoid_crossentropy(np.array([0.0, 3.0, -3.0]), np.array([1.0, 1.0, 0.25])), 4)
     array([0.6931, 0.0486, 0.7986])
     """
-    xp, _, s, t = _binary_inputs(logits, labels)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
+    xp, be, s, t = _binary_inputs(logits, labels)
+    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
     return _expect(xp, t, minus_log_p, minus_log_q)
 
 
 # --------------------------------------------------------------------------------------------
 # B3, B7: focal and Poly-1
 # --------------------------------------------------------------------------------------------
-def _sigmoid_focal(xp, s, t, gamma, alpha, epsilon=0.0):
+def _sigmoid_focal(xp, be, s, t, gamma, alpha, epsilon=0.0):
     """``t·a₁·σ(-s)^γ·sp(-s) + (1-t)·a₀·σ(s)^γ·sp(s)`` plus Poly-1's ``ε·[t σ(-s)^{γ+1} + (1-t) σ(s)^{γ+1}]``."""
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)  # -log σ(s), -log σ(-s) = -log(1 - σ(s))
+    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)  # -log σ(s), -log σ(-s) = -log(1 - σ(s))
     positive = _sigmoid_power(xp, minus_log_q, gamma) * minus_log_p
     negative = _sigmoid_power(xp, minus_log_p, gamma) * minus_log_q
     if alpha is not None:
@@ -438,8 +438,8 @@ def _focal(logits, labels, gamma, alpha, activation, axis, where, epsilon=0.0):
         _sigmoid_only(where)
         if alpha is not None:
             alpha = _checks.hyperparameter(alpha, "alpha", low=0.0, high=1.0)
-        xp, _, s, t = _binary_inputs(logits, labels)
-        return _sigmoid_focal(xp, s, t, gamma, alpha, epsilon)
+        xp, be, s, t = _binary_inputs(logits, labels)
+        return _sigmoid_focal(xp, be, s, t, gamma, alpha, epsilon)
     xp, be, logits, s, targets = _softmax_inputs(logits, labels, axis, where, None)
     weights = _class_weights(xp, be, alpha, logits, s, targets)
     sm = _Softmax(xp, be, s)
@@ -579,8 +579,8 @@ def hard_truncation_loss(logits, labels, *, m=0.6, activation="sigmoid", axis=-1
     log_odds = math.inf if m == 1.0 else math.log(m / (1.0 - m))
     if activation == "sigmoid":
         _sigmoid_only(where)
-        xp, _, s, t = _binary_inputs(logits, labels)
-        minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
+        xp, be, s, t = _binary_inputs(logits, labels)
+        minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
         keep = 1.0 - _step(xp, t - m) * _step(xp, s - log_odds) - _step(xp, (1.0 - m) - t) * _step(xp, -log_odds - s)
         return keep * _expect(xp, t, minus_log_p, minus_log_q)
     xp, be, _, s, targets = _softmax_inputs(logits, labels, axis, where, None, probabilities=False)
@@ -604,8 +604,8 @@ def softened_truncation_loss(logits, labels, *, k=1.0):
     array([0.3466])
     """
     k = _checks.hyperparameter(k, "k", low=0.0)
-    xp, _, s, t = _binary_inputs(logits, labels)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
+    xp, be, s, t = _binary_inputs(logits, labels)
+    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
     return _expect(xp, t, _ops.sigmoid(xp, -k * s) * minus_log_p, _ops.sigmoid(xp, k * s) * minus_log_q)
 
 
@@ -717,5 +717,5 @@ def smoothed_f1_weighted_crossentropy(logits, labels, *, f1=None):
         f = be.stop_gradient(xp.where(den > 0.0, 2.0 * xp.sum(t * p) / xp.where(den > 0.0, den, 1.0), 0.0))
     else:
         f = _checks.hyperparameter(f1, "f1", low=0.0, high=1.0)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, s)
+    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
     return _expect(xp, t, (1.0 - f / 2.0) * minus_log_p, (f / 2.0) * minus_log_q)

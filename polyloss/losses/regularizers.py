@@ -171,9 +171,9 @@ def squareplus(x, *, b=4.0):
 
         \mathrm{squareplus}(x) = \frac{x + \sqrt{x^2 + b}}{2}
 
-    For ``x < 0`` the equal form ``b / (2(\sqrt{x^2 + b} - x))`` avoids the cancellation to 0, and
-    for ``|x| > \sqrt b`` the root is ``|x| \sqrt{1 + b/x^2}``, so nothing overflows: finite and
-    accurate up to the largest float (``squareplus(-1e30)`` is ``1e-30`` in float32, not 0).
+    For ``x < 0`` the equal form ``b / (2(\sqrt{x^2 + b} - x))`` avoids the cancellation to 0, and the
+    root is ``hypot(x, \sqrt b)``, so nothing overflows: finite and accurate up to the largest float
+    (``squareplus(-1e30)`` is ``1e-30`` in float32, not 0).
 
     ``b = 4`` is the default of ``jax.nn.squareplus`` and Keras; ``b >= 4 ln² 2 ≈ 1.9218`` makes it
     ``>= softplus`` everywhere; ``b ≈ 1.52382`` is the closest uniform approximation to softplus
@@ -193,13 +193,7 @@ def squareplus(x, *, b=4.0):
     b = _checks.hyperparameter(b, "b", low=0.0, low_open=True)
     xp, be = namespace_of(x=x)
     _, x = _checks.prepare_floating(xp, be, x, "x")
-    root_b = math.sqrt(b)
-    large = xp.abs(x) > root_b
-    # double where: each branch sees only inputs in its range (no overflow, no division by 0)
-    x_large = xp.where(large, x, root_b)
-    x_small = xp.where(large, 0.0, x)
-    q = xp.sqrt(1.0 + (root_b / x_large) ** 2)  # sqrt(x² + b) = |x| q
-    on_large = xp.where(x_large > 0, x_large * ((1.0 + q) / 2.0), ((b / 2.0) / -x_large) / (1.0 + q))
-    r = xp.sqrt(x_small * x_small + b)
-    on_small = xp.where(x_small >= 0, (x_small + r) / 2.0, (b / 2.0) / (r - x_small))
-    return xp.where(large, on_large, on_small)
+    # r = sqrt(x² + b) without overflowing x² (hypot); halves first, so that x + r cannot overflow
+    half_r = xp.hypot(x, math.sqrt(b)) * 0.5
+    x_neg = xp.clip(x, max=0.0)  # the x < 0 branch sees x <= 0 only: its denominator stays >= sqrt(b)/2
+    return xp.where(x >= 0.0, x * 0.5 + half_r, (b * 0.25) / (half_r - x_neg * 0.5))
