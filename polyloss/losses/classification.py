@@ -232,7 +232,7 @@ class _Softmax:
             is_top = z == 0.0
             z_top = xp.where(is_top, z, 0.0)
             below, top = (part[..., 0] for part in self._top())
-            others = below + (top - xp.exp(z_top))
+            others = xp.where(is_top, below + (top - xp.exp(z_top)), 0.0)  # 0 off the maxima (unused)
             value = xp.where(is_top, -xp.log1p(others * xp.exp(-z_top)), value)
         return self._rows(value, self.nonempty[..., 0])
 
