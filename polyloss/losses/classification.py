@@ -561,7 +561,9 @@ def hard_truncation_loss(logits, labels, *, m=0.6, activation="sigmoid", axis=-1
     with ``p = σ(s)`` (resp. ``softmax(s)``) and the unit step ``θ`` (``θ(0) = 1/2``): a positive whose
     probability is already above ``m``, or a negative already below ``1 - m``, gets no loss and no
     gradient. ``λ`` is held constant (its derivative is 0 almost everywhere). The comparison with ``m``
-    is made on the logits (``p > m ⟺ s > log(m / (1 - m))``), never on a rounded probability.
+    is made on the logits (``p > m ⟺ s > log(m / (1 - m))``), never on a rounded probability; it and
+    ``t - m`` are evaluated in the compute dtype (a float32 soft label 0.6 equals ``m = 0.6`` there, so
+    ``θ = ½``, while float64 sees 0.6000000238 > 0.6).
 
     Sources: kexue.fm/archives/4293 and 4733.
 
