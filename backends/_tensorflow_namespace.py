@@ -257,20 +257,6 @@ def _logaddexp(a, b):
 logaddexp = _binary(_logaddexp, "logaddexp")
 
 
-def _hypot(a, b):
-    # sqrt(a² + b²) without overflow or underflow of the squares: m·sqrt(1 + (n/m)²), m = max(|a|, |b|)
-    a, b = tf.abs(a), tf.abs(b)
-    m, n = tf.maximum(a, b), tf.minimum(a, b)
-    zero = tf.equal(m, 0)
-    infinite = tf.logical_or(tf.math.is_inf(a), tf.math.is_inf(b))  # inf even beside NaN (IEEE, C99)
-    ratio = n / tf.where(tf.logical_or(zero, infinite), tf.ones_like(m), m)
-    out = tf.where(zero, tf.zeros_like(m), m * tf.sqrt(1 + ratio * ratio))
-    return tf.where(infinite, tf.fill(tf.shape(m), tf.constant(float("inf"), m.dtype)), out)
-
-
-hypot = _binary(_hypot, "hypot")
-
-
 def _float_or(x, op, fallback):
     return op(x) if x.dtype.is_floating else fallback(tf.shape(x), dtype=tf.bool)
 

@@ -419,3 +419,25 @@ def test_infinite_logits_give_the_exact_binary_losses():
         for fn in (polyloss.sigmoid_crossentropy, polyloss.focal_loss, polyloss.softened_truncation_loss,
                    polyloss.hard_truncation_loss, polyloss.poly1_focal_loss):
             np.testing.assert_array_equal(fn(s, t), [0.0, 0.0, np.inf, np.inf])
+
+
+def test_squareplus_first_and_second_derivatives_are_the_closed_forms(autograd_backend):
+    """sp'(x) = sp(x)/r = (1 + x/r)/2 and sp''(x) = b/(2 r³), r = sqrt(x² + b), through the custom gradient."""
+    be = autograd_backend
+    xp = be.namespace
+    x_np = np.array([-1e6, -30.0, -1.0, 0.0, 0.5, 7.0, 1e6])
+    b = 2.5
+    r = np.sqrt(x_np**2 + b)
+    x = be.from_numpy(x_np, dtype="float64")
+    (g,) = _grad(be, lambda v: polyloss.squareplus(v, b=b), x)
+    # (1 + x/r)/2, written without cancellation on each side: b/(2r(r - x)) for x < 0
+    want = np.where(x_np >= 0, (1 + x_np / r) / 2, b / (2 * r * (r - np.minimum(x_np, 0))))
+    np.testing.assert_allclose(be.to_numpy(g), want, rtol=1e-13)
+
+    def first(v):
+        (d,) = be.grad(lambda u: xp.sum(polyloss.squareplus(u, b=b)), argnums=(0,))(v)
+        return xp.sum(d)
+
+    (h,) = be.grad(first, argnums=(0,))(be.from_numpy(x_np, dtype="float64"))
+    # far out (x = 1e6) differentiating sp/r cancels down to eps/r absolutely: 1e-22 against 1e-18
+    np.testing.assert_allclose(be.to_numpy(h), b / (2 * r**3), rtol=1e-12, atol=1e-21)
