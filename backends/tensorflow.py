@@ -146,6 +146,10 @@ class TensorFlowBackend(Backend):
         return f
 
     # --- data-dependent checks and scatter ---------------------------------------------------------
+    def softplus(self, x):
+        # one fused kernel; accurate at both ends (exp(x) far below 0, x far above), gradient σ(x)
+        return tf.math.softplus(x)
+
     def is_eager(self, x) -> bool:
         return tf.executing_eagerly() and not tf.is_symbolic_tensor(x)
 
