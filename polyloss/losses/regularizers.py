@@ -172,7 +172,8 @@ def squareplus(x, *, b=4.0):
         \mathrm{squareplus}(x) = \frac{x + \sqrt{x^2 + b}}{2}
 
     For ``x < 0`` the equal form ``b / (2(\sqrt{x^2 + b} - x))`` avoids the cancellation to 0, and the
-    root never squares an ``x`` beyond 1e18, so nothing overflows: finite and accurate up to the largest
+    root never squares an ``x`` beyond a quarter of the square root of the dtype's largest value, so
+    nothing overflows: finite and accurate up to the largest
     float (``squareplus(-1e30)`` is ``1e-30`` in float32, not 0). The derivative is the closed form
     ``squareplus(x) / sqrt(x² + b)`` (a custom gradient; second derivatives work too).
 
@@ -209,9 +210,9 @@ def _squareplus_kernel(xp, b: float):
     multiplication, where autograd through the branches would cost several passes (and ``where``s)."""
 
     def fwd(x):
-        # r without overflowing x²: beyond |x| = 1e18 (float32; 1e150 in float64), sqrt(x² + b) is |x|
+        # r without overflowing x²: beyond |x| = sqrt(max)/4 (4.6e18 in float32), sqrt(x² + b) is |x|
         # to within b/(2x²) relative, far below the dtype's resolution
-        limit = 1e150 if x.dtype == xp.float64 else 1e18
+        limit = math.sqrt(float(xp.finfo(x.dtype).max)) / 4.0
         clipped = xp.clip(x, min=-limit, max=limit)
         r = xp.maximum(xp.sqrt(clipped * clipped + b), xp.abs(x))
         x_neg = xp.clip(x, max=0.0)  # the x < 0 branch sees x <= 0 only: its denominator stays >= sqrt(b)/2
