@@ -6,6 +6,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from polyloss import _ops
+
 # dtype names used across the conformance matrix, in the order rows are printed
 DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
 
@@ -107,8 +109,6 @@ class Backend:
         derivative ``σ(x)`` (½ at 0). The default is written against the array API
         (:func:`polyloss._ops.softplus`); adapters whose framework has a fused, equally accurate
         kernel use it (in eager PyTorch the generic form costs 3x more)."""
-        from polyloss import _ops
-
         return _ops.softplus(self.namespace, x)
 
     # --- data-dependent checks and scatter ---------------------------------------------------

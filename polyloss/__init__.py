@@ -12,58 +12,12 @@ the first time one of its arrays arrives.
 from polyloss._checks import value_checks
 from polyloss._namespace import get_namespace
 from polyloss._reduce import reduce
-from polyloss.losses import (
-    adjust_logits,
-    flooding,
-    focal_loss,
-    hard_truncation_loss,
-    logit_adjusted_crossentropy,
-    poly1_crossentropy,
-    poly1_focal_loss,
-    rdrop_divergence,
-    rdrop_loss,
-    sigmoid_crossentropy,
-    smoothed_f1_weighted_crossentropy,
-    softened_truncation_loss,
-    softmax_crossentropy,
-    squareplus,
-    global_pointer_crossentropy,
-    global_pointer_mask,
-    multilabel_crossentropy,
-    multilabel_divergence,
-    sparse_global_pointer_crossentropy,
-    sparse_multilabel_crossentropy,
-)
+from polyloss import losses as _losses
+from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polyloss.losses.__all__)
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "get_namespace",
-    "reduce",
-    "value_checks",
-    "multilabel_crossentropy",
-    "sparse_multilabel_crossentropy",
-    "global_pointer_crossentropy",
-    "sparse_global_pointer_crossentropy",
-    "global_pointer_mask",
-    "multilabel_divergence",
-    "softmax_crossentropy",
-    "sigmoid_crossentropy",
-    "focal_loss",
-    "hard_truncation_loss",
-    "softened_truncation_loss",
-    "logit_adjusted_crossentropy",
-    "adjust_logits",
-    "smoothed_f1_weighted_crossentropy",
-    "poly1_crossentropy",
-    "poly1_focal_loss",
-    "flooding",
-    "rdrop_divergence",
-    "rdrop_loss",
-    "squareplus",
-    "reference",
-    "conformance",
-]
+__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "reference", "conformance"]
 
 
 def __getattr__(name):

@@ -192,24 +192,20 @@ def check_label_values(xp, labels, valid=None, name: str = "labels") -> None:
     :func:`values_checked` holds."""
     if xp.isdtype(labels.dtype, "bool"):
         return
-    if xp.isdtype(labels.dtype, "integral"):
-        bad = (labels != 0) & (labels != 1)
-        if valid is not None:
-            bad = bad & valid
-        fail_if_any(
-            xp, bad,
-            lambda: f"integer {name} must be 0 or 1 (use float {name} for soft targets in [0, 1]); "
-            f"found {describe(xp, labels, bad)}",
-        )
-        return
-    bad = (labels < 0.0) | (labels > 1.0)
+    integral = xp.isdtype(labels.dtype, "integral")
+    bad = (labels != 0) & (labels != 1) if integral else (labels < 0.0) | (labels > 1.0)
     if valid is not None:
         bad = bad & valid
-    fail_if_any(
-        xp, bad,
-        lambda: f"soft {name} must lie in [0, 1]; found values from "
-        f"{float(xp.min(xp.where(bad, labels, math.inf)))} to {float(xp.max(xp.where(bad, labels, -math.inf)))}",
-    )
+
+    def message():
+        if integral:
+            return (f"integer {name} must be 0 or 1 (use float {name} for soft targets in [0, 1]); "
+                    f"found {describe(xp, labels, bad)}")
+        lo = float(xp.min(xp.where(bad, labels, math.inf)))
+        hi = float(xp.max(xp.where(bad, labels, -math.inf)))
+        return f"soft {name} must lie in [0, 1]; found values from {lo} to {hi}"
+
+    fail_if_any(xp, bad, message)
 
 
 def single_axis(axis, ndim: int, name: str = "axis") -> int:

@@ -19,6 +19,7 @@ __all__ = [
     "log1p_shifted",
     "by_rows",
     "logsumexp",
+    "softmax_terms",
     "log_softmax",
     "neg_abs",
     "softplus_pair",
@@ -153,16 +154,28 @@ def log_or_neg_inf(xp, x):
     return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), xp.where(x == 0.0, -math.inf, xp.full_like(x, math.nan)))
 
 
+def softmax_terms(xp, be, x, *, axis=-1):
+    """``(z, e, total, log_total)`` of the softmax of ``x`` over ``axis``: ``z = x - m`` with ``m`` the
+    stop-gradient maximum (:func:`masked_max`), ``e = e^{z}``, ``total = Σ e`` and ``log total`` (both
+    kept over ``axis``). A row with no valid entry (``total = 0``; ``-inf`` entries are removed) gets
+    ``log total = 0``, so that nothing built on it is NaN; a NaN row stays NaN.
+
+    ``log p = z - log total``: the rounding error of an entry is that of ``x - m``, not of ``m``, so two
+    nearby inputs give log-probabilities whose difference is accurate (``x - logsumexp(x)`` loses
+    ``eps·|m|``)."""
+    z = x - masked_max(xp, be, x, axis=axis)
+    e = xp.exp(z)
+    total = xp.sum(e, axis=axis, keepdims=True)
+    return z, e, total, xp.log(xp.where(total != 0.0, total, 1.0))
+
+
 def log_softmax(xp, be, x, *, axis=-1, where=None):
-    """``log softmax(x)`` over ``axis`` as ``(x - m) - log Σ e^{x - m}`` (``m`` the stop-gradient
-    maximum): the rounding error of an entry is that of ``x - m``, not of ``m``, so two nearby
-    inputs give log-probabilities whose difference is accurate (``x - logsumexp(x)`` loses
-    ``eps·|m|``). Masked entries come out as ``-inf``; a row with no valid entry is all ``-inf``."""
+    """``log softmax(x)`` over ``axis`` (see :func:`softmax_terms`). Masked entries come out as
+    ``-inf``; a row with no valid entry is all ``-inf``."""
     if where is not None:
         x = xp.where(where, x, -math.inf)
-    z = x - masked_max(xp, be, x, axis=axis)
-    total = xp.sum(xp.exp(z), axis=axis, keepdims=True)
-    return z - xp.log(xp.where(total != 0.0, total, 1.0))
+    z, _, _, log_total = softmax_terms(xp, be, x, axis=axis)
+    return z - log_total
 
 
 def neg_abs(xp, x):
@@ -172,7 +185,7 @@ def neg_abs(xp, x):
     return xp.where(x >= 0, -x, x)
 
 
-def softplus_pair(xp, be, x):
+def softplus_pair(be, x):
     """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` through the backend's softplus (a
     fused kernel where the framework has an accurate one, else :func:`softplus`): no overflow, no
     cancellation (both are sums of non-negative terms), derivatives exact at 0 (``∓1/2``)."""

@@ -69,6 +69,19 @@ def sigmoid(x):
     return 0.5 * (1.0 + np.tanh(0.5 * x))
 
 
+def value_and_grad(name, f, s_np, dtype, w):
+    """``(f(s), ∇_s Σ f(s)·w)`` as float64 NumPy, with ``s`` the logits on backend ``name`` in ``dtype``,
+    through the backend adapter's autograd (the same for polyloss and for the native function)."""
+    be = get(name)
+    xp = be.namespace
+    s = be.from_numpy(np.asarray(s_np), dtype=dtype)
+    out = f(s)
+    weights = be.from_numpy(np.asarray(w), dtype=dtype)
+    _, (g,) = be.value_and_grad(lambda x: xp.sum(f(x) * weights), argnums=(0,))(s)
+    assert out.dtype == be.dtype(dtype) and g.dtype == be.dtype(dtype)
+    return be.to_numpy(out).astype(np.float64), be.to_numpy(g).astype(np.float64)
+
+
 # ============================================================================================
 # torch
 # ============================================================================================
@@ -80,13 +93,6 @@ def _torch():
     return t, torch, F
 
 
-def _torch_value_and_grad(torch, f, s_np, dtype, w):
-    s = torch.tensor(s_np, dtype=getattr(torch, dtype), requires_grad=True)
-    out = f(s)
-    (out * torch.as_tensor(w, dtype=out.dtype)).sum().backward()
-    return out.detach().double().numpy(), s.grad.double().numpy()
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("smoothing", [0.0, 0.1, 0.3])
 def test_torch_cross_entropy_class_ids(dtype, smoothing):
@@ -95,10 +101,10 @@ def test_torch_cross_entropy_class_ids(dtype, smoothing):
     s, y = logits(rng, (7, 5)), rng.integers(0, 5, 7)
     w = rng.random(7)
     yt = torch.as_tensor(y)
-    v_pl, g_pl = _torch_value_and_grad(
-        torch, lambda s: polyloss.softmax_crossentropy(s, yt, label_smoothing=smoothing), s, dtype, w)
-    v_t, g_t = _torch_value_and_grad(
-        torch, lambda s: F.cross_entropy(s, yt, reduction="none", label_smoothing=smoothing), s, dtype, w)
+    v_pl, g_pl = value_and_grad(
+        "torch", lambda s: polyloss.softmax_crossentropy(s, yt, label_smoothing=smoothing), s, dtype, w)
+    v_t, g_t = value_and_grad(
+        "torch", lambda s: F.cross_entropy(s, yt, reduction="none", label_smoothing=smoothing), s, dtype, w)
     assert v_pl.shape == (7,)
     close(v_pl, v_t, dtype)
     close(g_pl, g_t, dtype)
@@ -114,10 +120,10 @@ def test_torch_cross_entropy_probability_labels(dtype, smoothing, normalised):
     s, t = logits(rng, (6, 4)), prob_labels(rng, (6, 4), normalised=normalised)
     w = rng.random(6)
     tt = torch.tensor(t, dtype=getattr(torch, dtype))
-    v_pl, g_pl = _torch_value_and_grad(
-        torch, lambda s: polyloss.softmax_crossentropy(s, tt, label_smoothing=smoothing), s, dtype, w)
-    v_t, g_t = _torch_value_and_grad(
-        torch, lambda s: F.cross_entropy(s, tt, reduction="none", label_smoothing=smoothing), s, dtype, w)
+    v_pl, g_pl = value_and_grad(
+        "torch", lambda s: polyloss.softmax_crossentropy(s, tt, label_smoothing=smoothing), s, dtype, w)
+    v_t, g_t = value_and_grad(
+        "torch", lambda s: F.cross_entropy(s, tt, reduction="none", label_smoothing=smoothing), s, dtype, w)
     close(v_pl, v_t, dtype)
     close(g_pl, g_t, dtype)
 
@@ -132,11 +138,11 @@ def test_torch_cross_entropy_ignore_index(dtype, ignore, smoothing):
     y[[1, 4, 8]] = ignore
     w = rng.random(9)
     yt = torch.as_tensor(y)
-    v_pl, g_pl = _torch_value_and_grad(
-        torch, lambda s: polyloss.softmax_crossentropy(s, yt, label_smoothing=smoothing, ignore_index=ignore),
+    v_pl, g_pl = value_and_grad(
+        "torch", lambda s: polyloss.softmax_crossentropy(s, yt, label_smoothing=smoothing, ignore_index=ignore),
         s, dtype, w)
-    v_t, g_t = _torch_value_and_grad(
-        torch, lambda s: F.cross_entropy(s, yt, reduction="none", label_smoothing=smoothing, ignore_index=ignore),
+    v_t, g_t = value_and_grad(
+        "torch", lambda s: F.cross_entropy(s, yt, reduction="none", label_smoothing=smoothing, ignore_index=ignore),
         s, dtype, w)
     ignored = y == ignore
     assert ignored.sum() >= 3
@@ -209,9 +215,9 @@ def test_torch_binary_cross_entropy_with_logits(dtype, soft):
     t = rng.random((5, 7)) if soft else (rng.random((5, 7)) < 0.4).astype(float)
     w = rng.random((5, 7))
     tt = torch.tensor(t, dtype=getattr(torch, dtype))
-    v_pl, g_pl = _torch_value_and_grad(torch, lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
-    v_t, g_t = _torch_value_and_grad(
-        torch, lambda s: F.binary_cross_entropy_with_logits(s, tt, reduction="none"), s, dtype, w)
+    v_pl, g_pl = value_and_grad("torch", lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
+    v_t, g_t = value_and_grad(
+        "torch", lambda s: F.binary_cross_entropy_with_logits(s, tt, reduction="none"), s, dtype, w)
     assert v_pl.shape == (5, 7)
     close(v_pl, v_t, dtype, scale=10)  # values up to 30
     close(g_pl, g_t, dtype)
@@ -232,18 +238,6 @@ def _jax():
     return jax, jnp, optax
 
 
-def _jax_value_and_grad(jax, jnp, f, s_np, dtype, w):
-    s = jnp.asarray(s_np, dtype=dtype)
-
-    def total(s):
-        out = f(s)
-        return jnp.sum(out * jnp.asarray(w, dtype=out.dtype)), out
-
-    (_, out), g = jax.value_and_grad(total, has_aux=True)(s)
-    assert out.dtype == jnp.dtype(dtype) and g.dtype == jnp.dtype(dtype)
-    return np.asarray(out, dtype=np.float64), np.asarray(g, dtype=np.float64)
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("normalised", [True, False])
 def test_optax_softmax_cross_entropy(dtype, normalised):
@@ -252,8 +246,8 @@ def test_optax_softmax_cross_entropy(dtype, normalised):
     s, t = logits(rng, (6, 5)), prob_labels(rng, (6, 5), normalised=normalised)
     w = rng.random(6)
     tj = jnp.asarray(t, dtype=dtype)
-    v_pl, g_pl = _jax_value_and_grad(jax, jnp, lambda s: polyloss.softmax_crossentropy(s, tj), s, dtype, w)
-    v_o, g_o = _jax_value_and_grad(jax, jnp, lambda s: optax.losses.softmax_cross_entropy(s, tj), s, dtype, w)
+    v_pl, g_pl = value_and_grad("jax", lambda s: polyloss.softmax_crossentropy(s, tj), s, dtype, w)
+    v_o, g_o = value_and_grad("jax", lambda s: optax.losses.softmax_cross_entropy(s, tj), s, dtype, w)
     close(v_pl, v_o, dtype)
     close(g_pl, g_o, dtype)
 
@@ -264,9 +258,9 @@ def test_optax_softmax_cross_entropy_with_integer_labels(dtype):
     rng = np.random.default_rng(11)
     s, y = logits(rng, (6, 5)), jnp.asarray(rng.integers(0, 5, 6))
     w = rng.random(6)
-    v_pl, g_pl = _jax_value_and_grad(jax, jnp, lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
-    v_o, g_o = _jax_value_and_grad(
-        jax, jnp, lambda s: optax.losses.softmax_cross_entropy_with_integer_labels(s, y), s, dtype, w)
+    v_pl, g_pl = value_and_grad("jax", lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
+    v_o, g_o = value_and_grad(
+        "jax", lambda s: optax.losses.softmax_cross_entropy_with_integer_labels(s, y), s, dtype, w)
     close(v_pl, v_o, dtype)
     close(g_pl, g_o, dtype)
     # under jax.jit too (float32 only: compiling costs a second per dtype)
@@ -287,10 +281,10 @@ def test_optax_smooth_labels_equals_label_smoothing(dtype, eps):
     s, y = logits(rng, (6, 5)), rng.integers(0, 5, 6)
     w = rng.random(6)
     sm = optax.losses.smooth_labels(jnp.asarray(one_hot(y, 5), dtype=dtype), eps)
-    v_o, g_o = _jax_value_and_grad(jax, jnp, lambda s: optax.losses.softmax_cross_entropy(s, sm), s, dtype, w)
+    v_o, g_o = value_and_grad("jax", lambda s: optax.losses.softmax_cross_entropy(s, sm), s, dtype, w)
     for labels in (jnp.asarray(y), jnp.asarray(one_hot(y, 5), dtype=dtype)):
-        v_pl, g_pl = _jax_value_and_grad(
-            jax, jnp, lambda s: polyloss.softmax_crossentropy(s, labels, label_smoothing=eps), s, dtype, w)
+        v_pl, g_pl = value_and_grad(
+            "jax", lambda s: polyloss.softmax_crossentropy(s, labels, label_smoothing=eps), s, dtype, w)
         close(v_pl, v_o, dtype)
         close(g_pl, g_o, dtype)
 
@@ -330,8 +324,8 @@ def test_optax_sigmoid_binary_cross_entropy(dtype, soft):
     t = rng.random((6, 5)) if soft else (rng.random((6, 5)) < 0.5).astype(float)
     w = rng.random((6, 5))
     tj = jnp.asarray(t, dtype=dtype)
-    v_pl, g_pl = _jax_value_and_grad(jax, jnp, lambda s: polyloss.sigmoid_crossentropy(s, tj), s, dtype, w)
-    v_o, g_o = _jax_value_and_grad(jax, jnp, lambda s: optax.losses.sigmoid_binary_cross_entropy(s, tj), s, dtype, w)
+    v_pl, g_pl = value_and_grad("jax", lambda s: polyloss.sigmoid_crossentropy(s, tj), s, dtype, w)
+    v_o, g_o = value_and_grad("jax", lambda s: optax.losses.sigmoid_binary_cross_entropy(s, tj), s, dtype, w)
     close(v_pl, v_o, dtype)
     close(g_pl, g_o, dtype)
 
@@ -345,10 +339,10 @@ def test_optax_sigmoid_focal_loss_hard_labels(dtype, alpha, gamma):
     s = logits(rng, (6, 5), scale=3.0)
     t = jnp.asarray((rng.random((6, 5)) < 0.4).astype(float), dtype=dtype)
     w = rng.random((6, 5))
-    v_pl, g_pl = _jax_value_and_grad(
-        jax, jnp, lambda s: polyloss.focal_loss(s, t, gamma=gamma, alpha=alpha, activation="sigmoid"), s, dtype, w)
-    v_o, g_o = _jax_value_and_grad(
-        jax, jnp, lambda s: optax.losses.sigmoid_focal_loss(s, t, alpha=alpha, gamma=gamma), s, dtype, w)
+    v_pl, g_pl = value_and_grad(
+        "jax", lambda s: polyloss.focal_loss(s, t, gamma=gamma, alpha=alpha, activation="sigmoid"), s, dtype, w)
+    v_o, g_o = value_and_grad(
+        "jax", lambda s: optax.losses.sigmoid_focal_loss(s, t, alpha=alpha, gamma=gamma), s, dtype, w)
     close(v_pl, v_o, dtype)
     close(g_pl, g_o, dtype)
 
@@ -387,10 +381,10 @@ def test_optax_poly_loss_cross_entropy(dtype, epsilon):
     w = rng.random(6)
     for t in (one_hot(y, 5), prob_labels(rng, (6, 5))):
         tj = jnp.asarray(t, dtype=dtype)
-        v_pl, g_pl = _jax_value_and_grad(
-            jax, jnp, lambda s: polyloss.poly1_crossentropy(s, tj, epsilon=epsilon), s, dtype, w)
-        v_o, g_o = _jax_value_and_grad(
-            jax, jnp, lambda s: optax.losses.poly_loss_cross_entropy(s, tj, epsilon=epsilon), s, dtype, w)
+        v_pl, g_pl = value_and_grad(
+            "jax", lambda s: polyloss.poly1_crossentropy(s, tj, epsilon=epsilon), s, dtype, w)
+        v_o, g_o = value_and_grad(
+            "jax", lambda s: optax.losses.poly_loss_cross_entropy(s, tj, epsilon=epsilon), s, dtype, w)
         close(v_pl, v_o, dtype)
         close(g_pl, g_o, dtype)
     # class ids are the one-hot labels
@@ -420,8 +414,8 @@ def test_jax_squareplus(dtype, b):
     x = logits(rng, (6, 5), scale=3.0)
     x[0, :3] = [0.0, -8.0, 8.0]
     w = rng.random(x.shape)
-    v_pl, g_pl = _jax_value_and_grad(jax, jnp, lambda x: polyloss.squareplus(x, b=b), x, dtype, w)
-    v_j, g_j = _jax_value_and_grad(jax, jnp, lambda x: jax.nn.squareplus(x, b=b), x, dtype, w)
+    v_pl, g_pl = value_and_grad("jax", lambda x: polyloss.squareplus(x, b=b), x, dtype, w)
+    v_j, g_j = value_and_grad("jax", lambda x: jax.nn.squareplus(x, b=b), x, dtype, w)
     close(v_pl, v_j, dtype)
     close(g_pl, g_j, dtype)
     xj = jnp.asarray(x, dtype=dtype)
@@ -460,15 +454,6 @@ def _keras():
     if keras.backend.backend() != "tensorflow":
         pytest.skip(f"keras runs on {keras.backend.backend()}, these tests need its TensorFlow backend")
     return tf, keras
-
-
-def _tf_value_and_grad(tf, f, s_np, dtype, w):
-    s = tf.Variable(tf.constant(s_np, dtype=dtype))
-    with tf.GradientTape() as tape:
-        out = f(s)
-        total = tf.reduce_sum(out * tf.constant(w, dtype=out.dtype))
-    g = tape.gradient(total, s)
-    return out.numpy().astype(np.float64), g.numpy().astype(np.float64)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -630,8 +615,9 @@ def test_tf_nn_softmax_cross_entropy_with_logits(dtype):
     s, t = logits(rng, (6, 5)), prob_labels(rng, (6, 5))
     w = rng.random(6)
     tt = tf.constant(t, dtype=dtype)
-    v_pl, g_pl = _tf_value_and_grad(tf, lambda s: polyloss.softmax_crossentropy(s, tt), s, dtype, w)
-    v_tf, g_tf = _tf_value_and_grad(tf, lambda s: tf.nn.softmax_cross_entropy_with_logits(tt, s), s, dtype, w)
+    v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.softmax_crossentropy(s, tt), s, dtype, w)
+    v_tf, g_tf = value_and_grad(
+        "tensorflow", lambda s: tf.nn.softmax_cross_entropy_with_logits(tt, s), s, dtype, w)
     close(v_pl, v_tf, dtype)
     close(g_pl, g_tf, dtype)
     # a class axis in the middle
@@ -647,8 +633,9 @@ def test_tf_nn_sparse_softmax_cross_entropy_with_logits(dtype):
     rng = np.random.default_rng(28)
     s, y = logits(rng, (4, 3, 6)), tf.constant(rng.integers(0, 6, (4, 3)))
     w = rng.random((4, 3))
-    v_pl, g_pl = _tf_value_and_grad(tf, lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
-    v_tf, g_tf = _tf_value_and_grad(tf, lambda s: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s), s, dtype, w)
+    v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
+    v_tf, g_tf = value_and_grad(
+        "tensorflow", lambda s: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s), s, dtype, w)
     close(v_pl, v_tf, dtype)
     close(g_pl, g_tf, dtype)
 
@@ -661,7 +648,8 @@ def test_tf_nn_sigmoid_cross_entropy_with_logits(dtype):
     t[0] = np.round(t[0])
     w = rng.random((5, 6))
     tt = tf.constant(t, dtype=dtype)
-    v_pl, g_pl = _tf_value_and_grad(tf, lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
-    v_tf, g_tf = _tf_value_and_grad(tf, lambda s: tf.nn.sigmoid_cross_entropy_with_logits(tt, s), s, dtype, w)
+    v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
+    v_tf, g_tf = value_and_grad(
+        "tensorflow", lambda s: tf.nn.sigmoid_cross_entropy_with_logits(tt, s), s, dtype, w)
     close(v_pl, v_tf, dtype, scale=5)
     close(g_pl, g_tf, dtype)

@@ -4,13 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyloss.conformance.registry import FULL_DTYPES, HALF_DTYPES, Case, register
-
-ALL_DTYPES = FULL_DTYPES + HALF_DTYPES
-
-
-def _finite_max(dtype: str) -> float:
-    return {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7977e308}[dtype]
+from polyloss.conformance.registry import ALL_DTYPES, HALF_DTYPES, Case, finite_max, register
 
 
 def _logits(rng, shape, scale=3.0):
@@ -47,6 +41,17 @@ def _saturated(rng, shape, big):
     wrong = np.setdiff1d(np.arange(n), right)[: n // 4]
     flat_s[wrong] = np.where(flat_y[wrong], -big, big)
     return s, y
+
+
+def _ids_and_where(rng, rows, classes, empty_row):
+    """Logits, class ids and a random class mask that keeps every row's target, with row
+    ``empty_row`` fully masked (loss 0, gradient 0)."""
+    s = _logits(rng, (rows, classes))
+    y = _ids(rng, rows, classes)
+    where = rng.random((rows, classes)) < 0.6
+    where[np.arange(rows), y] = True
+    where[empty_row] = False
+    return s, y, where
 
 
 def _confident_rows(rng, rows, classes, big):
@@ -89,11 +94,7 @@ def _ce_ignore(rng, dtype):
 
 
 def _ce_where(rng, dtype):
-    s = _logits(rng, (6, 7))
-    y = _ids(rng, 6, 7)
-    where = rng.random((6, 7)) < 0.6
-    where[np.arange(6), y] = True
-    where[3] = False  # no valid class: loss 0, gradient 0
+    s, y, where = _ids_and_where(rng, 6, 7, empty_row=3)
     s[~where] = rng.normal(0.0, 50.0, s.shape)[~where]  # large values under the mask must not matter
     return (s, y), {"where": where, "label_smoothing": 0.1}
 
@@ -114,7 +115,7 @@ def _ce_extreme(rng, dtype):
 
 
 def _ce_half(rng, dtype):
-    s, y = _confident_rows(rng, 6, 5, _finite_max(dtype) / 8)
+    s, y = _confident_rows(rng, 6, 5, finite_max(dtype) / 8)
     return (s, y), {}
 
 
@@ -155,7 +156,7 @@ def _bce_extreme(rng, dtype):
 
 
 def _bce_half(rng, dtype):
-    return _saturated(rng, (6, 6), _finite_max(dtype) / 8), {}
+    return _saturated(rng, (6, 6), finite_max(dtype) / 8), {}
 
 
 register(
@@ -186,7 +187,7 @@ def _focal_saturated(gamma):
 
 def _focal_half(gamma):
     def inputs(rng, dtype):
-        s, y = _saturated(rng, (6, 6), _finite_max(dtype) / 8)
+        s, y = _saturated(rng, (6, 6), finite_max(dtype) / 8)
         return (s, y), {"gamma": gamma, "alpha": 0.25}
     return inputs
 
@@ -201,11 +202,7 @@ def _focal_softmax_probs(rng, dtype):
 
 
 def _focal_softmax_where(rng, dtype):
-    s = _logits(rng, (6, 7))
-    y = _ids(rng, 6, 7)
-    where = rng.random((6, 7)) < 0.6
-    where[np.arange(6), y] = True
-    where[2] = False
+    s, y, where = _ids_and_where(rng, 6, 7, empty_row=2)
     return (s, y), {"activation": "softmax", "gamma": 1.5, "where": where}
 
 
@@ -255,7 +252,7 @@ def _ids_with_margin(rng):
 
 
 def _hard_half(rng, dtype):
-    return _saturated(rng, (6, 6), _finite_max(dtype) / 8), {"m": 0.6}
+    return _saturated(rng, (6, 6), finite_max(dtype) / 8), {"m": 0.6}
 
 
 def _softened(k, soft=False):
@@ -349,11 +346,7 @@ def _poly_probs_smoothing(rng, dtype):
 
 
 def _poly_ids_where(rng, dtype):
-    s = _logits(rng, (6, 7))
-    y = _ids(rng, 6, 7)
-    where = rng.random((6, 7)) < 0.6
-    where[np.arange(6), y] = True
-    where[1] = False
+    s, y, where = _ids_and_where(rng, 6, 7, empty_row=1)
     return (s, y), {"epsilon": 1.0, "label_smoothing": 0.1, "where": where}
 
 
@@ -372,7 +365,7 @@ def _polyf_softmax(rng, dtype):
 
 
 def _polyf_half(rng, dtype):
-    return _saturated(rng, (6, 6), _finite_max(dtype) / 8), {"gamma": 0.5}
+    return _saturated(rng, (6, 6), finite_max(dtype) / 8), {"gamma": 0.5}
 
 
 register(
@@ -446,7 +439,7 @@ def _rd_saturated(rng, dtype):
 
 
 def _rd_half(rng, dtype):
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     a = _logits(rng, (3, 5))
     b = a + rng.normal(0.0, 1.0, a.shape)
     a[0], b[0] = big * np.array([1, -1, 0.5, 0.25, -1]), big * np.array([-1, -1, 1, 0.5, 0.5])
@@ -506,7 +499,7 @@ def _sq_wide(rng, dtype):
 
 
 def _sq_half(rng, dtype):
-    big = _finite_max(dtype)
+    big = finite_max(dtype)
     x = rng.choice([-1.0, 1.0], 16) * 10.0 ** rng.uniform(-2, np.log10(big) - 0.1, 16)
     return (x,), {}
 

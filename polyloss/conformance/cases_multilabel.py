@@ -4,14 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from polyloss.conformance.registry import FULL_DTYPES, HALF_DTYPES, Case, register
-
-ALL_DTYPES = FULL_DTYPES + HALF_DTYPES  # masking paths run in half precision too
-
-
-def _finite_max(dtype: str) -> float:
-    """The largest finite value of ``dtype`` (bfloat16 shares float32's exponent range)."""
-    return {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7977e308}[dtype]
+from polyloss.conformance.registry import ALL_DTYPES, HALF_DTYPES, Case, finite_max, register
 
 
 def _hard(rng, shape, p=0.3):
@@ -120,7 +113,7 @@ def _ml_half_range(rng, dtype):
     """Logits across the dtype's range, wrong and right, mixed with ordinary ones in each row (values
     only: a row whose loss is ~1e37 leaves its small entries' derivatives below float64's resolution
     of that loss, so central differences cannot see them; ``_ml_half_grad`` covers the gradient)."""
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     s = rng.normal(0.0, 3.0, (6, 8))
     y = _hard(rng, (6, 8))
     y[:, 0], y[:, 1] = True, False
@@ -133,7 +126,7 @@ def _ml_half_range(rng, dtype):
 def _ml_half_grad(rng, dtype):
     """Huge logits where finite differences can follow them: confidently right ones beside ordinary
     entries (the loss stays O(1)), and rows made only of huge or padded entries."""
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     s = rng.normal(0.0, 3.0, (5, 6))
     y = _hard(rng, (5, 6))
     y[:, 0], y[:, 1] = True, False
@@ -145,7 +138,7 @@ def _ml_half_grad(rng, dtype):
 
 
 def _ml_half_soft(rng, dtype):
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     s = rng.normal(0.0, 3.0, (4, 6))
     t = rng.uniform(0.0, 1.0, (4, 6))
     s[0, 0], t[0, 0] = -big, 0.0  # confidently right
@@ -206,7 +199,7 @@ def _sp_confident(rng, dtype):
 
 
 def _sp_half_range(rng, dtype):
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     s = rng.normal(0.0, 3.0, (4, 9))
     idx = np.array([[0, 1, -1], [2, -1, -1], [3, 4, 5], [-1, -1, -1]])
     s[0, 0], s[1, 2] = big, big  # confidently right positives
@@ -247,7 +240,7 @@ def _gp_sparse(rng, dtype):
 
 def _gp_half(rng, dtype):
     _, mask, logits, spans, _ = _gp_inputs(rng, batch=1, heads=2, length=5, k=2)
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     gold = np.zeros(mask.shape, dtype=bool)
     for h, slot in np.ndindex(spans.shape[1:3]):
         i, j = spans[0, h, slot]
@@ -302,7 +295,7 @@ def _div_saturated(rng, dtype):
 
 
 def _div_half_range(rng, dtype):
-    big = _finite_max(dtype) / 8
+    big = finite_max(dtype) / 8
     a = rng.normal(0.0, 3.0, (3, 5))
     b = a + rng.normal(0.0, 1.0, a.shape)
     a[0], b[0] = big * np.array([1, -1, 0.5, 0.25, -1]), big * np.array([-1, -1, 1, 0.5, 0.5])
@@ -351,4 +344,3 @@ register(
     Case("reduce/all-masked", "reduce", _reduce_all_masked),
 )
 
-__all__ = ["FULL_DTYPES", "HALF_DTYPES"]

@@ -13,10 +13,16 @@ from typing import Callable
 
 import numpy as np
 
-__all__ = ["Case", "register", "CASES", "cases_for", "FULL_DTYPES", "HALF_DTYPES"]
+__all__ = ["Case", "register", "CASES", "cases_for", "FULL_DTYPES", "HALF_DTYPES", "ALL_DTYPES", "finite_max"]
 
 FULL_DTYPES = ("float64", "float32")
 HALF_DTYPES = ("float16", "bfloat16")
+ALL_DTYPES = FULL_DTYPES + HALF_DTYPES  # masking and range paths run in half precision too
+
+
+def finite_max(dtype: str) -> float:
+    """The largest finite value of ``dtype`` (bfloat16 shares float32's exponent range)."""
+    return {"float16": 65504.0, "bfloat16": 3.3895e38, "float32": 3.4028e38, "float64": 1.7977e308}[dtype]
 
 
 @dataclass(frozen=True)

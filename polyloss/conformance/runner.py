@@ -189,13 +189,7 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
             def objective(*arr):
                 return xp.sum(call(*arr) * w)
 
-            if mode == "compile":
-                # torch.compile: the forward compiled, autograd outside, as torch trains. Tracing
-                # torch.autograd.grad inside torch.compile miscompiles some graphs (torch 2.13: a
-                # where-masked gather plus a row sum loses the gather's cotangent)
-                vg = backend.value_and_grad(backend.compile(objective, mode), argnums=diff_positions)
-            else:
-                vg = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
+            vg = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
             _, grads = vg(*arrays)
             ref_grads = reference_gradient(case, ref_args, ref_kwargs, weights)
             errors = [relative_error(backend.to_numpy(g), r) for g, r in zip(grads, ref_grads)]

@@ -23,6 +23,8 @@ from __future__ import annotations
 import math
 import operator
 
+import numpy as np
+
 from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
 
@@ -178,25 +180,23 @@ def _pick(xp, x, ids):
 
 
 class _Softmax:
-    """Softmax statistics of ``s [..., C]`` (classes last, removed classes ``-inf``).
-
-    ``z = s - m`` with ``m`` the stop-gradient row maximum (0 for a row without a finite one),
-    ``e = e^{z}``, ``total = Σ e`` (``[..., 1]``). Empty rows (``total = 0``) get ``log total = 0``
-    so that nothing downstream is NaN; the losses give them 0 through :meth:`finish`.
+    """Softmax statistics of ``s [..., C]`` (classes last, removed classes ``-inf``): ``z``, ``e``,
+    ``total`` and ``log total`` of :func:`polyloss._ops.softmax_terms`, and what the losses build on
+    them. Empty rows get 0 through :meth:`finish`.
     """
 
     def __init__(self, xp, be, s):
         self.xp, self.s = xp, s
-        self.z = s - _ops.masked_max(xp, be, s)
-        self.e = xp.exp(self.z)
-        self.total = xp.sum(self.e, axis=-1, keepdims=True)
+        self.z, self.e, self.total, self.log_total = _ops.softmax_terms(xp, be, s)
         self.nonempty = self.total != 0.0  # NaN counts as non-empty: NaN in, NaN out
-        self.log_total = xp.log(xp.where(self.nonempty, self.total, 1.0))
-        self._rest_parts = None
+        self._valid = self._count = self._rest_parts = None
 
     @property
     def valid(self):
-        return self.z != -math.inf
+        """The classes not removed (``[..., C]``), computed once."""
+        if self._valid is None:
+            self._valid = self.z != -math.inf
+        return self._valid
 
     def _top(self):
         """``(below, top) [..., 1]``: ``Σ_{z<0} e`` and ``Σ_{z=0} e`` (every ``e`` there is exactly 1).
@@ -256,8 +256,13 @@ class _Softmax:
         return self._rows(_ops.log_or_neg_inf(xp, rest) - self.log_total[..., 0], self.nonempty[..., 0])
 
     def count(self):
-        """The number of valid classes per row (``[...]``)."""
-        return self.xp.sum(self.xp.astype(self.valid, self.z.dtype), axis=-1)
+        """The number of valid classes per row (``[..., 1]``, computed once); 1 for an empty row, so
+        that it divides."""
+        if self._count is None:
+            xp = self.xp
+            per_row = xp.sum(xp.astype(self.valid, self.z.dtype), axis=-1, keepdims=True)
+            self._count = xp.where(self.nonempty, per_row, 1.0)
+        return self._count
 
     def expect(self, probs, values, removed=math.inf):
         """``Σ_k t_k v_k`` over the valid classes; a removed class with ``t_k > 0`` adds ``t_k·removed``
@@ -289,8 +294,7 @@ def _crossentropy(sm, targets, label_smoothing: float, precise=False):
         return ce
     # the mean of -log p = log Σ e^{z} - z over the valid classes; z divided by K before the sum (a sum
     # of K logits near the largest float would overflow where their mean does not)
-    count = xp.where(sm.nonempty, xp.sum(xp.astype(sm.valid, sm.z.dtype), axis=-1, keepdims=True), 1.0)
-    mean_nll = sm.log_total[..., 0] - xp.sum(xp.where(sm.valid, sm.z / count, 0.0), axis=-1)
+    mean_nll = sm.log_total[..., 0] - xp.sum(xp.where(sm.valid, sm.z / sm.count(), 0.0), axis=-1)
     if label_smoothing == 1.0:  # the target is uniform: a label on a removed class no longer matters
         return mean_nll
     return (1.0 - label_smoothing) * ce + label_smoothing * mean_nll
@@ -298,15 +302,6 @@ def _crossentropy(sm, targets, label_smoothing: float, precise=False):
 
 def _smoothing(label_smoothing) -> float:
     return _checks.hyperparameter(label_smoothing, "label_smoothing", low=0.0, high=1.0)
-
-
-def _restore_axis(xp, x, ax, ndim):
-    """Inverse of moving axis ``ax`` last (for elementwise softmax-family outputs)."""
-    if ax == ndim - 1:
-        return x
-    order = list(range(ndim - 1))
-    order.insert(ax, ndim - 1)
-    return xp.permute_dims(x, tuple(order))
 
 
 # --------------------------------------------------------------------------------------------
@@ -380,7 +375,7 @@ def sigmoid_crossentropy(logits, labels):
     array([0.6931, 0.0486, 0.7986])
     """
     xp, be, s, t = _binary_inputs(logits, labels)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
+    minus_log_p, minus_log_q = _ops.softplus_pair(be, s)
     return _expect(xp, t, minus_log_p, minus_log_q)
 
 
@@ -389,7 +384,7 @@ def sigmoid_crossentropy(logits, labels):
 # --------------------------------------------------------------------------------------------
 def _sigmoid_focal(xp, be, s, t, gamma, alpha, epsilon=0.0):
     """``t·a₁·σ(-s)^γ·sp(-s) + (1-t)·a₀·σ(s)^γ·sp(s)`` plus Poly-1's ``ε·[t σ(-s)^{γ+1} + (1-t) σ(s)^{γ+1}]``."""
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)  # -log σ(s), -log σ(-s) = -log(1 - σ(s))
+    minus_log_p, minus_log_q = _ops.softplus_pair(be, s)  # -log σ(s), -log σ(-s) = -log(1 - σ(s))
     positive = _sigmoid_power(xp, minus_log_q, gamma) * minus_log_p
     negative = _sigmoid_power(xp, minus_log_p, gamma) * minus_log_q
     if alpha is not None:
@@ -405,6 +400,8 @@ def _class_weights(xp, be, alpha, logits, s, targets):
     for each row (class ids) or each class (probabilities)."""
     if alpha is None:
         return None
+    if not be.is_array(alpha) and np.ndim(alpha) == 0:  # a Python or NumPy scalar: no device array
+        return _checks.hyperparameter(alpha, "alpha", low=0.0)
     a = be.asarray(alpha, like=logits, dtype=s.dtype, name="alpha")
     if a.ndim == 0:
         return _checks.hyperparameter(alpha, "alpha", low=0.0)
@@ -517,7 +514,7 @@ def poly1_crossentropy(logits, labels, *, epsilon=1.0, axis=-1, label_smoothing=
         t = targets.probs
         miss = (1.0 - xp.sum(t, axis=-1)) + sm.expect(t, xp.exp(sm.log_not_p()), removed=1.0)
     if eps:  # 1 - Σ t' p = (1 - ε)(1 - Σ t p) + ε (1 - 1/K)
-        miss = (1.0 - eps) * miss + eps * (1.0 - 1.0 / xp.where(sm.nonempty[..., 0], sm.count(), 1.0))
+        miss = (1.0 - eps) * miss + eps * (1.0 - 1.0 / sm.count()[..., 0])
     return sm.finish(_crossentropy(sm, targets, eps, precise=True) + epsilon * miss, targets)
 
 
@@ -582,7 +579,7 @@ def hard_truncation_loss(logits, labels, *, m=0.6, activation="sigmoid", axis=-1
     if activation == "sigmoid":
         _sigmoid_only(where)
         xp, be, s, t = _binary_inputs(logits, labels)
-        minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
+        minus_log_p, minus_log_q = _ops.softplus_pair(be, s)
         keep = 1.0 - _step(xp, t - m) * _step(xp, s - log_odds) - _step(xp, (1.0 - m) - t) * _step(xp, -log_odds - s)
         return keep * _expect(xp, t, minus_log_p, minus_log_q)
     xp, be, _, s, targets = _softmax_inputs(logits, labels, axis, where, None, probabilities=False)
@@ -607,19 +604,18 @@ def softened_truncation_loss(logits, labels, *, k=1.0):
     """
     k = _checks.hyperparameter(k, "k", low=0.0)
     xp, be, s, t = _binary_inputs(logits, labels)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
+    minus_log_p, minus_log_q = _ops.softplus_pair(be, s)
     return _expect(xp, t, _ops.sigmoid(xp, -k * s) * minus_log_p, _ops.sigmoid(xp, k * s) * minus_log_q)
 
 
 # --------------------------------------------------------------------------------------------
 # B5: logit adjustment
 # --------------------------------------------------------------------------------------------
-def _log_prior(xp, be, prior, logits, s, tau: float, name_c: str):
+def _log_prior(xp, be, prior, logits, s, num_classes, tau: float, name_c: str):
     """``τ log π`` as a ``[C]`` array of ``s``' framework, dtype and device, checked."""
     p = be.asarray(prior, like=logits, dtype=s.dtype, name="prior")
     if not xp.isdtype(p.dtype, "real floating"):
         p = xp.astype(p, s.dtype)
-    num_classes = s.shape[-1]
     if p.ndim != 1 or not _checks.same_dims(p.shape, (num_classes,)):
         raise ValueError(f"prior has shape {tuple(p.shape)} but the logits have {num_classes} classes "
                          f"({name_c}); prior must have shape ({num_classes},)")
@@ -660,7 +656,7 @@ def logit_adjusted_crossentropy(logits, labels, prior, *, tau=1.0, axis=-1, labe
     eps = _smoothing(label_smoothing)
     tau = _checks.hyperparameter(tau, "tau")
     xp, be, logits, s, targets = _softmax_inputs(logits, labels, axis, where, ignore_index, extra={"prior": prior})
-    sm = _Softmax(xp, be, s + _log_prior(xp, be, prior, logits, s, tau, f"axis {axis}"))
+    sm = _Softmax(xp, be, s + _log_prior(xp, be, prior, logits, s, s.shape[-1], tau, f"axis {axis}"))
     return sm.finish(_crossentropy(sm, targets, eps), targets)
 
 
@@ -681,9 +677,8 @@ def adjust_logits(logits, prior, *, tau=1.0, axis=-1):
     xp, be = namespace_of(logits=logits, prior=prior)
     logits, s = _checks.prepare_floating(xp, be, logits)
     ax = _checks.single_axis(axis, logits.ndim)
-    s = _ops.classes_last(xp, be, s, (ax,))
-    adjusted = s - _log_prior(xp, be, prior, logits, s, tau, f"axis {axis}")
-    return _restore_axis(xp, adjusted, ax, logits.ndim)
+    log_prior = _log_prior(xp, be, prior, logits, s, logits.shape[ax], tau, f"axis {axis}")
+    return s - xp.reshape(log_prior, (-1,) + (1,) * (logits.ndim - ax - 1))  # broadcast along axis
 
 
 # --------------------------------------------------------------------------------------------
@@ -719,5 +714,5 @@ def smoothed_f1_weighted_crossentropy(logits, labels, *, f1=None):
         f = be.stop_gradient(xp.where(den > 0.0, 2.0 * xp.sum(t * p) / xp.where(den > 0.0, den, 1.0), 0.0))
     else:
         f = _checks.hyperparameter(f1, "f1", low=0.0, high=1.0)
-    minus_log_p, minus_log_q = _ops.softplus_pair(xp, be, s)
+    minus_log_p, minus_log_q = _ops.softplus_pair(be, s)
     return _expect(xp, t, (1.0 - f / 2.0) * minus_log_p, (f / 2.0) * minus_log_q)

@@ -14,52 +14,8 @@ implementation or a port of a loss on small inputs::
 They are slow (pure Python loops): use them on test-sized arrays, not for training.
 """
 
-from polyloss.reference.classification import (
-    adjust_logits,
-    flooding,
-    focal_loss,
-    hard_truncation_loss,
-    logit_adjusted_crossentropy,
-    poly1_crossentropy,
-    poly1_focal_loss,
-    rdrop_divergence,
-    rdrop_loss,
-    sigmoid_crossentropy,
-    smoothed_f1_weighted_crossentropy,
-    softened_truncation_loss,
-    softmax_crossentropy,
-    squareplus,
-)
-from polyloss.reference.multilabel import (
-    global_pointer_crossentropy,
-    global_pointer_mask,
-    multilabel_crossentropy,
-    multilabel_divergence,
-    reduce,
-    sparse_global_pointer_crossentropy,
-    sparse_multilabel_crossentropy,
-)
+from polyloss.reference import classification, multilabel
+from polyloss.reference.classification import *  # noqa: F401,F403
+from polyloss.reference.multilabel import *  # noqa: F401,F403
 
-__all__ = [
-    "multilabel_crossentropy",
-    "sparse_multilabel_crossentropy",
-    "global_pointer_crossentropy",
-    "sparse_global_pointer_crossentropy",
-    "global_pointer_mask",
-    "multilabel_divergence",
-    "reduce",
-    "softmax_crossentropy",
-    "sigmoid_crossentropy",
-    "focal_loss",
-    "hard_truncation_loss",
-    "softened_truncation_loss",
-    "logit_adjusted_crossentropy",
-    "adjust_logits",
-    "smoothed_f1_weighted_crossentropy",
-    "poly1_crossentropy",
-    "poly1_focal_loss",
-    "flooding",
-    "rdrop_divergence",
-    "rdrop_loss",
-    "squareplus",
-]
+__all__ = [*multilabel.__all__, *classification.__all__]
