@@ -427,6 +427,19 @@ def take_along_axis(x, indices, /, *, axis=-1):
     return tf.gather(x, indices, axis=-1, batch_dims=ndim - 1)
 
 
+def flip(x, /, *, axis=None):
+    axes = list(range(x.shape.rank)) if axis is None else [axis] if isinstance(axis, int) else list(axis)
+    return tf.reverse(x, axis=axes)
+
+
+def searchsorted(x1, x2, /, *, side="left", sorter=None):
+    if sorter is not None:
+        x1 = tf.gather(x1, sorter)
+    a, v = _operands(x1, x2)
+    flat = tf.searchsorted(a, tf.reshape(v, [-1]), side=side, out_type=int64)
+    return tf.reshape(flat, tf.shape(v))
+
+
 def sort(x, /, *, axis=-1, descending=False, stable=True):
     return tf.sort(x, axis=axis, direction="DESCENDING" if descending else "ASCENDING")
 

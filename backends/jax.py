@@ -69,6 +69,17 @@ class JaxBackend(Backend):
         # op-by-op dispatch; inside an outer jit/grad it is simply inlined
         return jax.jit(f)
 
+    def log_scan(self, x, *, reverse=False):
+        return jax.lax.cumlogsumexp(x, axis=x.ndim - 1, reverse=reverse)
+
+    def all_gather(self, x, group):
+        """``group`` is the axis name (or a tuple of names) of the enclosing ``shard_map`` / ``pmap``;
+        ``lax.all_gather``'s transpose sums the cotangents back onto each device's own rows."""
+        if not isinstance(group, (str, tuple)):
+            raise TypeError("for JAX arrays, gather is the axis name (or a tuple of names) of the enclosing "
+                            f"shard_map / pmap over which to gather, got {group!r}")
+        return jax.lax.all_gather(x, group, axis=0, tiled=True), jax.lax.axis_index(group)
+
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:
         return not isinstance(x, jax.core.Tracer)

@@ -31,6 +31,11 @@ class NumPyBackend(Backend):
             out = out.astype(dtype)
         return out
 
+    def log_scan(self, x, *, reverse=False):
+        if reverse:
+            return np.flip(np.logaddexp.accumulate(np.flip(x, axis=-1), axis=-1), axis=-1)
+        return np.logaddexp.accumulate(x, axis=-1)
+
     def block_rows(self, x):
         return cpu_block_rows(x)
 

@@ -150,6 +150,9 @@ class TensorFlowBackend(Backend):
         # one fused kernel; accurate at both ends (exp(x) far below 0, x far above), gradient σ(x)
         return tf.math.softplus(x)
 
+    def log_scan(self, x, *, reverse=False):
+        return tf.math.cumulative_logsumexp(x, axis=-1, reverse=reverse)
+
     def is_eager(self, x) -> bool:
         return tf.executing_eagerly() and not tf.is_symbolic_tensor(x)
 

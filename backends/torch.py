@@ -45,6 +45,30 @@ class _CustomVJP(torch.autograd.Function):
         return (None, None, *bwd(args, res, g, needs))
 
 
+class _AllGather(torch.autograd.Function):
+    """All-gather along axis 0 whose backward all-reduces the cotangent and keeps this rank's rows:
+    each rank's input receives the gradient of every rank's loss (``torch.distributed.all_gather``
+    alone cuts the graph). Works on every backend with ``all_reduce`` (gloo, NCCL, MPI)."""
+
+    @staticmethod
+    def forward(ctx, x, group):
+        import torch.distributed as dist
+
+        parts = [torch.empty_like(x) for _ in range(dist.get_world_size(group))]
+        dist.all_gather(parts, x.contiguous(), group=group)
+        ctx.group, ctx.rows = group, x.shape[0]
+        return torch.cat(parts, dim=0)
+
+    @staticmethod
+    def backward(ctx, g):
+        import torch.distributed as dist
+
+        g = g.contiguous().clone()
+        dist.all_reduce(g, op=dist.ReduceOp.SUM, group=ctx.group)
+        start = dist.get_rank(ctx.group) * ctx.rows
+        return g[start : start + ctx.rows], None
+
+
 def _is_functorch_wrapped(x) -> bool:
     check = getattr(getattr(torch._C, "_functorch", None), "is_functorch_wrapped_tensor", None)
     return bool(check(x)) if check is not None else False
@@ -139,6 +163,32 @@ class TorchBackend(Backend):
         # (x > 20 in float32, x > 40 in float64); below it, log1p(exp(x)), accurate for x -> -inf
         threshold = 40.0 if x.dtype == torch.float64 else 20.0
         return torch.nn.functional.softplus(x, threshold=threshold)
+
+    def logcumsumexp(self, x, *, reverse=False):
+        if reverse:
+            return torch.logcumsumexp(x.flip(-1), dim=-1).flip(-1)
+        return torch.logcumsumexp(x, dim=-1)
+
+    def all_gather(self, x, group):
+        """``group``: a ``torch.distributed`` process group, or True for the default (world) group.
+        Every member must call the loss, and its backward, with the same number of rows."""
+        import torch.distributed as dist
+
+        if group is True:
+            group = dist.group.WORLD
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("gather needs an initialised torch.distributed process group "
+                               "(torch.distributed.init_process_group)")
+        if not isinstance(group, dist.ProcessGroup):
+            raise TypeError(f"for torch tensors, gather is a torch.distributed ProcessGroup or True (the default "
+                            f"group), got {group!r}")
+        if self.is_eager(x):
+            rows = [torch.zeros(1, dtype=torch.int64, device=x.device) for _ in range(dist.get_world_size(group))]
+            dist.all_gather(rows, torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device), group=group)
+            if len({int(r) for r in rows}) != 1:
+                raise ValueError(f"every process must pass the same number of rows to gather; got "
+                                 f"{[int(r) for r in rows]} (rank {dist.get_rank(group)} has {x.shape[0]})")
+        return _AllGather.apply(x, group), dist.get_rank(group)
 
     def block_rows(self, x):
         return cpu_block_rows(x) if x.device.type == "cpu" and self.is_eager(x) else None

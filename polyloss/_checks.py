@@ -13,6 +13,8 @@ import math
 import operator
 import threading
 
+import numpy as np
+
 from polyloss import _ops
 
 __all__ = [
@@ -83,6 +85,16 @@ def describe(xp, x, mask) -> str:
     lo = int(xp.min(xp.where(mask, x, info.max)))
     hi = int(xp.max(xp.where(mask, x, info.min)))
     return f"{lo}" if lo == hi else f"{lo} .. {hi}"
+
+
+def describe_values(xp, x, mask, what: str = "values") -> str:
+    """``"values from lo to hi"`` of the floating array ``x`` over the True entries of ``mask``, or
+    ``"NaN"`` (for error messages, after a check has failed)."""
+    if bool(xp.any(xp.isnan(x) & mask)):
+        return "NaN"
+    lo = float(xp.min(xp.where(mask, x, math.inf)))
+    hi = float(xp.max(xp.where(mask, x, -math.inf)))
+    return f"{what} from {lo} to {hi}"
 
 
 def _shape(x) -> tuple:
@@ -201,9 +213,7 @@ def check_label_values(xp, labels, valid=None, name: str = "labels") -> None:
         if integral:
             return (f"integer {name} must be 0 or 1 (use float {name} for soft targets in [0, 1]); "
                     f"found {describe(xp, labels, bad)}")
-        lo = float(xp.min(xp.where(bad, labels, math.inf)))
-        hi = float(xp.max(xp.where(bad, labels, -math.inf)))
-        return f"soft {name} must lie in [0, 1]; found values from {lo} to {hi}"
+        return f"soft {name} must lie in [0, 1]; found {describe_values(xp, labels, bad)}"
 
     fail_if_any(xp, bad, message)
 
@@ -220,6 +230,8 @@ def hyperparameter(value, name: str, *, low=None, high=None, low_open=False, hig
     """``value`` as a Python float, or a ValueError naming it when it is not a finite number in
     the interval (``low``/``high`` None: unbounded; ``*_open``: the bound excluded)."""
     try:
+        if isinstance(value, (str, bytes, bool, np.bool_)):  # float("0.5") and float(True) would pass
+            raise TypeError
         v = float(value)
     except (TypeError, ValueError):
         raise TypeError(f"{name} must be a real number, got {value!r}") from None

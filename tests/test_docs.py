@@ -19,9 +19,11 @@ MODULES = [
     "polyloss.losses.multilabel",
     "polyloss.losses.classification",
     "polyloss.losses.regularizers",
+    "polyloss.losses.contrastive",
     "polyloss.reference",
     "polyloss.reference.multilabel",
     "polyloss.reference.classification",
+    "polyloss.reference.contrastive",
 ]
 
 

@@ -196,6 +196,15 @@ for axis in (-1, 0):
             argsort = lambda m, x, a=axis, d=desc: m.astype(m.argsort(x, axis=a, descending=d), m.int64)  # noqa: E731
             CASES += [case(f"sort-{name}-axis{axis}-desc{desc}", sort, x, ref="strict"),
                       case(f"argsort-{name}-axis{axis}-desc{desc}", argsort, x, ref="strict")]
+for axis in (None, 0, -1, (0, 2)):
+    CASES.append(case(f"flip-{axis}".replace(" ", ""), lambda m, x, a=axis: m.flip(x, axis=a), X))
+SORTED = np.array([-2.0, 0.5, 0.5, 0.5, 3.0])
+for side in ("left", "right"):
+    # searchsorted returns the default index dtype: compared as int64
+    CASES += [case(f"searchsorted-{side}", lambda m, a, v, s=side: m.astype(m.searchsorted(a, v, side=s), m.int64),
+                   SORTED, np.array([[-3.0, 0.5], [0.5, 4.0]])),
+              case(f"searchsorted-{side}-sorter", lambda m, a, v, s=side: m.astype(
+                  m.searchsorted(a, v, side=s, sorter=m.argsort(a)), m.int64), SORTED[::-1].copy(), SORTED)]
 
 # --- creation ---------------------------------------------------------------------------------------
 NO_INPUT = {  # the default dtypes: int64 for Python ints, float64 for floats (and zeros/ones), bool

@@ -35,7 +35,9 @@ class Case:
     of the floating arguments to differentiate (checked against central finite differences of the
     reference); ``()`` for functions without a gradient. ``exact`` compares outputs for equality
     (boolean results). ``value_tol`` / ``grad_tol`` override the dtype's tolerance, by dtype name,
-    where the math allows a tighter one or needs a looser one (say why in ``note``).
+    where the math allows a tighter one or needs a looser one (say why in ``note``). ``options`` are
+    keyword arguments for the library function only: choices of algorithm (``method="sorted"``) that
+    change how, not what, it computes, and that the reference does not have.
     """
 
     name: str
@@ -48,6 +50,7 @@ class Case:
     grad_tol: dict = field(default_factory=dict)
     seed: int = 0
     note: str = ""
+    options: dict = field(default_factory=dict)
 
     @property
     def label(self) -> str:
@@ -80,4 +83,4 @@ def cases_for(functions=None) -> list[Case]:
 
 def _load() -> None:
     # the case modules register themselves on import
-    from polyloss.conformance import cases_classification, cases_multilabel  # noqa: F401
+    from polyloss.conformance import cases_classification, cases_contrastive, cases_multilabel  # noqa: F401

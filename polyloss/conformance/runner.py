@@ -160,7 +160,7 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
             full = list(args)
             for p, a in zip(positions, arrays):
                 full[p] = a
-            return fn(*full, **kwargs)
+            return fn(*full, **kwargs, **case.options)
 
         arrays = [args[p] for p in positions]
         out = backend.compile(call, mode)(*arrays)

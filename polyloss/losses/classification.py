@@ -111,24 +111,25 @@ def _softmax_logits(xp, be, logits, axis, where, name="logits"):
     return logits, _ops.mask_logits(xp, _ops.classes_last(xp, be, s, (ax,)), where), ax
 
 
-def _softmax_inputs(logits, labels, axis, where, ignore_index, *, probabilities=True, extra=None):
+def _softmax_inputs(logits, labels, axis, where, ignore_index, *, probabilities=True, extra=None, name="logits"):
     """``(xp, be, logits, s, targets)``: ``s`` as :func:`_softmax_logits`, ``targets`` a
-    :class:`_Targets`. ``extra`` names more arrays for the framework check."""
-    xp, be = namespace_of(logits=logits, labels=labels, where=where, **(extra or {}))
+    :class:`_Targets`. ``extra`` names more arrays for the framework check; ``name`` is the
+    first argument's name in messages."""
+    xp, be = namespace_of(**{name: logits}, labels=labels, where=where, **(extra or {}))
     ignore_index = _ignore_index(ignore_index)
-    logits, s, ax = _softmax_logits(xp, be, logits, axis, where)
+    logits, s, ax = _softmax_logits(xp, be, logits, axis, where, name)
     labels = be.asarray(labels, like=logits, dtype=s.dtype, name="labels")
     rest = tuple(logits.shape[:ax]) + tuple(logits.shape[ax + 1:])
     if labels.ndim == logits.ndim - 1:
         if not _checks.same_dims(labels.shape, rest):
-            raise ValueError(f"class-id labels have shape {tuple(labels.shape)} but logits have shape "
-                             f"{tuple(logits.shape)}; class ids need the logits' shape without axis {axis}, {rest}")
+            raise ValueError(f"class-id labels have shape {tuple(labels.shape)} but {name} have shape "
+                             f"{tuple(logits.shape)}; class ids need the {name}' shape without axis {axis}, {rest}")
         return xp, be, logits, s, _class_ids(xp, be, labels, s, ignore_index)
     if labels.ndim != logits.ndim or not _checks.same_dims(labels.shape, logits.shape):
-        raise ValueError(f"labels have shape {tuple(labels.shape)} but logits have shape {tuple(logits.shape)}; "
+        raise ValueError(f"labels have shape {tuple(labels.shape)} but {name} have shape {tuple(logits.shape)}; "
                          f"pass class ids of shape {rest} or probabilities of shape {tuple(logits.shape)}")
     if not probabilities:
-        raise ValueError("this loss takes class ids (integer labels with the logits' shape without the "
+        raise ValueError(f"this loss takes class ids (integer labels with the {name}' shape without the "
                          f"class axis, {rest}), not probabilities")
     if ignore_index is not None:
         raise ValueError("ignore_index applies to class-id labels; probability labels can mask rows "

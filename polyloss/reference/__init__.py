@@ -14,8 +14,9 @@ implementation or a port of a loss on small inputs::
 They are slow (pure Python loops): use them on test-sized arrays, not for training.
 """
 
-from polyloss.reference import classification, multilabel
+from polyloss.reference import classification, contrastive, multilabel
 from polyloss.reference.classification import *  # noqa: F401,F403
+from polyloss.reference.contrastive import *  # noqa: F401,F403
 from polyloss.reference.multilabel import *  # noqa: F401,F403
 
-__all__ = [*multilabel.__all__, *classification.__all__]
+__all__ = [*multilabel.__all__, *classification.__all__, *contrastive.__all__]
