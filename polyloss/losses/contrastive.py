@@ -24,7 +24,7 @@ import numpy as np
 
 from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
-from polyloss.losses.classification import _pick, _Softmax, _softmax_inputs, _Targets
+from polyloss.losses.classification import _pick, _softmax_inputs, _Targets
 
 __all__ = [
     "infonce",
@@ -41,7 +41,7 @@ _FORMS = ("log", "paper")
 _PAIRINGS = ("diagonal", "simcse")
 _METHODS = ("auto", "pairwise", "sorted")
 # cosent_loss(method="auto"): the sort-based form from this batch size on (benchmarks/bench_contrastive.py)
-_SORTED_FROM = 2048
+_SORTED_FROM = 1024
 
 
 # --------------------------------------------------------------------------------------------
@@ -78,12 +78,23 @@ def _margin_inputs(cosines, labels, axis, where):
 
 
 def _softmax_nll(xp, be, z, targets):
-    """``-log softmax(z)_t`` per row; 0 for a row with no valid entry. Where the target is the row's
-    largest score the value is ``log1p(Σ_{i≠t} e^{z_i - z_t})`` (the precise path of
-    :meth:`_Softmax.log_p_at`): a trained model's losses of 1e-8 keep their digits (``lse - z_t`` would
-    round them to 0 or to multiples of eps), which matters at the scales of 30-64 these losses use."""
-    sm = _Softmax(xp, be, z)
-    return sm.finish(-sm.log_p_at(targets.ids, precise=True), targets)
+    """``-log softmax(z)_t`` per row (``z [..., C]``, removed entries ``-inf``); 0 for a row with no
+    valid entry, ``+inf`` for a removed target.
+
+    Computed from ``others = Σ_{i≠t} e^{z_i - m}`` (``m`` the stop-gradient row maximum) and
+    ``e_t = e^{z_t - m}``: ``log(e_t + others) - (z_t - m)``, and where the target is the maximum,
+    ``log1p(others)``. A trained model's loss of 1e-8 keeps its digits there (``lse - z_t`` rounds it to
+    0 or to a multiple of eps, at the scales of 30-64 these losses use), at the cost of plain
+    cross-entropy: one max and one sum over the row."""
+    shifted = z - _ops.masked_max(xp, be, z)
+    z_t = _pick(xp, shifted, targets.ids)
+    others = xp.sum(xp.where(_one_hot(xp, be, z, targets.ids), 0.0, xp.exp(shifted)), axis=-1)
+    total = xp.exp(z_t) + others
+    nonempty = total != 0.0  # NaN counts as non-empty: NaN in, NaN out
+    far = xp.log(xp.where(nonempty, total, 1.0)) - z_t
+    top = z_t == 0.0
+    near = xp.log1p(others * xp.exp(-xp.where(top, z_t, 0.0)))  # z_t kept for its derivative
+    return xp.where(nonempty, xp.where(top, near, far), 0.0)
 
 
 def _positive_scale(value, name):
@@ -478,7 +489,8 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
       ``λ s_b`` and ``-λ s_a`` rather than ``λ(s_b - s_a)``: the result differs by rounding
       (``eps·λ·|s|``), and on array_api_strict (no log-space scan) it needs ``λ·(max s - min s)``
       below ~80 in float32.
-    - ``method="auto"``: pairwise below 2048 pairs, sorted from there (see ``benchmarks/``).
+    - ``method="auto"``: pairwise below 1024 pairs, sorted from there (at 4096 pairs the sorted form
+      is 20-200x faster, see ``benchmarks/bench_contrastive.py``).
 
     Args:
       similarities: real floating ``[B]``, one similarity (e.g. a cosine) per sentence pair.
