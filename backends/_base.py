@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -123,15 +125,21 @@ class Backend:
             xp = self.namespace
 
             def fwd(v):
-                out = self.log_scan(v, reverse=reverse)
-                return out, (out,)
+                return self.log_scan(v, reverse=reverse), ()
 
             def bwd(args, res, g, needs):
-                (v,), (out,) = args, res
+                (v,) = args
+                # the output again, through this same function: higher derivatives then use this
+                # formula too, never the framework's derivative of its scan (none in TensorFlow, NaN
+                # at -inf in JAX)
+                out = self.logcumsumexp(v, reverse=reverse)
+                live = out != -math.inf  # R_i = -inf: every term of its set is 0, so is its share
+                safe_out = xp.where(live, out, 0.0)
 
                 def part(w):
                     log_w = _ops.log_or_neg_inf(xp, xp.where(w > 0.0, w, 0.0))
-                    return xp.exp(v + self.log_scan(log_w - out, reverse=not reverse))
+                    terms = xp.where(live, log_w - safe_out, -math.inf)
+                    return xp.exp(v + self.logcumsumexp(terms, reverse=not reverse))
 
                 return (part(g) - part(-g),)
 

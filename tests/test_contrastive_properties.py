@@ -326,3 +326,56 @@ def test_unified_pairwise_gradient_is_shift_invariant(autograd_backend):
     _, (g0,) = value_and_grad(autograd_backend, fn, s, y)
     _, (g1,) = value_and_grad(autograd_backend, fn, s + 1e4, y)
     close(g1, g0, rtol=1e-9, atol=1e-12)
+
+
+def test_cosent_second_derivatives_agree_between_the_forms(autograd_backend):
+    """A gradient penalty on CoSENT differentiates its gradient: the sorted form's hand-written scan
+    derivative must be differentiable too (the frameworks' own derivative of their scan is missing in
+    TensorFlow and NaN at -inf in JAX)."""
+    be = autograd_backend
+    s = np.array([0.3, -0.2, 0.8, 0.1, 0.5, -0.7])
+    y = np.array([1, 0, 2, 0, 2, 1])
+    out = {}
+    for method in ("pairwise", "sorted"):
+        labels = be.from_numpy(y)
+
+        def penalty(x, m=method, lab=labels):
+            g = be.grad(lambda v: polyloss.cosent_loss(v, lab, scale=3.0, method=m))(x)
+            return be.namespace.sum(g * g)
+
+        out[method] = be.to_numpy(be.grad(penalty)(be.from_numpy(s, dtype="float64")))
+    assert np.all(np.isfinite(out["sorted"]))
+    close(out["sorted"], out["pairwise"], rtol=1e-10, atol=1e-12)
+
+
+def test_tensorflow_graphs_with_unknown_dimensions_and_a_variable_temperature():
+    """Keras ``fit`` traces with unknown batch and class dimensions; a learnable temperature is a
+    ``tf.Variable``."""
+    get("tensorflow")
+    import tensorflow as tf
+
+    rng = np.random.default_rng(13)
+    s, t = rng.normal(0, 2, (3, 5)), np.array([0, 4, 2])
+    spec = [tf.TensorSpec([None, None], tf.float64), tf.TensorSpec([None], tf.int64)]
+    for fn in (polyloss.infonce, polyloss.flatnce, polyloss.am_softmax, polyloss.arcface,
+               polyloss.unified_pairwise_loss, polyloss.circle_loss):
+        graph = tf.function(lambda x, y, f=fn: f(x, y), input_signature=spec)
+        close(graph(tf.constant(s), tf.constant(t)).numpy(), fn(s, t), rtol=1e-12)
+    a = rng.normal(size=(4, 3))
+    embed = tf.function(lambda x: polyloss.infonce_from_embeddings(x, pairing="simcse"),
+                        input_signature=[tf.TensorSpec([None, None], tf.float64)])
+    close(embed(tf.constant(a)).numpy(), polyloss.infonce_from_embeddings(a, pairing="simcse"), rtol=1e-12)
+    tau = tf.Variable(0.2, dtype=tf.float64)
+    with tf.GradientTape() as tape:
+        loss = tf.reduce_sum(polyloss.infonce_from_embeddings(tf.constant(a), tf.constant(a), temperature=tau))
+    assert tape.gradient(loss, tau) is not None
+    close(loss.numpy(), np.sum(polyloss.infonce_from_embeddings(a, a, temperature=0.2)), rtol=1e-12)
+
+
+def test_cosent_minus_inf_similarity_removes_its_pair():
+    s, y = np.array([0.9, -np.inf, 0.1, 0.4]), np.array([2, 1, 0, 1])
+    keep = np.isfinite(s)
+    for method in ("pairwise", "sorted"):
+        close(polyloss.cosent_loss(s, y, method=method), polyloss.cosent_loss(s[keep], y[keep], method=method))
+        close(polyloss.cosent_loss(s, y, method=method, where=np.array([True, True, False, True])),
+              polyloss.cosent_loss(s[[0, 3]], y[[0, 3]], method=method))

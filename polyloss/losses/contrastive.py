@@ -41,7 +41,7 @@ _FORMS = ("log", "paper")
 _PAIRINGS = ("diagonal", "simcse")
 _METHODS = ("auto", "pairwise", "sorted")
 # cosent_loss(method="auto"): the sort-based form from this batch size on (benchmarks/bench_contrastive.py)
-_SORTED_FROM = 1024
+_SORTED_FROM = 256
 
 
 # --------------------------------------------------------------------------------------------
@@ -57,7 +57,7 @@ def _positive_scores(scores, positive_index, axis, where, name="scores"):
 
 def _one_hot(xp, be, s, ids):
     """Boolean ``[..., C]``, True at each row's id."""
-    classes = xp.arange(s.shape[-1], dtype=ids.dtype, device=be.device(ids))
+    classes = xp.arange(be.shape(s)[-1], dtype=ids.dtype, device=be.device(ids))
     return classes == ids[..., None]
 
 
@@ -168,11 +168,13 @@ def _temperature(xp, be, temperature, like):
         if isinstance(temperature, np.ndarray) and temperature.ndim:
             raise ValueError(f"temperature must be a scalar (0-d), got shape {temperature.shape}")
         return _positive_scale(temperature, "temperature")
-    if temperature.ndim != 0:
-        raise ValueError(f"temperature must be a scalar (0-d), got shape {tuple(temperature.shape)}")
     if be.name == "numpy":
+        if temperature.ndim:
+            raise ValueError(f"temperature must be a scalar (0-d), got shape {temperature.shape}")
         return _positive_scale(temperature, "temperature")
-    t = be.asarray(temperature, like=like, dtype=like.dtype, name="temperature")
+    t = be.asarray(temperature, like=like, dtype=like.dtype, name="temperature")  # tf.Variable: a read
+    if t.ndim != 0:
+        raise ValueError(f"temperature must be a scalar (0-d), got shape {tuple(t.shape)}")
     if _checks.values_checked(be, like, t):
         _checks.fail_if_any(xp, ~((t > 0.0) & xp.isfinite(t)),
                             lambda: f"temperature must lie in (0, inf); got {float(t)}")
@@ -489,14 +491,14 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
       ``λ s_b`` and ``-λ s_a`` rather than ``λ(s_b - s_a)``: the result differs by rounding
       (``eps·λ·|s|``), and on array_api_strict (no log-space scan) it needs ``λ·(max s - min s)``
       below ~80 in float32.
-    - ``method="auto"``: pairwise below 1024 pairs, sorted from there (at 4096 pairs the sorted form
-      is 20-200x faster, see ``benchmarks/bench_contrastive.py``).
+    - ``method="auto"``: pairwise below 256 pairs, sorted from there (faster from about 256 pairs in
+      NumPy and torch, from ~1000 under ``jax.jit``; 20-200x at 4096, see ``benchmarks/``).
 
     Args:
       similarities: real floating ``[B]``, one similarity (e.g. a cosine) per sentence pair.
       labels: ``[B]``, bool, integer or floating (finite).
       scale: ``λ > 0`` (20 in the source).
-      where: optional boolean ``[B]``; False leaves the pair out.
+      where: optional boolean ``[B]``; False leaves the pair out (so does a ``-inf`` similarity).
       method: ``"auto"``, ``"pairwise"`` or ``"sorted"``.
 
     Returns:
@@ -525,6 +527,8 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
         valid = xp.ones(be.shape(s), dtype=xp.bool, device=be.device(s))
     if _checks.values_checked(be, s, y) and xp.isdtype(y.dtype, "real floating"):
         _checks.fail_if_any(xp, ~xp.isfinite(y) & valid, lambda: "labels must be finite (NaN or inf found)")
+    valid = valid & (s != -math.inf)  # a -inf similarity removes its pair, as where=False does
+    s = xp.where(valid, s, 0.0)  # removed pairs never reach the arithmetic (no inf - inf)
     n = s.shape[0]
     if n == 0:
         return xp.sum(s)  # no pair: 0, still connected to the input
