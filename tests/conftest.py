@@ -65,6 +65,31 @@ def get(name: str):
     return adapter
 
 
+def jax_modules():
+    """``(jax, jax.numpy, optax)`` for the native-agreement tests, or skip; JAX runs in float64."""
+    get("jax")
+    import jax
+    import jax.numpy as jnp
+
+    return jax, jnp, pytest.importorskip("optax")
+
+
+def tensorflow_module():
+    get("tensorflow")
+    import tensorflow as tf
+
+    return tf
+
+
+def keras_modules():
+    """``(tensorflow, keras)`` with Keras on its TensorFlow backend, or skip."""
+    tf = tensorflow_module()
+    keras = pytest.importorskip("keras")
+    if keras.backend.backend() != "tensorflow":
+        pytest.skip(f"keras runs on {keras.backend.backend()}, these tests need its TensorFlow backend")
+    return tf, keras
+
+
 @pytest.fixture(params=list(backends.BACKEND_NAMES))
 def backend(request):
     """Every backend, eager."""

@@ -39,6 +39,9 @@ import pytest
 import polyloss
 
 from conftest import get
+from conftest import jax_modules as _jax
+from conftest import keras_modules as _keras
+from conftest import tensorflow_module as _tf
 
 TOL = {"float32": dict(rtol=1e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
 DTYPES = ("float32", "float64")
@@ -229,13 +232,6 @@ def test_torch_binary_cross_entropy_with_logits(dtype, soft):
 # ============================================================================================
 # jax / optax
 # ============================================================================================
-def _jax():
-    get("jax")
-    import jax
-    import jax.numpy as jnp
-
-    optax = pytest.importorskip("optax")
-    return jax, jnp, optax
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -441,19 +437,8 @@ def test_jax_squareplus_cancellation_for_negative_x():
 # ============================================================================================
 # keras 3 (TensorFlow backend) and tf.nn
 # ============================================================================================
-def _tf():
-    get("tensorflow")
-    import tensorflow as tf
-
-    return tf
 
 
-def _keras():
-    tf = _tf()
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(f"keras runs on {keras.backend.backend()}, these tests need its TensorFlow backend")
-    return tf, keras
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

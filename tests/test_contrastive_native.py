@@ -40,6 +40,9 @@ import pytest
 import polyloss
 
 from conftest import get
+from conftest import jax_modules as _jax
+from conftest import keras_modules as _keras
+from conftest import tensorflow_module as _tf
 
 TOL = {"float32": dict(rtol=1e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
 DTYPES = ("float32", "float64")
@@ -63,28 +66,10 @@ def _torch():
     return torch, F
 
 
-def _jax():
-    get("jax")  # also switches JAX to float64
-    import jax
-    import jax.numpy as jnp
-    import optax
-
-    return jax, jnp, optax
 
 
-def _tf():
-    get("tensorflow")
-    import tensorflow as tf
-
-    return tf
 
 
-def _keras():
-    tf = _tf()
-    keras = pytest.importorskip("keras")
-    if keras.backend.backend() != "tensorflow":
-        pytest.skip(f"keras runs on {keras.backend.backend()}, these tests need its TensorFlow backend")
-    return tf, keras
 
 
 def torch_vg(f, arrays, dtype, w=None):
