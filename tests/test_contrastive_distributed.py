@@ -9,7 +9,8 @@ What is proved here, in float64 on CPU:
   backward pass) equals the matching rows of the single-process gradient. This holds for
   ``pairing="diagonal"`` (with hard negatives, and with ``gather=True`` or an explicit
   ``ProcessGroup``), for ``pairing="simcse"``, and for a learnable 0-d temperature (the ranks'
-  temperature gradients sum to the single-process one). Unequal local batch sizes raise
+  temperature gradients sum to the single-process one). A rank without queries still serves its
+  keys (an empty loss, its keys' gradient from the other rank's loss). Unequal local batch sizes raise
   ``ValueError`` naming the sizes on *both* ranks, without a hang.
 * **JAX** (two host CPU devices): the same equalities under ``jax.shard_map`` and ``jax.pmap``
   (values and gradients under ``jax.jit``; a ``shard_map`` value also eagerly), with ``gather``
@@ -131,6 +132,13 @@ case("diagonal_tau", lambda a, b, tau: polyloss.infonce_from_embeddings(a, b, te
 case("simcse_tau", lambda s, tau: polyloss.infonce_from_embeddings(s, temperature=tau, pairing="simcse",
                                                                      gather=True), s=mine("s"), tau=learnable())
 
+# a member without queries still serves its keys: rank 0 passes none, rank 1 two (no hang)
+queries = torch.tensor(data["a"][rank * 3:rank * 3 + (0 if rank == 0 else 2)], requires_grad=True)
+keys = mine("b")
+loss = polyloss.infonce_from_embeddings(queries, keys, temperature=tau, gather=True)
+out["noquery/loss"] = loss.detach().numpy()
+out["noquery/b"] = torch.autograd.grad(loss.sum(), [keys])[0].numpy()
+
 # unequal local batch sizes: rank 0 has 3 rows, rank 1 has 2; both ranks must raise
 rows = 3 - rank
 x = torch.ones(rows, 4, dtype=torch.float64)
@@ -208,6 +216,21 @@ def test_torch_gloo_two_ranks_equal_the_single_process_loss(tmp_path):
     # the order of the keys matters: the plain concatenation of b gives other positives
     plain = reference.infonce_from_embeddings(data["a"], data["b"], temperature=tau)
     assert np.abs(plain - oracle["diagonal"]).max() > 1e-3
+
+    # rank 0 without queries: an empty loss, and its keys get the gradient of rank 1's loss
+    import torch
+    import torch.nn.functional as F
+
+    keys = torch.tensor(data["b"], requires_grad=True)  # [b_0; b_1] in member order
+    q1 = torch.tensor(data["a"][B:B + 2])
+    scores = F.normalize(q1, dim=-1) @ F.normalize(keys, dim=-1).T / tau
+    single = F.cross_entropy(scores, N + torch.arange(2), reduction="none")  # rank 1's positives: keys N + i
+    (g_keys,) = torch.autograd.grad(single.sum(), keys)
+    assert results[0]["noquery/loss"].shape == (0,)
+    _close(results[1]["noquery/loss"], single.detach().numpy(), "no-query member: loss")
+    for r in range(WORLD):
+        _close(results[r]["noquery/b"], g_keys[r * N:(r + 1) * N].numpy(), f"no-query member: d/db on rank {r}")
+    assert np.abs(results[0]["noquery/b"]).max() > 1e-3
 
     # unequal local batch sizes (3 rows and 2): ValueError on both ranks
     for rank, res in enumerate(results):
