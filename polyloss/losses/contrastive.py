@@ -205,7 +205,7 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
       ``infonce_from_embeddings(a, b)`` and ``infonce_from_embeddings(b, a)``.
     - ``pairing="simcse"`` (kexue.fm/archives/8348): ``b`` is None and ``a [2M, D]`` holds two
       encodings of each sentence in rows ``(2k, 2k+1)``; the positive of row ``i`` is row ``i ^ 1``,
-      and the row itself is removed from its candidates (through ``where``, no ``-1e12``).
+      and the row itself is removed from its candidates (through ``where``, no large negative constant).
       The default ``τ = 0.05`` is Su's scale 20.
 
     A zero embedding is normalised to the zero vector: its cosine with everything is 0, its loss is
@@ -485,7 +485,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
     Two evaluations of the same sum, equal in value and gradient:
 
     - ``method="pairwise"``: the ``B × B`` matrix of differences, masked with ``where`` (no
-      ``1e12``); O(B²) time and memory.
+      huge constant); O(B²) time and memory.
     - ``method="sorted"``: sort by label once, then ``Σ_b e^{λ s_b} Σ_{a: y_a > y_b} e^{-λ s_a}`` with a
       reverse log-space cumulative sum; O(B log B) time, O(B) memory. Its exponents are
       ``λ s_b`` and ``-λ s_a`` rather than ``λ(s_b - s_a)``: the result differs by rounding
