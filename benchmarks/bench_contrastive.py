@@ -56,7 +56,7 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
 
 
-def _cosent_torch(method, s_np, y_np, repeats):
+def _cosent_torch(method, s_np, y_np):
     import torch
 
     torch.set_num_threads(os.cpu_count() or 1)
@@ -85,7 +85,7 @@ def _cosent_torch(method, s_np, y_np, repeats):
     return float(value), call, framework_mib
 
 
-def _cosent_jax(method, s_np, y_np, repeats):
+def _cosent_jax(method, s_np, y_np):
     import jax
     import jax.numpy as jnp
 
@@ -114,7 +114,7 @@ def cosent_one(framework: str, method: str, n: int, repeats: int) -> dict:
     s_np, y_np = _cosent_inputs(n)
     setup = _cosent_torch if framework == "torch" else _cosent_jax
     try:
-        value, call, framework_mib = setup(method, s_np, y_np, repeats)
+        value, call, framework_mib = setup(method, s_np, y_np)
         before = _peak_rss_mib()
         times = base.time_interleaved({"c": call}, repeats)["c"]
     except (MemoryError, RuntimeError) as exc:  # torch / XLA allocation failures
@@ -261,7 +261,6 @@ def main():
     parser.add_argument("--frameworks", default="torch,jax")
     args = parser.parse_args()
     frameworks = [f for f in args.frameworks.split(",") if f]
-    print(base.environment() if hasattr(base, "environment") else "")
     cosent_table(frameworks, SIZES[:2] if args.quick else SIZES, args.quick)
     ratio_table(frameworks, args.quick)
 

@@ -180,6 +180,13 @@ def _pick(xp, x, ids):
     return xp.take_along_axis(x, ids[..., None], axis=-1)[..., 0]
 
 
+def _one_hot(xp, be, x, ids):
+    """Boolean ``[..., C]``: True at each row's class id (``x [..., C]`` gives the classes; their number
+    is read from the dynamic shape, so unknown dimensions under ``tf.function`` work)."""
+    classes = xp.arange(be.shape(x)[-1], dtype=ids.dtype, device=be.device(ids))
+    return classes == ids[..., None]
+
+
 class _Softmax:
     """Softmax statistics of ``s [..., C]`` (classes last, removed classes ``-inf``): ``z``, ``e``,
     ``total`` and ``log total`` of :func:`polyloss._ops.softmax_terms`, and what the losses build on
@@ -187,10 +194,10 @@ class _Softmax:
     """
 
     def __init__(self, xp, be, s):
-        self.xp, self.s = xp, s
+        self.xp, self.be, self.s = xp, be, s
         self.z, self.e, self.total, self.log_total = _ops.softmax_terms(xp, be, s)
         self.nonempty = self.total != 0.0  # NaN counts as non-empty: NaN in, NaN out
-        self._valid = self._count = self._rest_parts = None
+        self._valid = self._count = self._rest_parts = self._others = None
 
     @property
     def valid(self):
@@ -225,17 +232,25 @@ class _Softmax:
     def log_p_at(self, ids, *, precise=False):
         """``log p_y`` per row (``-inf`` for a removed class, 0 for an empty row). ``precise``: when
         ``y`` is the row's largest logit, ``-log1p(Σ_{j≠y} e^{z_j})``, which keeps the relative precision
-        of a loss below the dtype's epsilon (one more pass over the row; focal and Poly-1 use it)."""
+        of a loss below the dtype's epsilon (one more sum over the row, shared with
+        :meth:`log_not_p_at`)."""
         xp = self.xp
         z = _pick(xp, self.z, ids)
         value = z - self.log_total[..., 0]
         if precise:  # -log1p(Σ_{j≠y} e^{z_j - z_y}), with z_y = 0 here (kept for its derivative)
             is_top = z == 0.0
             z_top = xp.where(is_top, z, 0.0)
-            below, top = (part[..., 0] for part in self._top())
-            others = xp.where(is_top, below + (top - xp.exp(z_top)), 0.0)  # 0 off the maxima (unused)
-            value = xp.where(is_top, -xp.log1p(others * xp.exp(-z_top)), value)
+            value = xp.where(is_top, -xp.log1p(self._others_at(ids) * xp.exp(-z_top)), value)
         return self._rows(value, self.nonempty[..., 0])
+
+    def _others_at(self, ids):
+        """``Σ_{j≠y} e_j`` per row, the sum taken without each row's class (exact when ``p_y`` rounds
+        to 1, ties included); computed once for the same ``ids``."""
+        if self._others is None or self._others[0] is not ids:
+            xp = self.xp
+            others = xp.sum(xp.where(_one_hot(xp, self.be, self.z, ids), 0.0, self.e), axis=-1)
+            self._others = (ids, others)
+        return self._others[1]
 
     def _rest(self, z, e, total, below, top):
         """``Σ_{j≠k} e_j`` for entries ``(z, e)``: ``total - e`` has no cancellation unless ``e`` is a
@@ -250,11 +265,8 @@ class _Softmax:
 
     def log_not_p_at(self, ids):
         """``log(1 - p_y)`` per row (0 for an empty row)."""
-        xp = self.xp
-        z = _pick(xp, self.z, ids)
-        below, top = (part[..., 0] for part in self._top())
-        rest = self._rest(z, xp.exp(z), self.total[..., 0], below, top)
-        return self._rows(_ops.log_or_neg_inf(xp, rest) - self.log_total[..., 0], self.nonempty[..., 0])
+        rest = _ops.log_or_neg_inf(self.xp, self._others_at(ids))
+        return self._rows(rest - self.log_total[..., 0], self.nonempty[..., 0])
 
     def count(self):
         """The number of valid classes per row (``[..., 1]``, computed once); 1 for an empty row, so

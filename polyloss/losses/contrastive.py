@@ -24,7 +24,7 @@ import numpy as np
 
 from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
-from polyloss.losses.classification import _pick, _softmax_inputs, _Targets
+from polyloss.losses.classification import _one_hot, _pick, _Softmax, _softmax_inputs, _Targets
 
 __all__ = [
     "infonce",
@@ -47,18 +47,12 @@ _SORTED_FROM = 256
 # --------------------------------------------------------------------------------------------
 # Shared pieces
 # --------------------------------------------------------------------------------------------
-def _positive_scores(scores, positive_index, axis, where, name="scores"):
+def _positive_scores(scores, positive_index, axis, where):
     """``(xp, be, s, targets)`` for a loss with one positive per row: ``s`` classes last in the
     compute dtype, removed candidates ``-inf``; ``targets.ids`` the positive's index."""
     xp, be, _, s, targets = _softmax_inputs(scores, positive_index, axis, where, None, probabilities=False,
-                                            name=name)
+                                            name="scores")
     return xp, be, s, targets
-
-
-def _one_hot(xp, be, s, ids):
-    """Boolean ``[..., C]``, True at each row's id."""
-    classes = xp.arange(be.shape(s)[-1], dtype=ids.dtype, device=be.device(ids))
-    return classes == ids[..., None]
 
 
 def _margin_inputs(cosines, labels, axis, where):
@@ -78,23 +72,12 @@ def _margin_inputs(cosines, labels, axis, where):
 
 
 def _softmax_nll(xp, be, z, targets):
-    """``-log softmax(z)_t`` per row (``z [..., C]``, removed entries ``-inf``); 0 for a row with no
-    valid entry, ``+inf`` for a removed target.
-
-    Computed from ``others = Σ_{i≠t} e^{z_i - m}`` (``m`` the stop-gradient row maximum) and
-    ``e_t = e^{z_t - m}``: ``log(e_t + others) - (z_t - m)``, and where the target is the maximum,
-    ``log1p(others)``. A trained model's loss of 1e-8 keeps its digits there (``lse - z_t`` rounds it to
-    0 or to a multiple of eps, at the scales of 30-64 these losses use), at the cost of plain
-    cross-entropy: one max and one sum over the row."""
-    shifted = z - _ops.masked_max(xp, be, z)
-    z_t = _pick(xp, shifted, targets.ids)
-    others = xp.sum(xp.where(_one_hot(xp, be, z, targets.ids), 0.0, xp.exp(shifted)), axis=-1)
-    total = xp.exp(z_t) + others
-    nonempty = total != 0.0  # NaN counts as non-empty: NaN in, NaN out
-    far = xp.log(xp.where(nonempty, total, 1.0)) - z_t
-    top = z_t == 0.0
-    near = xp.log1p(others * xp.exp(-xp.where(top, z_t, 0.0)))  # z_t kept for its derivative
-    return xp.where(nonempty, xp.where(top, near, far), 0.0)
+    """``-log softmax(z)_t`` per row; 0 for a row with no valid entry, ``+inf`` for a removed target.
+    The precise path of :meth:`_Softmax.log_p_at`: where the target is the maximum the value is
+    ``log1p(Σ_{i≠t} e^{z_i - z_t})``, so a trained model's losses of 1e-8 keep their digits at the
+    scales of 30-64 these losses use (``lse - z_t`` rounds them to 0)."""
+    sm = _Softmax(xp, be, z)
+    return sm.finish(-sm.log_p_at(targets.ids, precise=True), targets)
 
 
 def _positive_scale(value, name):
@@ -164,12 +147,8 @@ def _normalized(xp, be, x):
 def _temperature(xp, be, temperature, like):
     """``τ`` as a Python float, or a 0-d array of the embeddings' framework (a learnable temperature,
     differentiated through)."""
-    if not be.is_array(temperature):
+    if be.name == "numpy" or not be.is_array(temperature):  # a number: checked, used as a float
         if isinstance(temperature, np.ndarray) and temperature.ndim:
-            raise ValueError(f"temperature must be a scalar (0-d), got shape {temperature.shape}")
-        return _positive_scale(temperature, "temperature")
-    if be.name == "numpy":
-        if temperature.ndim:
             raise ValueError(f"temperature must be a scalar (0-d), got shape {temperature.shape}")
         return _positive_scale(temperature, "temperature")
     t = be.asarray(temperature, like=like, dtype=like.dtype, name="temperature")  # tf.Variable: a read

@@ -148,14 +148,39 @@ def _check_range(value, name, low, high, *, low_open=False):
         raise ValueError(f"{name} must lie in {bracket}{low}, {high}], got {value!r}")
 
 
-def _axis(axis, ndim):
+def _axis(axis, ndim, name="logits"):
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if ndim == 0:
-        raise ValueError("logits must have at least one dimension (the class axis)")
+        raise ValueError(f"{name} must have at least one dimension (the class axis)")
     if not -ndim <= axis < ndim:
         raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
     return int(axis) % ndim
+
+
+def _class_ids(labels, *, shape, out_shape, axis, n_classes, name="logits", labels_name="labels",
+               ignore_index=None):
+    """Integer class ids (``labels.ndim == len(shape) - 1``) as a flat list of ints, checked: an
+    integer dtype, the scores' ``shape`` without ``axis`` (``out_shape``), every id in
+    ``[0, n_classes)`` or equal to ``ignore_index``."""
+    if labels.dtype.kind not in "iu":
+        raise TypeError(
+            f"class-id {labels_name} (ndim {labels.ndim} = {name}.ndim - 1) must be integers, "
+            f"got dtype {labels.dtype}"
+        )
+    if labels.shape != out_shape:
+        raise ValueError(
+            f"class-id {labels_name} have shape {labels.shape} but {name} of shape {shape} "
+            f"without axis {axis} have shape {out_shape}"
+        )
+    ids = [int(y) for y in labels.reshape(-1)]
+    for y in ids:
+        if ignore_index is not None and y == ignore_index:
+            continue
+        if not 0 <= y < n_classes:
+            raise ValueError(f"class id {y} in {labels_name} is outside [0, {n_classes})"
+                             + ("" if ignore_index is None else f" and is not ignore_index ({ignore_index!r})"))
+    return ids
 
 
 def _check_binary_label(t):
@@ -222,24 +247,8 @@ def _class_rows(logits, labels, axis, where, *, ids_only=False, ignore_index=Non
     ):
         raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
     if labels.ndim == logits.ndim - 1:
-        if labels.dtype.kind not in "iu":
-            raise TypeError(
-                f"class-id labels (ndim {labels.ndim} = logits.ndim - 1) must be integers, "
-                f"got dtype {labels.dtype}"
-            )
-        if labels.shape != out_shape:
-            raise ValueError(
-                f"class-id labels have shape {labels.shape} but logits of shape {logits.shape} "
-                f"without axis {axis} have shape {out_shape}"
-            )
-        ids = [int(y) for y in labels.reshape(-1)]
-        for y in ids:
-            if ignore_index is not None and y == ignore_index:
-                continue
-            if not 0 <= y < n_classes:
-                raise ValueError(
-                    f"class id {y} is outside [0, {n_classes}) and is not ignore_index ({ignore_index!r})"
-                )
+        ids = _class_ids(labels, shape=logits.shape, out_shape=out_shape, axis=axis, n_classes=n_classes,
+                         ignore_index=ignore_index)
         t_rows = [None] * len(ids)
     elif labels.ndim == logits.ndim and not ids_only:
         if labels.dtype.kind not in "biuf":

@@ -40,11 +40,11 @@ Deng et al. 2019, "ArcFace" (arXiv 1801.07698); Sun et al. 2020, "Circle Loss" (
 """
 
 import math
-import numbers
 from fractions import Fraction
 
 import numpy as np
 
+from polyloss.reference.classification import _axis, _class_ids, _number
 from polyloss.reference.multilabel import _as_rows, _real_array, _sum, _where_array
 
 __all__ = [
@@ -154,17 +154,6 @@ def _log_sum_exp(exponents):
 # ---------------------------------------------------------------------------------------------
 
 
-def _number(value, name):
-    """A real Python/NumPy scalar (or 0-d array) as float; TypeError otherwise."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
-        return float(value)
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
-
-
 def _finite(value, name):
     value = _number(value, name)
     if not math.isfinite(value):
@@ -177,16 +166,6 @@ def _positive(value, name):
     if not (value > 0.0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
-
-
-def _axis(axis, ndim, name="scores"):
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (the class / candidate axis)")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for {name} with {ndim} dimensions")
-    return int(axis) % ndim
 
 
 class _Row:
@@ -215,20 +194,8 @@ def _rows(scores, labels, axis, where, *, name, labels_name, label_kinds):
     w_rows, _ = _as_rows(keep, (ax,))
     labels = np.asarray(labels)
     if labels.ndim == scores.ndim - 1:
-        if labels.dtype.kind not in "iu":
-            raise TypeError(
-                f"class-id {labels_name} (ndim {labels.ndim} = {name}.ndim - 1) must be integers, "
-                f"got dtype {labels.dtype}"
-            )
-        if labels.shape != out_shape:
-            raise ValueError(
-                f"class-id {labels_name} have shape {labels.shape} but {name} of shape {scores.shape} "
-                f"without axis {axis} have shape {out_shape}"
-            )
-        targets = [int(y) for y in labels.reshape(-1)]
-        for y in targets:
-            if not 0 <= y < n:
-                raise ValueError(f"class id {y} in {labels_name} is outside [0, {n})")
+        targets = _class_ids(labels, shape=scores.shape, out_shape=out_shape, axis=axis, n_classes=n,
+                             name=name, labels_name=labels_name)
         positives = [[k == y for k in range(n)] for y in targets]
     elif labels.ndim == scores.ndim and label_kinds != "ids":
         if labels.dtype.kind not in "biuf":
