@@ -29,6 +29,7 @@ _REGISTRY = {
     "torch": ("torch", "torch", "TorchBackend"),
     "jax": ("jax", "jax", "JaxBackend"),
     "tensorflow": ("tensorflow", "tensorflow", "TensorFlowBackend"),
+    "dask": ("dask", "dask", "DaskBackend"),  # metrics only (Backend.supports)
 }
 BACKEND_NAMES = tuple(_REGISTRY)
 

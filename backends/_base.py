@@ -167,6 +167,19 @@ class Backend:
             f"collective (the axis name of shard_map / pmap); the {self.name} backend has neither"
         )
 
+    def all_reduce(self, x, group):
+        """The sum of ``x`` over every process/device of ``group`` (every member passes the same
+        shape); used for metric counts, so no gradient."""
+        raise TypeError(
+            f"reducing across processes or devices needs torch.distributed (a process group) or a JAX "
+            f"collective (the axis name of shard_map / pmap); the {self.name} backend has neither"
+        )
+
+    def all_gather_varying(self, x, group):
+        """``x`` of every member of ``group`` concatenated along axis 0, where members may hold
+        different numbers of rows (metric values; no gradient)."""
+        return self.all_reduce(x, group)  # the base has no collectives: the same TypeError
+
     # --- data-dependent checks and scatter ---------------------------------------------------
     def is_eager(self, x) -> bool:
         """True when ``x`` holds concrete values (not a tracer, a graph tensor or a compiled trace)."""
@@ -194,6 +207,10 @@ class Backend:
 
 
     # --- conformance support -------------------------------------------------------------------
+    def supports(self, function: str) -> bool:
+        """Whether the conformance matrix runs ``function`` on this backend (all, but for Dask)."""
+        return True
+
     def devices(self) -> list[tuple[str, Any]]:
         """(label, device) pairs the conformance matrix runs on."""
         return [("cpu", None)]

@@ -247,6 +247,8 @@ greater_equal = _binary(tf.greater_equal, "greater_equal")
 logical_and = _binary(tf.logical_and, "logical_and")
 logical_or = _binary(tf.logical_or, "logical_or")
 logical_xor = _binary(tf.math.logical_xor, "logical_xor")
+nextafter = _binary(tf.math.nextafter, "nextafter")
+
 def _logaddexp(a, b):
     m = tf.maximum(a, b)
     # equal infinities: the result is that infinity (inf - inf would give NaN)

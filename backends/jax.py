@@ -80,6 +80,16 @@ class JaxBackend(Backend):
                             f"shard_map / pmap over which to gather, got {group!r}")
         return jax.lax.all_gather(x, group, axis=0, tiled=True), jax.lax.axis_index(group)
 
+    def all_reduce(self, x, group):
+        """``group``: the axis name (or names) of the enclosing ``shard_map`` / ``pmap``."""
+        if not isinstance(group, (str, tuple)):
+            raise TypeError(f"for JAX arrays, group is the axis name of the enclosing shard_map / pmap, got {group!r}")
+        return jax.lax.psum(x, group)
+
+    def all_gather_varying(self, x, group):
+        # under SPMD every device holds the same shape
+        return self.all_gather(x, group)[0]
+
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:
         return not isinstance(x, jax.core.Tracer)

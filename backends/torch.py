@@ -190,6 +190,43 @@ class TorchBackend(Backend):
                                  f"{[int(r) for r in rows]} (rank {dist.get_rank(group)} has {x.shape[0]})")
         return _AllGather.apply(x, group), dist.get_rank(group)
 
+    def _group(self, group):
+        import torch.distributed as dist
+
+        if not (dist.is_available() and dist.is_initialized()):
+            raise RuntimeError("reducing across processes needs an initialised torch.distributed process group "
+                               "(torch.distributed.init_process_group)")
+        if group is True:
+            return dist.group.WORLD
+        if not isinstance(group, dist.ProcessGroup):
+            raise TypeError(f"for torch tensors, group is a torch.distributed ProcessGroup or True (the default "
+                            f"group), got {group!r}")
+        return group
+
+    def all_reduce(self, x, group):
+        import torch.distributed as dist
+
+        group = self._group(group)
+        out = x.detach().clone()
+        dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+        return out
+
+    def all_gather_varying(self, x, group):
+        import torch.distributed as dist
+
+        group = self._group(group)
+        size = dist.get_world_size(group)
+        rows = torch.tensor([x.shape[0]], dtype=torch.int64, device=x.device)
+        counts = [torch.zeros_like(rows) for _ in range(size)]
+        dist.all_gather(counts, rows, group=group)
+        counts = [int(c) for c in counts]
+        longest = max(counts)
+        padded = torch.zeros((longest,) + tuple(x.shape[1:]), dtype=x.dtype, device=x.device)
+        padded[: x.shape[0]] = x.detach()
+        parts = [torch.empty_like(padded) for _ in range(size)]
+        dist.all_gather(parts, padded, group=group)
+        return torch.cat([p[:n] for p, n in zip(parts, counts)], dim=0)
+
     def block_rows(self, x):
         return cpu_block_rows(x) if x.device.type == "cpu" and self.is_eager(x) else None
 

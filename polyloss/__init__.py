@@ -14,10 +14,11 @@ from polyloss._namespace import get_namespace
 from polyloss._reduce import reduce
 from polyloss import losses as _losses
 from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polyloss.losses.__all__)
+from polyloss import metrics
 
 __version__ = "0.1.0"
 
-__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "reference", "conformance"]
+__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "reference", "conformance"]
 
 
 def __getattr__(name):

@@ -22,6 +22,8 @@ def _matrix():
                 continue  # torch.compile: a subset, in test_compiled.py
             for label, device in adapter.devices():
                 for case in cases_for():
+                    if not adapter.supports(case.function):
+                        continue
                     for dtype in case.dtypes:
                         if dtype in adapter.dtypes(device):
                             params.append(pytest.param(case, name, mode, label, device, dtype,

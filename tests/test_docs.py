@@ -20,10 +20,16 @@ MODULES = [
     "polyloss.losses.classification",
     "polyloss.losses.regularizers",
     "polyloss.losses.contrastive",
+    "polyloss.metrics.classification",
+    "polyloss.metrics.entities",
+    "polyloss.metrics.correlation",
+    "polyloss.metrics.leaderboard",
+    "polyloss.metrics.state",
     "polyloss.reference",
     "polyloss.reference.multilabel",
     "polyloss.reference.classification",
     "polyloss.reference.contrastive",
+    "polyloss.reference.metrics",
 ]
 
 

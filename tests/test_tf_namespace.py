@@ -107,6 +107,8 @@ for n in ("maximum", "minimum", "equal", "less"):  # NaN propagates / compares F
     CASES.append(case(f"{n}-nonfinite", lambda m, a, b, n=n: getattr(m, n)(a, b), F, G))
 CASES += [case("pow-int32-pyint", lambda m, a: m.pow(a, 2), I), case(
     "logaddexp-infinities", lambda m, a: m.logaddexp(a, a), F[1:].astype(f64))]  # NumPy warns on NaN
+CASES += [case("nextafter-f32", lambda m, a, b: m.nextafter(a, b), P, Q),
+          case("nextafter-f64-nonfinite", lambda m, a, b: m.nextafter(a, b), F.astype(f64), G.astype(f64))]
 for n in ("logical_and", "logical_or", "logical_xor"):
     CASES += [case(f"{n}", lambda m, a, b, n=n: getattr(m, n)(a, b), B, C),
               case(f"{n}-pybool", lambda m, a, n=n: getattr(m, n)(a, True), B)]

@@ -83,4 +83,9 @@ def cases_for(functions=None) -> list[Case]:
 
 def _load() -> None:
     # the case modules register themselves on import
-    from polyloss.conformance import cases_classification, cases_contrastive, cases_multilabel  # noqa: F401
+    from polyloss.conformance import (  # noqa: F401
+        cases_classification,
+        cases_contrastive,
+        cases_metrics,
+        cases_multilabel,
+    )

@@ -17,7 +17,8 @@ import polyloss
 from polyloss import reference
 from polyloss.conformance.registry import Case
 
-__all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "compute_dtype_name"]
+__all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "compute_dtype_name",
+           "library_function"]
 
 # Tolerances by dtype: values are computed in float64 or float32 (half precision computes in
 # float32), so their tolerance follows the compute dtype; gradients come back in the input dtype.
@@ -96,6 +97,12 @@ def _rounded(backend, converted, original):
     return original
 
 
+def library_function(name: str):
+    """The public function ``name``: a loss (``polyloss.<name>``) or a metric (``polyloss.metrics.<name>``)."""
+    fn = getattr(polyloss, name, None)
+    return fn if fn is not None else getattr(polyloss.metrics, name)
+
+
 def _expected_dtype(backend, dtype: str):
     return backend.dtype(compute_dtype_name(dtype))
 
@@ -151,9 +158,10 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
         kwargs = {k: _to_backend(backend, v, dtype, device) for k, v in kwargs_np.items()}
         ref_args = [_rounded(backend, a, o) for a, o in zip(args, args_np)]
         ref_kwargs = {k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()}
-        expected = np.asarray(getattr(reference, case.function)(*ref_args, **ref_kwargs))
+        ref_out = getattr(reference, case.function)(*ref_args, **ref_kwargs)
+        ref_out = tuple(np.asarray(r) for r in ref_out) if isinstance(ref_out, tuple) else np.asarray(ref_out)
 
-        fn = getattr(polyloss, case.function)
+        fn = library_function(case.function)
         positions = [i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)]
 
         def call(*arrays):
@@ -164,24 +172,32 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
 
         arrays = [args[p] for p in positions]
         out = backend.compile(call, mode)(*arrays)
-        actual = backend.to_numpy(out)
+        # several results (precision, recall, f1; threshold, value) are compared one by one
+        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+        expected_all = ref_out if isinstance(ref_out, tuple) else (ref_out,)
         problems = []
-        if not case.exact:
-            want = _expected_dtype(backend, dtype)
-            if out.dtype != want:
-                problems.append(f"output dtype {out.dtype}, expected {want}")
-        if device is not None and mode == "eager" and str(backend.device(out)) != str(backend.device(args[0])):
-            problems.append(f"output on {backend.device(out)}, input on {backend.device(args[0])}")
-        if case.exact:
-            result.value_error = 0.0 if np.array_equal(actual, expected) else math.inf
-        else:
-            floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
-            result.value_error = relative_error(actual, expected, elementwise=True, floor=floor)
-            if result.value_error > tolerance(case, dtype, "value"):
-                problems.append(f"value error {result.value_error:.3g} > {tolerance(case, dtype, 'value'):.1g}")
+        if len(outs) != len(expected_all):
+            raise ValueError(f"{len(outs)} results, the reference has {len(expected_all)}")
+        errors = []
+        for o, e in zip(outs, expected_all):
+            actual, e = backend.to_numpy(o), np.asarray(e)
+            if not case.exact:
+                want = _expected_dtype(backend, dtype)
+                if o.dtype != want:
+                    problems.append(f"output dtype {o.dtype}, expected {want}")
+            if device is not None and mode == "eager" and str(backend.device(o)) != str(backend.device(args[0])):
+                problems.append(f"output on {backend.device(o)}, input on {backend.device(args[0])}")
+            if case.exact:
+                errors.append(0.0 if np.array_equal(actual, e) else math.inf)
+            else:
+                floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
+                errors.append(relative_error(actual, e, elementwise=True, floor=floor))
+        result.value_error = max(errors)
+        if not case.exact and result.value_error > tolerance(case, dtype, "value"):
+            problems.append(f"value error {result.value_error:.3g} > {tolerance(case, dtype, 'value'):.1g}")
 
         if check_grad and case.grad_args and backend.has_autograd:
-            weights = weights_rng.standard_normal(expected.shape)
+            weights = weights_rng.standard_normal(np.shape(ref_out))
             w = backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
             diff_positions = tuple(positions.index(i) for i in case.grad_args)
             xp = backend.namespace

@@ -14,9 +14,10 @@ implementation or a port of a loss on small inputs::
 They are slow (pure Python loops): use them on test-sized arrays, not for training.
 """
 
-from polyloss.reference import classification, contrastive, multilabel
+from polyloss.reference import classification, contrastive, metrics, multilabel
 from polyloss.reference.classification import *  # noqa: F401,F403
 from polyloss.reference.contrastive import *  # noqa: F401,F403
+from polyloss.reference.metrics import *  # noqa: F401,F403
 from polyloss.reference.multilabel import *  # noqa: F401,F403
 
-__all__ = [*multilabel.__all__, *classification.__all__, *contrastive.__all__]
+__all__ = [*multilabel.__all__, *classification.__all__, *contrastive.__all__, *metrics.__all__]

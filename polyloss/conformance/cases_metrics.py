@@ -1,0 +1,235 @@
+"""Conformance cases of the metrics (SPEC E1-E5): P/R/F1 and accuracy, the exact best threshold,
+entity F1 of GlobalPointer logits, Pearson / Spearman, leaderboard means.
+
+Scores are drawn on coarse grids in many cases, so that ties (equal scores, scores equal to the
+threshold, several maxima in a row) are common: the decisions there are where implementations
+differ. Metrics of counts have no gradient (``grad_args=()``); Pearson's r and the leaderboard
+means are smooth and their gradients are checked.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from polyloss.conformance.registry import ALL_DTYPES, Case, register
+
+
+def _grid(rng, shape, step=0.5, half_width=3):
+    """Scores on a grid of ``step``: ties, and entries exactly at 0, on purpose."""
+    return rng.integers(-half_width, half_width + 1, shape) * step
+
+
+def _hot(rng, shape, p=0.4):
+    return (rng.random(shape) < p).astype(np.int64)
+
+
+# --------------------------------------------------------------------------------------------
+# E1 precision_recall_f1, accuracy
+# --------------------------------------------------------------------------------------------
+def _binary(rng, dtype):
+    return (rng.normal(0.0, 1.0, 40), _hot(rng, 40).astype(np.float64)), {"threshold": 0.3}
+
+
+def _binary_bool_ties(rng, dtype):
+    return (_grid(rng, 30), _hot(rng, 30).astype(bool)), {}
+
+
+def _multilabel(average):
+    def inputs(rng, dtype):
+        return (_grid(rng, (4, 6, 5)), _hot(rng, (4, 6, 5))), {"average": average}
+
+    return inputs
+
+
+def _multiclass(average):
+    def inputs(rng, dtype):
+        # integer scores: rows with several maxima, where the first one is the prediction
+        return (_grid(rng, (40, 5), step=1.0, half_width=2), rng.integers(0, 5, 40)), {"average": average}
+
+    return inputs
+
+
+def _zero_division(rng, dtype):
+    s = rng.normal(0.0, 1.0, (12, 4))
+    y = _hot(rng, (12, 4))
+    s[:, 1] = -1.0  # class 1 never predicted ...
+    y[:, 3] = 0  # ... class 3 never true
+    y[:, 1] = 0
+    return (s, y), {"average": "none", "zero_division": 1.0}
+
+
+def _empty(rng, dtype):
+    return (np.zeros((0, 3)), np.zeros((0, 3), dtype=np.int64)), {"average": "macro", "zero_division": 0.5}
+
+
+def _accuracy_binary(rng, dtype):
+    return (_grid(rng, 50), _hot(rng, 50)), {"threshold": 0.5}
+
+
+def _accuracy_subset(rng, dtype):
+    s = _grid(rng, (30, 3))
+    y = (s > 0).astype(np.int64)
+    flip = rng.random((30, 3)) < 0.15  # about 40% of the rows have a wrong entry
+    return (s, np.where(flip, 1 - y, y)), {}
+
+
+def _accuracy_ids(rng, dtype):
+    return (_grid(rng, (3, 10, 4), step=1.0, half_width=2), rng.integers(0, 4, (3, 10))), {}
+
+
+register(
+    Case("precision_recall_f1/binary", "precision_recall_f1", _binary, grad_args=(), dtypes=ALL_DTYPES),
+    Case("precision_recall_f1/binary-bool-ties", "precision_recall_f1", _binary_bool_ties, grad_args=()),
+    Case("precision_recall_f1/multilabel-micro", "precision_recall_f1", _multilabel("micro"), grad_args=(),
+         dtypes=ALL_DTYPES),
+    Case("precision_recall_f1/multilabel-macro", "precision_recall_f1", _multilabel("macro"), grad_args=()),
+    Case("precision_recall_f1/multilabel-none", "precision_recall_f1", _multilabel("none"), grad_args=()),
+    Case("precision_recall_f1/multiclass-micro", "precision_recall_f1", _multiclass("micro"), grad_args=()),
+    Case("precision_recall_f1/multiclass-macro", "precision_recall_f1", _multiclass("macro"), grad_args=(),
+         dtypes=ALL_DTYPES),
+    Case("precision_recall_f1/multiclass-none", "precision_recall_f1", _multiclass("none"), grad_args=()),
+    Case("precision_recall_f1/zero-division", "precision_recall_f1", _zero_division, grad_args=()),
+    Case("precision_recall_f1/empty", "precision_recall_f1", _empty, grad_args=()),
+    Case("accuracy/binary", "accuracy", _accuracy_binary, grad_args=(), dtypes=ALL_DTYPES),
+    Case("accuracy/subset", "accuracy", _accuracy_subset, grad_args=()),
+    Case("accuracy/class-ids", "accuracy", _accuracy_ids, grad_args=()),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# E2 best_threshold
+# --------------------------------------------------------------------------------------------
+def _best_f1(rng, dtype):
+    s = rng.normal(0.0, 1.0, 60)
+    y = (s + rng.normal(0.0, 1.0, 60) > 0.3).astype(np.int64)
+    return (s, y), {}
+
+
+def _best_f1_ties(rng, dtype):
+    s = _grid(rng, (10, 4), step=0.25, half_width=4)
+    return (s, (s + rng.normal(0.0, 0.5, s.shape) > 0).astype(bool)), {}
+
+
+def _best_accuracy(rng, dtype):
+    s = _grid(rng, 50, step=0.5, half_width=6)
+    return (s, (s + rng.normal(0.0, 1.0, 50) > 1.0).astype(np.int64)), {"metric": "accuracy"}
+
+
+def _best_subset_accuracy(rng, dtype):
+    s = rng.normal(0.0, 1.0, (25, 3))
+    return (s, (s + rng.normal(0.0, 0.4, s.shape) > 0.2).astype(np.int64)), {"metric": "accuracy"}
+
+
+def _best_masked(rng, dtype):
+    # GlobalPointer-style: masked entries are -inf (never positive; "all positive" is not a candidate)
+    s = rng.normal(0.0, 2.0, (6, 6))
+    y = (s + rng.normal(0.0, 1.0, s.shape) > 1.0).astype(np.int64)
+    s[np.tril_indices(6, -1)] = -np.inf
+    y[np.tril_indices(6, -1)] = 0
+    s[0, 5] = np.inf
+    return (s, y), {}
+
+
+def _best_no_positive(rng, dtype):
+    # F1 is 0 everywhere but "all negative", which is 0/0: zero_division decides
+    return (rng.normal(0.0, 1.0, 20), np.zeros(20, dtype=np.int64)), {"zero_division": 1.0}
+
+
+def _best_all_positive(rng, dtype):
+    return (rng.normal(0.0, 1.0, 20), np.ones(20, dtype=np.int64)), {"metric": "accuracy"}
+
+
+register(
+    Case("best_threshold/f1", "best_threshold", _best_f1, grad_args=(), dtypes=ALL_DTYPES),
+    Case("best_threshold/f1-ties", "best_threshold", _best_f1_ties, grad_args=()),
+    Case("best_threshold/accuracy", "best_threshold", _best_accuracy, grad_args=(), dtypes=ALL_DTYPES),
+    Case("best_threshold/subset-accuracy", "best_threshold", _best_subset_accuracy, grad_args=()),
+    Case("best_threshold/masked-inf", "best_threshold", _best_masked, grad_args=()),
+    Case("best_threshold/no-positive", "best_threshold", _best_no_positive, grad_args=()),
+    Case("best_threshold/all-positive", "best_threshold", _best_all_positive, grad_args=()),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# E3 global_pointer_f1
+# --------------------------------------------------------------------------------------------
+def _gp(rng, dtype):
+    b, h, n = 2, 3, 6
+    s = rng.normal(-1.0, 2.0, (b, h, n, n))
+    y = (rng.random((b, h, n, n)) < 0.15).astype(np.int64)
+    lower = np.tril(np.ones((n, n), dtype=bool), -1)
+    s[..., lower] = -np.inf
+    y[..., lower] = 0
+    s[1, :, 4:, :] = -np.inf  # padding of the second sentence
+    s[1, :, :, 4:] = -np.inf
+    y[1, :, 4:, :] = 0
+    y[1, :, :, 4:] = 0
+    return (s, y), {}
+
+
+def _gp_nothing(rng, dtype):
+    return (np.full((1, 2, 3, 3), -1.0), np.zeros((1, 2, 3, 3), dtype=np.int64)), {"zero_division": 1.0}
+
+
+register(
+    Case("global_pointer_f1/padded", "global_pointer_f1", _gp, grad_args=(), dtypes=ALL_DTYPES),
+    Case("global_pointer_f1/nothing", "global_pointer_f1", _gp_nothing, grad_args=()),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# E4 pearson, spearman
+# --------------------------------------------------------------------------------------------
+def _pearson(rng, dtype):
+    x = rng.normal(0.0, 1.0, 30)
+    return (x, 0.6 * x + rng.normal(0.0, 1.0, 30)), {}
+
+
+def _pearson_offset(rng, dtype):
+    # a common offset far larger than the spread: the one-pass formula loses every digit here
+    x = 1000.0 + rng.normal(0.0, 1.0, 25)
+    return (x, 3000.0 - x + rng.normal(0.0, 0.5, 25)), {}
+
+
+def _pearson_int(rng, dtype):
+    return (rng.normal(0.0, 1.0, 20), rng.integers(0, 6, 20)), {}
+
+
+def _spearman_ties(rng, dtype):
+    return (_grid(rng, 40, step=0.25, half_width=3), rng.integers(0, 5, 40)), {}
+
+
+def _spearman_inf(rng, dtype):
+    x = rng.normal(0.0, 1.0, 15)
+    x[[2, 7]] = np.inf
+    x[4] = -np.inf
+    return (x, rng.normal(0.0, 1.0, 15)), {}
+
+
+register(
+    Case("pearson/random", "pearson", _pearson, grad_args=(0, 1), dtypes=ALL_DTYPES),
+    Case("pearson/offset", "pearson", _pearson_offset, grad_args=(0, 1),
+         grad_tol={"float64": 3e-5},
+         note="the finite-difference step of the reference gradient grows with |x| (6e-3 at 1000), and the "
+              "curvature on a spread of 1 puts its own error near 1e-5"),
+    Case("pearson/integer-y", "pearson", _pearson_int, grad_args=(0,)),
+    Case("spearman/ties", "spearman", _spearman_ties, grad_args=(), dtypes=ALL_DTYPES),
+    Case("spearman/inf", "spearman", _spearman_inf, grad_args=()),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# E5 leaderboard_mean
+# --------------------------------------------------------------------------------------------
+def _board(kind):
+    def inputs(rng, dtype):
+        return (rng.uniform(0.05, 0.95, (4, 7)),), {"kind": kind}
+
+    return inputs
+
+
+register(
+    Case("leaderboard_mean/arithmetic", "leaderboard_mean", _board("arithmetic")),
+    Case("leaderboard_mean/geometric", "leaderboard_mean", _board("geometric"), dtypes=ALL_DTYPES),
+    Case("leaderboard_mean/harmonic", "leaderboard_mean", _board("harmonic")),
+)

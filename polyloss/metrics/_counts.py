@@ -1,0 +1,217 @@
+"""What every counting metric shares: the decisions (elementwise threshold or argmax), the counts,
+and ratios of counts with a defined 0/0.
+
+Counts are integer arrays of the namespace's indexing dtype (int64; int32 for JAX without x64):
+exact, and summable across batches, processes and Dask chunks, so a metric computed from merged
+counts equals the one-shot metric bit for bit. Ratios are taken in the scores' compute dtype
+(float64 for float64 scores, float32 otherwise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+from polyloss import _checks
+from polyloss._namespace import namespace_of
+
+__all__ = ["Decisions", "decisions", "class_counts", "correct_counts", "ratio", "zero_division_value",
+           "threshold_value", "as_count", "total", "check_average", "precision_recall_f1_from_counts",
+           "elementwise_truth"]
+
+AVERAGES = ("micro", "macro", "none")
+
+
+def zero_division_value(zero_division) -> float:
+    """``zero_division`` as a Python float: any real number, or NaN (never guessed)."""
+    if isinstance(zero_division, (str, bytes, bool)):
+        raise TypeError(f"zero_division must be a real number or nan, got {zero_division!r}")
+    try:
+        value = float(zero_division)
+    except (TypeError, ValueError):
+        raise TypeError(f"zero_division must be a real number or nan, got {zero_division!r}") from None
+    if math.isinf(value):
+        raise ValueError(f"zero_division must be finite or nan, got {zero_division!r}")
+    return value
+
+
+def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
+    """The threshold as a Python float, or as a 0-d array of the scores' framework (in the compute
+    dtype: a threshold returned by :func:`best_threshold` reproduces its decisions exactly)."""
+    if be.is_array(threshold):
+        if threshold.ndim != 0:
+            raise ValueError(f"{name} must be a scalar (0-d), got shape {tuple(threshold.shape)}")
+        _checks.require_floating(xp, threshold, name)
+        threshold = xp.astype(threshold, scores_c.dtype) if threshold.dtype != scores_c.dtype else threshold
+        if _checks.values_checked(be, threshold):
+            _checks.fail_if_any(xp, xp.isnan(threshold), lambda: f"{name} is NaN")
+        return threshold
+    if isinstance(threshold, (str, bytes, bool)):
+        raise TypeError(f"{name} must be a real number, got {threshold!r}")
+    try:
+        value = float(threshold)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a real number or a 0-d array, got {threshold!r}") from None
+    if math.isnan(value):
+        raise ValueError(f"{name} is NaN")
+    return value
+
+
+@dataclass
+class Decisions:
+    """The predictions and the truth of one call, ready to count.
+
+    ``elementwise``: ``pred`` and ``truth`` are boolean arrays of the scores' shape (binary when
+    ``binary``, else classes on the last axis). Class-id mode: ``pred`` and ``truth`` are class ids
+    ``[...]`` and ``n_classes`` is the size of the scores' last axis.
+    """
+
+    xp: object
+    be: object
+    pred: object
+    truth: object
+    elementwise: bool
+    binary: bool
+    n_classes: object
+    scores: object  # the scores in their compute dtype
+
+
+def _check_no_nan(xp, be, x, name):
+    if _checks.values_checked(be, x):
+        _checks.fail_if_any(xp, xp.isnan(x), lambda: f"{name} contains NaN; a score must be a number to be "
+                                                     f"compared with a threshold")
+
+
+def elementwise_truth(xp, be, labels, scores, name: str = "labels"):
+    """Labels of the scores' shape as booleans; values must be exactly 0 or 1 (bool, int or float)."""
+    labels = be.asarray(labels, like=scores, name=name)
+    if xp.isdtype(labels.dtype, "bool"):
+        return labels
+    if not xp.isdtype(labels.dtype, ("integral", "real floating")):
+        raise TypeError(f"{name} must be a bool, integer or floating array of 0/1, got dtype {labels.dtype}")
+    if _checks.values_checked(be, labels):
+        bad = (labels != 0) & (labels != 1)
+
+        def message():
+            if xp.isdtype(labels.dtype, "integral"):
+                found = _checks.describe(xp, labels, bad)
+            else:
+                found = _checks.describe_values(xp, labels, bad)
+            return f"{name} must be 0 or 1 (a metric counts hard labels); found {found}"
+
+        _checks.fail_if_any(xp, bad, message)
+    return labels != 0
+
+
+def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "labels"),
+              allow_class_ids: bool = True) -> Decisions:
+    """Check ``scores`` and ``labels`` and turn them into predictions and truth.
+
+    The mode comes from the shapes, never from the values: labels of the scores' shape are 0/1
+    per entry (threshold ``scores > threshold``); integer labels of shape ``scores.shape[:-1]``
+    are class ids (prediction ``argmax`` over the last axis)."""
+    s_name, l_name = names
+    xp, be = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
+    scores, scores_c = _checks.prepare_floating(xp, be, scores, s_name)
+    if scores.ndim == 0:
+        raise ValueError(f"{fn}: {s_name} must have at least one dimension, got a 0-d array")
+    labels_arr = be.asarray(labels, like=scores, name=l_name)
+    s_shape, l_shape = tuple(scores.shape), tuple(labels_arr.shape)
+    if _checks.same_dims(s_shape, l_shape):
+        if scores.ndim >= 2 and s_shape[-1] == 0:
+            raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
+        t = threshold_value(xp, be, threshold, scores_c)
+        _check_no_nan(xp, be, scores, s_name)
+        truth = elementwise_truth(xp, be, labels_arr, scores, l_name)
+        return Decisions(xp, be, scores_c > t, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
+    if allow_class_ids and _checks.same_dims(s_shape[:-1], l_shape):
+        if not xp.isdtype(labels_arr.dtype, "integral"):
+            raise TypeError(f"{fn}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
+                            f"be integers, got dtype {labels_arr.dtype}")
+        if s_shape[-1] == 0:
+            raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
+        if be.is_array(threshold) or isinstance(threshold, (str, bytes)) or threshold != 0.0:
+            raise ValueError(f"{fn}: with class-id {l_name} the prediction is the argmax over the classes; "
+                             f"threshold is not used and must be left at 0.0 (got {threshold!r})")
+        ids = _checks.as_index_array(xp, be, labels_arr, scores, l_name)
+        n_classes = be.shape(scores)[-1]
+        if _checks.values_checked(be, ids):
+            bad = (ids < 0) | (ids >= n_classes)
+            _checks.fail_if_any(xp, bad, lambda: f"{fn}: class ids in {l_name} must lie in [0, {n_classes}); "
+                                                 f"found {_checks.describe(xp, ids, bad)}")
+        _check_no_nan(xp, be, scores, s_name)
+        pred = xp.argmax(scores_c, axis=-1)
+        pred = pred if pred.dtype == ids.dtype else xp.astype(pred, ids.dtype)
+        return Decisions(xp, be, pred, ids, False, False, n_classes, scores_c)
+    expected = f"{s_shape} (0/1 per entry)"
+    if allow_class_ids:
+        expected += f" or integer class ids of shape {s_shape[:-1]}"
+    raise ValueError(f"{fn}: {l_name} has shape {l_shape}; for {s_name} of shape {s_shape} it must be {expected}")
+
+
+def as_count(xp, be, mask, axis=None):
+    """The number of True entries of ``mask`` (over ``axis``), as an exact integer array."""
+    return xp.sum(xp.astype(mask, be.index_dtype()), axis=axis)
+
+
+def class_counts(d: Decisions):
+    """``(tp, fp, fn)``: per class ``[C]`` (0-d for binary), exact integers."""
+    xp, be = d.xp, d.be
+    if d.elementwise:
+        axes = tuple(range(d.pred.ndim - 1)) if not d.binary else None
+        tp = as_count(xp, be, d.pred & d.truth, axes)
+        predicted = as_count(xp, be, d.pred, axes)
+        actual = as_count(xp, be, d.truth, axes)
+        return tp, predicted - tp, actual - tp
+    classes = xp.arange(d.n_classes, dtype=d.truth.dtype, device=be.device(d.truth))
+    pred = d.pred[..., None] == classes
+    truth = d.truth[..., None] == classes
+    axes = tuple(range(pred.ndim - 1))
+    tp = as_count(xp, be, pred & truth, axes)
+    return tp, as_count(xp, be, pred, axes) - tp, as_count(xp, be, truth, axes) - tp
+
+
+def correct_counts(d: Decisions):
+    """``(correct, total)`` for accuracy: entries (binary), rows whose every entry is right
+    (multi-label: subset accuracy) or rows whose argmax is the class id."""
+    xp, be = d.xp, d.be
+    right = d.pred == d.truth
+    if d.elementwise and not d.binary:
+        right = xp.all(right, axis=-1)
+    return as_count(xp, be, right), total(be, right)
+
+
+def total(be, x):
+    """The number of entries of ``x``, as a Python int (or a 0-d array when only known at run time)."""
+    n = 1
+    for dim in be.shape(x):
+        n = n * dim
+    return n
+
+
+def ratio(xp, numerator, denominator, dtype, zero_division: float):
+    """``numerator / denominator`` of integer counts, in ``dtype``; ``zero_division`` where the
+    denominator is 0."""
+    empty = denominator == 0
+    num = xp.astype(numerator, dtype)
+    den = xp.astype(xp.where(empty, xp.ones_like(denominator), denominator), dtype)
+    return xp.where(empty, zero_division, num / den)
+
+
+def check_average(average) -> str:
+    if average not in AVERAGES:
+        raise ValueError(f"average must be one of {', '.join(map(repr, AVERAGES))}; got {average!r}")
+    return average
+
+
+def precision_recall_f1_from_counts(xp, tp, fp, fn, *, dtype, average: str, zero_division: float):
+    """``(precision, recall, f1)`` from per-class counts (``[C]``, or 0-d for binary)."""
+    if average == "micro" and tp.ndim > 0:
+        tp, fp, fn = xp.sum(tp), xp.sum(fp), xp.sum(fn)
+    precision = ratio(xp, tp, tp + fp, dtype, zero_division)
+    recall = ratio(xp, tp, tp + fn, dtype, zero_division)
+    f1 = ratio(xp, 2 * tp, 2 * tp + fp + fn, dtype, zero_division)
+    if average == "macro" and tp.ndim > 0:
+        precision, recall, f1 = xp.mean(precision), xp.mean(recall), xp.mean(f1)
+    return precision, recall, f1
+
