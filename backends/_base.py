@@ -57,7 +57,10 @@ class Backend:
         ``name`` names the argument in error messages."""
         xp = self.namespace
         if not self.is_array(obj):
-            return self._from_host(np.asarray(obj), like=like, dtype=dtype)
+            host = np.asarray(obj)
+            if host.dtype.kind not in "biuf":  # strings, objects, complex, dates
+                raise TypeError(f"{name} must hold real numbers or booleans, got dtype {host.dtype}")
+            return self._from_host(host, like=like, dtype=dtype)
         if dtype is not None and xp.isdtype(obj.dtype, "real floating") and obj.dtype != dtype:
             obj = xp.astype(obj, dtype)
         return obj

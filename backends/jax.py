@@ -87,8 +87,19 @@ class JaxBackend(Backend):
         return jax.lax.psum(x, group)
 
     def all_gather_varying(self, x, group):
-        # under SPMD every device holds the same shape
-        return self.all_gather(x, group)[0]
+        """Under SPMD every device holds the same shape. The rows are placed into zeros at this
+        device's offset and summed with ``psum``: the result is typed as replicated, so a
+        ``shard_map`` can return it with ``out_specs=P()`` (``lax.all_gather``'s result is typed as
+        varying across the axis)."""
+        if not isinstance(group, (str, tuple)):
+            raise TypeError(f"for JAX arrays, group is the axis name of the enclosing shard_map / pmap, got {group!r}")
+        rows = x.shape[0]
+        full = jnp.zeros((jax.lax.axis_size(group) * rows,) + tuple(x.shape[1:]),
+                         dtype=jnp.int32 if x.dtype == jnp.bool_ else x.dtype)
+        placed = jax.lax.dynamic_update_slice_in_dim(full, x.astype(full.dtype),
+                                                     jax.lax.axis_index(group) * rows, axis=0)
+        gathered = jax.lax.psum(placed, group)
+        return gathered != 0 if x.dtype == jnp.bool_ else gathered
 
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:

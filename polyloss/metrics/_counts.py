@@ -12,14 +12,32 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
+
 from polyloss import _checks
 from polyloss._namespace import namespace_of
 
-__all__ = ["Decisions", "decisions", "class_counts", "correct_counts", "ratio", "zero_division_value",
+__all__ = ["Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts", "ratio", "zero_division_value",
            "threshold_value", "as_count", "total", "check_average", "precision_recall_f1_from_counts",
            "elementwise_truth"]
 
 AVERAGES = ("micro", "macro", "none")
+
+
+def settings_key(value):
+    """A value as it is compared when merging metric objects: NaN equals NaN (a pickled copy's NaN
+    is another object), 0-d arrays compare by value."""
+    try:
+        v = float(value)
+    except (TypeError, ValueError):
+        return ("object", id(value))
+    return "nan" if math.isnan(v) else v
+
+
+def check_threshold_kind(threshold) -> None:
+    """Strings and booleans are not thresholds (``float("0.5")`` and ``float(True)`` would pass)."""
+    if isinstance(threshold, (str, bytes, bool, np.bool_)):
+        raise TypeError(f"threshold must be a real number or a 0-d array, got {threshold!r}")
 
 
 def zero_division_value(zero_division) -> float:
@@ -46,8 +64,7 @@ def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
         if _checks.values_checked(be, threshold):
             _checks.fail_if_any(xp, xp.isnan(threshold), lambda: f"{name} is NaN")
         return threshold
-    if isinstance(threshold, (str, bytes, bool)):
-        raise TypeError(f"{name} must be a real number, got {threshold!r}")
+    check_threshold_kind(threshold)
     try:
         value = float(threshold)
     except (TypeError, ValueError):
@@ -104,13 +121,14 @@ def elementwise_truth(xp, be, labels, scores, name: str = "labels"):
 
 
 def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "labels"),
-              allow_class_ids: bool = True) -> Decisions:
+              allow_class_ids: bool = True, class_id_hint: str = "") -> Decisions:
     """Check ``scores`` and ``labels`` and turn them into predictions and truth.
 
     The mode comes from the shapes, never from the values: labels of the scores' shape are 0/1
     per entry (threshold ``scores > threshold``); integer labels of shape ``scores.shape[:-1]``
     are class ids (prediction ``argmax`` over the last axis)."""
     s_name, l_name = names
+    check_threshold_kind(threshold)
     xp, be = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
     scores, scores_c = _checks.prepare_floating(xp, be, scores, s_name)
     if scores.ndim == 0:
@@ -130,7 +148,7 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
                             f"be integers, got dtype {labels_arr.dtype}")
         if s_shape[-1] == 0:
             raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
-        if be.is_array(threshold) or isinstance(threshold, (str, bytes)) or threshold != 0.0:
+        if be.is_array(threshold) or threshold != 0.0:
             raise ValueError(f"{fn}: with class-id {l_name} the prediction is the argmax over the classes; "
                              f"threshold is not used and must be left at 0.0 (got {threshold!r})")
         ids = _checks.as_index_array(xp, be, labels_arr, scores, l_name)
@@ -146,6 +164,8 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
     expected = f"{s_shape} (0/1 per entry)"
     if allow_class_ids:
         expected += f" or integer class ids of shape {s_shape[:-1]}"
+    elif _checks.same_dims(s_shape[:-1], l_shape):
+        expected += f"; class ids are not accepted here{class_id_hint}"
     raise ValueError(f"{fn}: {l_name} has shape {l_shape}; for {s_name} of shape {s_shape} it must be {expected}")
 
 

@@ -19,6 +19,9 @@ for the averaging conventions.
 from __future__ import annotations
 
 import math
+import operator
+
+import numpy as np
 
 from polyloss import _checks
 from polyloss.metrics import _counts
@@ -26,6 +29,7 @@ from polyloss.metrics import _counts
 __all__ = ["precision_recall_f1", "accuracy", "best_threshold", "best_threshold_vector"]
 
 METRICS = ("f1", "accuracy")
+CLASS_ID_HINT = " (for multi-class scores see best_threshold_vector)"
 
 
 def precision_recall_f1(scores, labels, *, threshold=0.0, average="micro", zero_division=0.0):
@@ -150,7 +154,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     """
     _check_metric(metric)
     zd = _counts.zero_division_value(zero_division)
-    d = _counts.decisions(scores, labels, fn="best_threshold", allow_class_ids=False)
+    d = _counts.decisions(scores, labels, fn="best_threshold", allow_class_ids=False, class_id_hint=CLASS_ID_HINT)
     xp, be, s = d.xp, d.be, d.scores
     n = _counts.total(be, s)
     if isinstance(n, int) and n == 0:
@@ -234,8 +238,13 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     (1.0, 1.0)
     """
     _check_metric(metric)
-    if isinstance(rounds, bool) or not isinstance(rounds, int) or rounds < 1:
+    try:
+        valid_rounds = not isinstance(rounds, (bool, np.bool_)) and operator.index(rounds) >= 1
+    except TypeError:
+        valid_rounds = False
+    if not valid_rounds:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    rounds = operator.index(rounds)
     d = _counts.decisions(scores, labels, fn="best_threshold_vector")
     xp, be, s = d.xp, d.be, d.scores
     if d.elementwise or s.ndim != 2:
@@ -312,4 +321,6 @@ def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
     mid = low / 2 + high / 2
     inner = xp.where((low < mid) & (mid <= high), mid, high)
     choice = xp.where(best == 0, gap[0] - 1.0, xp.where(best == n, gap[n - 1] + 1.0, inner))
+    # a single class has no rival (every gap is -inf): its offset cannot matter, it stays
+    choice = xp.where(xp.isfinite(choice), choice, xp.sum(xp.where(is_k, offsets, 0.0)))
     return xp.where(is_k, choice, offsets)

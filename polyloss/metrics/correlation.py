@@ -15,9 +15,9 @@ from polyloss._namespace import namespace_of
 __all__ = ["pearson", "spearman"]
 
 
-def paired(x, y, fn: str, *, finite: bool):
+def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2):
     """``(xp, be, x, y)``: 1-D ``x`` (floating, in its compute dtype) and ``y`` (floating, integer
-    or bool) converted to it, of the same length ``N >= 2``; NaN (and, when ``finite``, ±inf) is a
+    or bool) converted to it, of the same length ``N >= min_pairs``; NaN (and, when ``finite``, ±inf) is a
     ValueError in eager mode."""
     xp, be = namespace_of(x=x, y=y)
     x, xc = _checks.prepare_floating(xp, be, x, "x")
@@ -28,8 +28,8 @@ def paired(x, y, fn: str, *, finite: bool):
         raise ValueError(f"{fn}: x and y must be 1-D of the same length; got shapes {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
     n = x.shape[0]
-    if n is not None and n < 2:
-        raise ValueError(f"{fn}: needs at least 2 pairs, got {n}")
+    if n is not None and n < min_pairs:
+        raise ValueError(f"{fn}: needs at least {min_pairs} pairs, got {n}")
     yc = xp.astype(y, xc.dtype)
     if _checks.values_checked(be, x, y):
         for name, v in (("x", xc), ("y", yc)):

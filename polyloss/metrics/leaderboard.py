@@ -12,6 +12,7 @@ of different tasks ranks nothing. Given per-system mappings, this function refus
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -22,6 +23,13 @@ from polyloss._namespace import namespace_of
 __all__ = ["leaderboard_mean"]
 
 KINDS = ("arithmetic", "geometric", "harmonic")
+
+
+def _score(value, system, task) -> float:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise TypeError(f"leaderboard_mean: the score of {system!r} on {task!r} must be a real number, "
+                        f"got {value!r}")
+    return float(value)
 
 
 def _table(scores: Mapping):
@@ -46,7 +54,7 @@ def _table(scores: Mapping):
     if problems:
         raise ValueError(f"leaderboard_mean: systems scored on different task sets cannot be compared; "
                          f"against {systems[0]!r}: {'; '.join(problems)}")
-    table = np.array([[float(scores[s][t]) for t in tasks] for s in systems], dtype=np.float64).reshape(
+    table = np.array([[_score(scores[s][t], s, t) for t in tasks] for s in systems], dtype=np.float64).reshape(
         len(systems), len(tasks))
     return systems, tasks, table
 

@@ -77,7 +77,11 @@ class Metric:
 
     def _absorb(self, state: dict, dtype):
         if self._state is None:
-            self._state, self._dtype = dict(state), dtype
+            # copies: the state must not be a view of a caller's buffer (refilled for the next
+            # batch) or share arrays with the object merged in (reduced in place across processes)
+            xp, _ = namespace_of(state=next(iter(state.values())))
+            self._state = {name: xp.asarray(v, copy=True) for name, v in state.items()}
+            self._dtype = dtype
             return
         first = next(iter(self._state.values()))
         xp, _ = namespace_of(state=first, update=next(iter(state.values())))
@@ -139,6 +143,7 @@ class PrecisionRecallF1(Metric):
     """
 
     def __init__(self, *, threshold=0.0, average="micro", zero_division=0.0):
+        _counts.check_threshold_kind(threshold)
         self.threshold = threshold
         self.average = _counts.check_average(average)
         self.zero_division = _counts.zero_division_value(zero_division)
@@ -148,7 +153,7 @@ class PrecisionRecallF1(Metric):
         return {"threshold": self.threshold, "average": self.average, "zero_division": self.zero_division}
 
     def _config(self):
-        return (self.average, self.zero_division)
+        return (_counts.settings_key(self.threshold), self.average, _counts.settings_key(self.zero_division))
 
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, threshold=self.threshold, fn="PrecisionRecallF1.update")
@@ -165,11 +170,15 @@ class Accuracy(Metric):
     """Accumulates ``correct`` and ``total`` for :func:`~polyloss.metrics.accuracy`."""
 
     def __init__(self, *, threshold=0.0):
+        _counts.check_threshold_kind(threshold)
         self.threshold = threshold
         super().__init__()
 
     def _settings(self):
         return {"threshold": self.threshold}
+
+    def _config(self):
+        return (_counts.settings_key(self.threshold),)
 
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, threshold=self.threshold, fn="Accuracy.update")
@@ -189,6 +198,7 @@ class GlobalPointerF1(Metric):
     :func:`~polyloss.metrics.global_pointer_f1`; ``compute()`` returns ``(precision, recall, f1)``."""
 
     def __init__(self, *, threshold=0.0, zero_division=0.0):
+        _counts.check_threshold_kind(threshold)
         self.threshold = threshold
         self.zero_division = _counts.zero_division_value(zero_division)
         super().__init__()
@@ -197,7 +207,7 @@ class GlobalPointerF1(Metric):
         return {"threshold": self.threshold, "zero_division": self.zero_division}
 
     def _config(self):
-        return (self.zero_division,)
+        return (_counts.settings_key(self.threshold), _counts.settings_key(self.zero_division))
 
     def _measure(self, logits, labels):
         x, y, z, dtype, _ = entities.entity_counts(logits, labels, threshold=self.threshold)
@@ -224,7 +234,7 @@ class SpanF1(Metric):
         return {"zero_division": self.zero_division}
 
     def _config(self):
-        return (self.zero_division,)
+        return (_counts.settings_key(self.zero_division),)
 
     def _measure(self, pred_spans, true_spans):
         import numpy as np
@@ -265,10 +275,11 @@ class BestThreshold(_Values):
         return {"metric": self.metric, "zero_division": self.zero_division}
 
     def _config(self):
-        return (self.metric, self.zero_division)
+        return (self.metric, _counts.settings_key(self.zero_division))
 
     def _measure(self, scores, labels):
-        d = _counts.decisions(scores, labels, fn="BestThreshold.update", allow_class_ids=False)
+        d = _counts.decisions(scores, labels, fn="BestThreshold.update", allow_class_ids=False,
+                              class_id_hint=classification.CLASS_ID_HINT)
         xp, be = d.xp, d.be
         shape = (-1,) if d.binary else (-1, be.shape(d.scores)[-1])
         return {"scores": xp.reshape(d.scores, shape), "labels": xp.reshape(d.truth, shape)}, d.scores.dtype
@@ -282,7 +293,8 @@ class _Correlation(_Values):
     _function = None
 
     def _measure(self, x, y):
-        xp, be, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=False)
+        # a batch may hold one pair, or none (a worker without data): compute() needs two in all
+        xp, be, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=False, min_pairs=0)
         return {"x": xc, "y": yc}, xc.dtype
 
     def _result(self, state, dtype):
