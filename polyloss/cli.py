@@ -22,12 +22,11 @@ def _csv(value: str) -> list[str]:
 def _versions(names) -> list[str]:
     from importlib import metadata
 
-    dists = {"numpy": "numpy", "array_api_strict": "array-api-strict", "torch": "torch", "jax": "jax",
-             "tensorflow": "tensorflow"}
+    dists = {"array_api_strict": "array-api-strict"}  # the others are named as their distribution
     out = []
     for name in names:
         try:
-            out.append(f"{name} {metadata.version(dists[name])}")
+            out.append(f"{name} {metadata.version(dists.get(name, name))}")
         except metadata.PackageNotFoundError:
             if name == "tensorflow":
                 try:

@@ -56,3 +56,12 @@ def test_unknown_names_are_usage_errors(capsys):
 def test_console_script_runs():
     done = run_python("-m", "polyloss.cli", "check", "--backends", "numpy", "--functions", "reduce")
     assert "rows" in done.stdout and "0 FAIL" in done.stdout
+
+
+def test_versions_line_names_every_backend():
+    # every adapter in the registry gets a version (or "-"), never a KeyError: `polyloss check`
+    # prints this line first, for the default selection of every backend
+    from polyloss import backends
+
+    line = cli._versions(backends.BACKEND_NAMES)
+    assert [part.split(" ")[0] for part in line] == list(backends.BACKEND_NAMES)
