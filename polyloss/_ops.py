@@ -28,6 +28,7 @@ __all__ = [
     "sigmoid",
     "log1mexp",
     "log_or_neg_inf",
+    "divide_by_peak",
 ]
 
 _LN2 = math.log(2.0)
@@ -220,3 +221,14 @@ def log1mexp(xp, x):
     x_near = xp.where(near, x, -1.0)
     x_far = xp.where(near, -1.0, x)
     return xp.where(near, log_or_neg_inf(xp, -xp.expm1(x_near)), xp.log1p(-xp.exp(x_far)))
+
+
+def divide_by_peak(xp, be, x, *, axis=-1):
+    """``(x / peak, peak != 0)`` with ``peak = max |x|`` along ``axis`` (kept), a constant for the
+    gradient; a zero peak divides by 1. The division is by ``sqrt(peak)`` twice: XLA turns a division
+    into a multiplication by the reciprocal, and ``1/peak`` is subnormal (flushed to 0 on CPUs) for
+    float32 peaks above 2**126."""
+    peak = be.stop_gradient(xp.max(xp.abs(x), axis=axis, keepdims=True))
+    nonzero = peak != 0.0
+    root = xp.sqrt(xp.where(nonzero, peak, 1.0))
+    return x / root / root, nonzero

@@ -13,6 +13,8 @@ import sys
 import tempfile
 import textwrap
 
+import numpy as np
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import pytest  # noqa: E402
@@ -133,3 +135,25 @@ def run_python(*args: str, code: str | None = None, env: dict | None = None, tim
                               env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", **(env or {})})
     assert done.returncode == 0, done.stdout + done.stderr
     return done
+
+
+# --- helpers of the metric tests ---------------------------------------------------------------
+def host(be, x):
+    """A backend's result as float64 NumPy."""
+    return np.asarray(be.to_numpy(x), dtype=np.float64)
+
+
+def hosts(be, values):
+    """Several results as float64 NumPy; Dask evaluates them in one ``dask.compute``."""
+    if be.name == "dask":
+        import dask
+
+        values = dask.compute(*values)
+    return [host(be, v) for v in values]
+
+
+def grid(rng, shape, step=0.5, half_width=2.0):
+    """Scores on a coarse grid of ``step`` in ``[-half_width, half_width]`` (exact in float32): ties,
+    argmax ties and entries exactly at the thresholds 0 and 0.5 are certain in a few dozen draws."""
+    k = int(round(half_width / step))
+    return rng.integers(-k, k + 1, shape) * step

@@ -132,14 +132,9 @@ def infonce(scores, positive_index, *, axis=-1, where=None):
 def _normalized(xp, be, x):
     """Rows of ``x [B, D]`` divided by their L2 norm; a zero row stays 0 (and gets gradient 0); NaN
     stays NaN. The norm is taken after a stop-gradient scaling by ``1/peak`` (the row's largest
-    ``|x|``; the direction does not change, so neither does the gradient), so no square overflows or
-    underflows. The scaling multiplies twice by ``1/sqrt(peak)``: XLA turns a division into a
-    multiplication by the reciprocal, and ``1/peak`` is subnormal (flushed to 0) for float32 peaks
-    above 2**126."""
-    peak = be.stop_gradient(xp.max(xp.abs(x), axis=-1, keepdims=True))
-    nonzero = peak != 0.0
-    root = xp.sqrt(xp.where(nonzero, peak, 1.0))
-    y = x / root / root
+    ``|x|``, :func:`polyloss._ops.divide_by_peak`; the direction does not change, so neither does the
+    gradient), so no square overflows or underflows."""
+    y, nonzero = _ops.divide_by_peak(xp, be, x, axis=-1)
     squares = xp.sum(y * y, axis=-1, keepdims=True)  # >= 1 on a nonzero row
     return xp.where(nonzero, y / xp.sqrt(xp.where(nonzero, squares, 1.0)), 0.0)
 

@@ -110,9 +110,11 @@ def _at(xp, x, index):
 
 
 def _midpoint_threshold(xp, be, low, high):
-    """A threshold ``t`` with ``low <= t < high``: the midpoint where it is one, else ``low``."""
-    mid = low / 2 + high / 2  # never overflows; an infinite end makes it infinite or NaN
-    return xp.where((low <= mid) & (mid < high), mid, low)
+    """A threshold ``t`` with ``low <= t < high``: the midpoint where it is one, else ``low`` (an
+    infinite end has no midpoint: ``low``, the only end that works, e.g. ``-inf`` below everything)."""
+    finite = xp.isfinite(low) & xp.isfinite(high)
+    mid = xp.where(finite, low, 0.0) / 2 + xp.where(finite, high, 0.0) / 2  # never overflows
+    return xp.where(finite & (low <= mid) & (mid < high), mid, low)
 
 
 def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
@@ -198,12 +200,18 @@ def _subset_accuracy_sweep(xp, be, d, ranked):
     rows_t = xp.reshape(truth, (-1, n_classes))
     lo = xp.max(xp.where(rows_t, -math.inf, rows_s), axis=-1)
     hi = xp.min(xp.where(rows_t, rows_s, math.inf), axis=-1)
-    possible = lo < hi
+    # a row without positives is right from lo on, up to and including t = +inf: it never leaves
+    never_leaves = ~xp.any(rows_t, axis=-1)
+    possible = (lo < hi) | never_leaves
     # a row that is never right enters and leaves at the same place: it adds 0 everywhere
     lo = xp.where(possible, lo, -math.inf)
-    hi = xp.where(possible, hi, -math.inf)
+    hi = xp.where(possible & ~never_leaves, hi, xp.where(possible, xp.full_like(hi, math.inf), -math.inf))
     at = xp.concat([_one(xp, be, -math.inf, ranked), ranked])
-    right = xp.searchsorted(xp.sort(lo), at, side="right") - xp.searchsorted(xp.sort(hi), at, side="right")
+    left = xp.searchsorted(xp.sort(hi), at, side="right")
+    # hi = +inf of those rows counts as "left" at t = +inf: it must not
+    stay = _counts.as_count(xp, be, possible & never_leaves)
+    left = left - xp.where(at == math.inf, stay, xp.zeros_like(stay))
+    right = xp.searchsorted(xp.sort(lo), at, side="right") - left
     n_rows = xp.full_like(right, _counts.total(be, lo))
     return _counts.ratio(xp, right, n_rows, s.dtype, math.nan)
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from polyloss import _checks
+from polyloss import _checks, _ops
 from polyloss._namespace import namespace_of
 
 __all__ = ["pearson", "spearman"]
@@ -47,12 +47,10 @@ def _centred_unit_scale(xp, be, v):
     deviation is rounded relative to itself, never to the offset; a second mean removes what the
     first one missed. The scalings are constants for the gradient (the correlation does not depend
     on them)."""
-    peak = be.stop_gradient(xp.max(xp.abs(v)))
     constant = xp.max(v) == xp.min(v)
-    m = be.stop_gradient(xp.mean(v / xp.where(peak > 0.0, peak, 1.0)) * peak)
-    d = v / 2 - m / 2
-    spread = be.stop_gradient(xp.max(xp.abs(d)))
-    d = d / xp.where(spread > 0.0, spread, 1.0)
+    peak = be.stop_gradient(xp.max(xp.abs(v)))
+    m = be.stop_gradient(xp.mean(_ops.divide_by_peak(xp, be, v)[0]) * peak)
+    d, _ = _ops.divide_by_peak(xp, be, v / 2 - m / 2)
     return d - xp.mean(d), constant
 
 
