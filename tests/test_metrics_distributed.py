@@ -302,7 +302,7 @@ import polyloss.metrics as M
 
 assert jax.device_count() == 2, jax.devices()
 assert jnp.zeros(1).dtype == jnp.float64
-folder, check_vma = sys.argv[1], sys.argv[2] == "vma"
+folder = sys.argv[1]
 data = {k: jnp.asarray(v) for k, v in np.load(folder + "/inputs.npz").items()}
 mesh = Mesh(np.array(jax.devices()), ("batch",))
 out = {}
@@ -361,33 +361,24 @@ def record(mode, res, stacked=False):
                 v = v[0]
             out[f"{mode}/{key}/{name}"] = v
 
-if check_vma:
-    # the default check_vma=True: the gathered values must come back replicated
-    for case in VALUES:
-        cases = {case: VALUES[case]}
-        fn = jax.jit(jax.shard_map(local(cases, False), mesh=mesh, in_specs=P("batch"), out_specs=P()))
-        try:
-            record("vma", fn(*args_of(cases)))
-        except Exception as exc:
-            out[f"vma/{case}/error"] = np.array(f"{type(exc).__name__}: {exc}"[:500])
-else:
-    for cases, empty, vma in ((COUNTING, True, True), (VALUES, False, False)):
-        fn = jax.shard_map(local(cases, empty), mesh=mesh, in_specs=P("batch"), out_specs=P(), check_vma=vma)
-        args = args_of(cases)
-        record("shard_map_jit", jax.jit(fn)(*args))
-        halves = [a.reshape((2, a.shape[0] // 2) + a.shape[1:]) for a in args]
-        record("pmap", jax.pmap(local(cases, empty), axis_name="batch")(*halves), stacked=True)
-    # shard_map outside jit (op by op: seconds per case, so one case)
-    eager = {"accuracy": COUNTING["accuracy"]}
-    record("shard_map", jax.shard_map(local(eager, True), mesh=mesh, in_specs=P("batch"), out_specs=P())(
-        *args_of(eager)))
-    for case, (_, a, b) in {**COUNTING, **VALUES}.items():
-        for mode, fn in (("single", ONE_SHOT[case]), ("single_jit", jax.jit(ONE_SHOT[case]))):
-            if mode == "single" and case not in eager:
-                continue
-            r = fn(data[a], data[b])
-            for i, v in enumerate(r if isinstance(r, tuple) else (r,)):
-                out[f"{mode}/{case}/result/{i}"] = np.asarray(v)
+# shard_map's default check_vma=True: the summed counts and the gathered values come back replicated
+for cases, empty in ((COUNTING, True), (VALUES, False)):
+    fn = jax.shard_map(local(cases, empty), mesh=mesh, in_specs=P("batch"), out_specs=P())
+    args = args_of(cases)
+    record("shard_map_jit", jax.jit(fn)(*args))
+    halves = [a.reshape((2, a.shape[0] // 2) + a.shape[1:]) for a in args]
+    record("pmap", jax.pmap(local(cases, empty), axis_name="batch")(*halves), stacked=True)
+# shard_map outside jit (op by op: seconds per case, so one case)
+eager = {"accuracy": COUNTING["accuracy"]}
+record("shard_map", jax.shard_map(local(eager, True), mesh=mesh, in_specs=P("batch"), out_specs=P())(
+    *args_of(eager)))
+for case, (_, a, b) in {**COUNTING, **VALUES}.items():
+    for mode, fn in (("single", ONE_SHOT[case]), ("single_jit", jax.jit(ONE_SHOT[case]))):
+        if mode == "single" and case not in eager:
+            continue
+        r = fn(data[a], data[b])
+        for i, v in enumerate(r if isinstance(r, tuple) else (r,)):
+            out[f"{mode}/{case}/result/{i}"] = np.asarray(v)
 out["tensorflow_imported"] = np.array("tensorflow" in sys.modules)
 np.savez(folder + "/jax.npz", **out)
 '''
@@ -411,19 +402,19 @@ def _jax_inputs():
     return {k: v[:36] for k, v in data.items()}  # 18 rows per device
 
 
-def _run_jax(folder, mode):
+def _run_jax(folder):
     data = _jax_inputs()
     np.savez(folder / "inputs.npz", **data)
     script = folder / "worker.py"
     script.write_text(JAX_WORKER)
-    run_python(str(script), str(folder), mode, timeout=180, env=JAX_ENV)
+    run_python(str(script), str(folder), timeout=180, env=JAX_ENV)
     return data, dict(np.load(folder / "jax.npz"))
 
 
 @pytest.mark.slow
 def test_jax_two_devices_equal_the_single_device_result(tmp_path):
     get("jax")
-    data, res = _run_jax(tmp_path, "plain")
+    data, res = _run_jax(tmp_path)
     runs = [("shard_map", "accuracy")] + [(mode, case) for mode in ("shard_map_jit", "pmap") for case in JAX_CASES]
     for mode, case in runs:
         _, kind, a, b = JAX_CASES[case]
@@ -437,7 +428,10 @@ def test_jax_two_devices_equal_the_single_device_result(tmp_path):
         for g, e in zip(got, single):
             assert res[g].dtype == res[e].dtype == np.float64, where
             assert res[g].shape == res[e].shape, where
-            np.testing.assert_array_equal(res[g], res[e], err_msg=where)
+            if kind is not None:  # counts: exact
+                np.testing.assert_array_equal(res[g], res[e], err_msg=where)
+            else:  # the gathered values enter another XLA program, whose float sums may differ by an ulp
+                np.testing.assert_allclose(res[g], res[e], rtol=8 * np.finfo(np.float64).eps, err_msg=where)
         state = {k.rsplit("/", 1)[1]: v for k, v in res.items() if k.startswith(f"{where}/state/")}
         if kind is not None:
             counts = _counts(data, kind, a, b)
@@ -459,14 +453,6 @@ def test_jax_two_devices_equal_the_single_device_result(tmp_path):
         expected = fn(data[a], data[b])
         for i, e in enumerate(expected if isinstance(expected, tuple) else (expected,)):
             np.testing.assert_allclose(res[f"single_jit/{case}/result/{i}"], e, rtol=1e-14, atol=0, err_msg=case)
-
-
-@pytest.mark.slow
-def test_jax_gathered_values_are_replicated_under_check_vma(tmp_path):
-    get("jax")
-    _, res = _run_jax(tmp_path, "vma")
-    errors = {k: str(v) for k, v in res.items() if k.endswith("/error")}
-    assert not errors, errors
 
 
 # --------------------------------------------------------------------------------------------

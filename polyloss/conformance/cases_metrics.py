@@ -13,6 +13,10 @@ import numpy as np
 
 from polyloss.conformance.registry import ALL_DTYPES, Case, register
 
+# one size for the 1-D cases and one shape for the [N, C] ones: eager JAX compiles each operation
+# once per shape, so shared shapes make the matrix several times faster there
+N, C = 48, 4
+
 
 def _grid(rng, shape, step=0.5, half_width=3):
     """Scores on a grid of ``step``: ties, and entries exactly at 0, on purpose."""
@@ -27,11 +31,11 @@ def _hot(rng, shape, p=0.4):
 # E1 precision_recall_f1, accuracy
 # --------------------------------------------------------------------------------------------
 def _binary(rng, dtype):
-    return (rng.normal(0.0, 1.0, 40), _hot(rng, 40).astype(np.float64)), {"threshold": 0.3}
+    return (rng.normal(0.0, 1.0, N), _hot(rng, N).astype(np.float64)), {"threshold": 0.3}
 
 
 def _binary_bool_ties(rng, dtype):
-    return (_grid(rng, 30), _hot(rng, 30).astype(bool)), {}
+    return (_grid(rng, N), _hot(rng, N).astype(bool)), {}
 
 
 def _multilabel(average):
@@ -44,7 +48,7 @@ def _multilabel(average):
 def _multiclass(average):
     def inputs(rng, dtype):
         # integer scores: rows with several maxima, where the first one is the prediction
-        return (_grid(rng, (40, 5), step=1.0, half_width=2), rng.integers(0, 5, 40)), {"average": average}
+        return (_grid(rng, (N, C), step=1.0, half_width=2), rng.integers(0, C, N)), {"average": average}
 
     return inputs
 
@@ -63,13 +67,13 @@ def _empty(rng, dtype):
 
 
 def _accuracy_binary(rng, dtype):
-    return (_grid(rng, 50), _hot(rng, 50)), {"threshold": 0.5}
+    return (_grid(rng, N), _hot(rng, N)), {"threshold": 0.5}
 
 
 def _accuracy_subset(rng, dtype):
-    s = _grid(rng, (30, 3))
+    s = _grid(rng, (N, C))
     y = (s > 0).astype(np.int64)
-    flip = rng.random((30, 3)) < 0.15  # about 40% of the rows have a wrong entry
+    flip = rng.random((N, C)) < 0.1  # about 40% of the rows have a wrong entry
     return (s, np.where(flip, 1 - y, y)), {}
 
 
@@ -100,23 +104,23 @@ register(
 # E2 best_threshold
 # --------------------------------------------------------------------------------------------
 def _best_f1(rng, dtype):
-    s = rng.normal(0.0, 1.0, 60)
-    y = (s + rng.normal(0.0, 1.0, 60) > 0.3).astype(np.int64)
+    s = rng.normal(0.0, 1.0, N)
+    y = (s + rng.normal(0.0, 1.0, N) > 0.3).astype(np.int64)
     return (s, y), {}
 
 
 def _best_f1_ties(rng, dtype):
-    s = _grid(rng, (10, 4), step=0.25, half_width=4)
+    s = _grid(rng, (N, C), step=0.25, half_width=4)
     return (s, (s + rng.normal(0.0, 0.5, s.shape) > 0).astype(bool)), {}
 
 
 def _best_accuracy(rng, dtype):
-    s = _grid(rng, 50, step=0.5, half_width=6)
-    return (s, (s + rng.normal(0.0, 1.0, 50) > 1.0).astype(np.int64)), {"metric": "accuracy"}
+    s = _grid(rng, N, step=0.5, half_width=6)
+    return (s, (s + rng.normal(0.0, 1.0, N) > 1.0).astype(np.int64)), {"metric": "accuracy"}
 
 
 def _best_subset_accuracy(rng, dtype):
-    s = rng.normal(0.0, 1.0, (25, 3))
+    s = rng.normal(0.0, 1.0, (N, C))
     return (s, (s + rng.normal(0.0, 0.4, s.shape) > 0.2).astype(np.int64)), {"metric": "accuracy"}
 
 
@@ -132,11 +136,11 @@ def _best_masked(rng, dtype):
 
 def _best_no_positive(rng, dtype):
     # F1 is 0 everywhere but "all negative", which is 0/0: zero_division decides
-    return (rng.normal(0.0, 1.0, 20), np.zeros(20, dtype=np.int64)), {"zero_division": 1.0}
+    return (rng.normal(0.0, 1.0, N), np.zeros(N, dtype=np.int64)), {"zero_division": 1.0}
 
 
 def _best_all_positive(rng, dtype):
-    return (rng.normal(0.0, 1.0, 20), np.ones(20, dtype=np.int64)), {"metric": "accuracy"}
+    return (rng.normal(0.0, 1.0, N), np.ones(N, dtype=np.int64)), {"metric": "accuracy"}
 
 
 register(
@@ -181,29 +185,29 @@ register(
 # E4 pearson, spearman
 # --------------------------------------------------------------------------------------------
 def _pearson(rng, dtype):
-    x = rng.normal(0.0, 1.0, 30)
-    return (x, 0.6 * x + rng.normal(0.0, 1.0, 30)), {}
+    x = rng.normal(0.0, 1.0, N)
+    return (x, 0.6 * x + rng.normal(0.0, 1.0, N)), {}
 
 
 def _pearson_offset(rng, dtype):
     # a common offset far larger than the spread: the one-pass formula loses every digit here
-    x = 1000.0 + rng.normal(0.0, 1.0, 25)
-    return (x, 3000.0 - x + rng.normal(0.0, 0.5, 25)), {}
+    x = 1000.0 + rng.normal(0.0, 1.0, N)
+    return (x, 3000.0 - x + rng.normal(0.0, 0.5, N)), {}
 
 
 def _pearson_int(rng, dtype):
-    return (rng.normal(0.0, 1.0, 20), rng.integers(0, 6, 20)), {}
+    return (rng.normal(0.0, 1.0, N), rng.integers(0, 6, N)), {}
 
 
 def _spearman_ties(rng, dtype):
-    return (_grid(rng, 40, step=0.25, half_width=3), rng.integers(0, 5, 40)), {}
+    return (_grid(rng, N, step=0.25, half_width=3), rng.integers(0, 5, N)), {}
 
 
 def _spearman_inf(rng, dtype):
-    x = rng.normal(0.0, 1.0, 15)
+    x = rng.normal(0.0, 1.0, N)
     x[[2, 7]] = np.inf
     x[4] = -np.inf
-    return (x, rng.normal(0.0, 1.0, 15)), {}
+    return (x, rng.normal(0.0, 1.0, N)), {}
 
 
 register(
