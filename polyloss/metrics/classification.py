@@ -144,7 +144,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     ``scores`` and ``labels`` (0/1, same shape, ``ndim >= 1``; class ids are a ValueError: see
     :func:`best_threshold_vector`). Returns ``(threshold, value)``, 0-d arrays in the scores'
     compute dtype: ``precision_recall_f1(scores, labels, threshold=threshold)[2]`` (or
-    ``accuracy(...)``) equals ``value``. O(n log n); 10^7 scores take about a second on a CPU.
+    ``accuracy(...)``) equals ``value``. O(n log n); 10^7 scores take a few seconds on a CPU.
 
     >>> import numpy as np
     >>> from polyloss.metrics import best_threshold
