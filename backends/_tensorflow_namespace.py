@@ -342,6 +342,13 @@ def all(x, /, *, axis=None, keepdims=False):  # noqa: A001
     return _reduce(tf.reduce_all, _as_bool(x), axis, keepdims)
 
 
+def count_nonzero(x, /, *, axis=None, keepdims=False):
+    # the standard's default index dtype; axis=() counts nothing away (each entry: 0 or 1)
+    if axis == ():
+        return tf.cast(_as_bool(x), int64)
+    return _reduce(lambda v, **kw: tf.math.count_nonzero(v, dtype=int64, **kw), x, axis, keepdims)
+
+
 def argmax(x, /, *, axis=None, keepdims=False):
     if axis is None:
         out = tf.argmax(tf.reshape(x, [-1]), axis=0, output_type=int64)

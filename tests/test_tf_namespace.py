@@ -128,8 +128,8 @@ CASES += [
 
 # --- reductions -----------------------------------------------------------------------------------
 AXES = (None, 0, -1, 1, (0, 2), (-1, 0), ())
-for n in ("sum", "prod", "mean", "max", "min", "any", "all"):
-    src = (X > 0) if n in ("any", "all") else X
+for n in ("sum", "prod", "mean", "max", "min", "any", "all", "count_nonzero"):
+    src = (X > 0) if n in ("any", "all", "count_nonzero") else X
     for axis in AXES:
         for keepdims in (False, True):
             if axis == () and n in ("max", "min", "mean"):

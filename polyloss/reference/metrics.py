@@ -30,12 +30,13 @@ multi-label); Spearman follows ``scipy.stats.spearmanr`` with ``rankdata(method=
 """
 
 import math
-import numbers
 from collections.abc import Mapping
 from decimal import Decimal, localcontext
 from fractions import Fraction
 
 import numpy as np
+
+from polyloss.reference.classification import _number
 
 __all__ = [
     "precision_recall_f1",
@@ -57,17 +58,6 @@ _KINDS = ("arithmetic", "geometric", "harmonic")
 # ---------------------------------------------------------------------------------------------
 # argument checks and conversions
 # ---------------------------------------------------------------------------------------------
-
-
-def _number(value, name):
-    """A real Python/NumPy scalar (or 0-d array) as float; TypeError otherwise."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
-        return float(value)
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
 
 
 def _threshold(threshold):
