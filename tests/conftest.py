@@ -157,3 +157,32 @@ def grid(rng, shape, step=0.5, half_width=2.0):
     argmax ties and entries exactly at the thresholds 0 and 0.5 are certain in a few dozen draws."""
     k = int(round(half_width / step))
     return rng.integers(-k, k + 1, shape) * step
+
+
+# the last lines of every gloo worker script: all members reach the end before any leaves, and the
+# process then exits without interpreter finalization, where gloo's threads can still hold tensors and
+# abort it (SIGABRT, "terminate called without an active exception": pytorch/pytorch#190489, #179291)
+GLOO_WORKER_END = """
+dist.barrier()
+dist.destroy_process_group()
+sys.stdout.flush()
+sys.stderr.flush()
+os._exit(0)
+"""
+
+
+@pytest.fixture
+def one_process_group(tmp_path):
+    """A one-process torch.distributed gloo group (every collective is the identity), torn down after."""
+    get("torch")
+    import datetime
+
+    import torch.distributed as dist
+
+    assert not dist.is_initialized()
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
+                            timeout=datetime.timedelta(seconds=30))
+    try:
+        yield dist
+    finally:
+        dist.destroy_process_group()

@@ -28,14 +28,13 @@ order of the candidates does not change a softmax); with ``N == B`` that is the 
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 
 import numpy as np
 import pytest
 
 import polyloss
 
-from conftest import get, run_python
+from conftest import GLOO_WORKER_END, get, run_python
 
 WORLD = 2
 B, N, M2, D = 3, 5, 4, 6  # queries, keys (2 hard negatives) and SimCSE rows per member; width
@@ -95,7 +94,7 @@ def test_key_order_puts_the_positives_first():
 # torch.distributed: two gloo processes
 # --------------------------------------------------------------------------------------------
 TORCH_WORKER = r'''
-import datetime, sys
+import datetime, os, sys
 import numpy as np, torch, torch.distributed as dist
 import polyloss
 
@@ -148,8 +147,7 @@ except ValueError as exc:
     out["unequal"] = np.array(str(exc))
 dist.barrier()  # the group is still in step after the error
 np.savez(folder + "/rank%d.npz" % rank, **out)
-dist.destroy_process_group()
-'''
+''' + GLOO_WORKER_END
 
 
 def _run_torch_ranks(folder):
@@ -360,20 +358,6 @@ def test_torch_gather_without_a_process_group_raises():
     x = torch.eye(2, 3, dtype=torch.float64)
     with pytest.raises(RuntimeError, match="initialised torch.distributed process group"):
         polyloss.infonce_from_embeddings(x, x, gather=True)
-
-
-@pytest.fixture
-def one_process_group(tmp_path):
-    get("torch")
-    import torch.distributed as dist
-
-    assert not dist.is_initialized()
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
-                            timeout=datetime.timedelta(seconds=30))
-    try:
-        yield dist
-    finally:
-        dist.destroy_process_group()
 
 
 @pytest.mark.parametrize("pairing", ["diagonal", "simcse"])

@@ -28,14 +28,13 @@ What is proved here, in float64 on CPU:
 from __future__ import annotations
 
 import concurrent.futures
-import datetime
 
 import numpy as np
 import pytest
 
 from polyloss import metrics as M
 
-from conftest import get, run_python
+from conftest import GLOO_WORKER_END, get, run_python
 
 WORLD = 2
 N, C, L, H = 37, 4, 5, 2
@@ -104,7 +103,7 @@ def _expected_counts(data, case):
 # torch.distributed: two gloo processes
 # --------------------------------------------------------------------------------------------
 TORCH_WORKER = r'''
-import datetime, sys
+import datetime, os, sys
 import numpy as np, torch, torch.distributed as dist
 import polyloss.metrics as M
 
@@ -190,8 +189,7 @@ if "alias" in sections:
         out["alias/before/" + k] = before[k].numpy()
 
 np.savez(folder + "/rank%d.npz" % rank, **out)
-dist.destroy_process_group()
-'''
+''' + GLOO_WORKER_END
 
 
 def _worker_source():
@@ -491,20 +489,6 @@ def test_torch_all_reduce_without_a_process_group_raises():
     s, y = _small(be)
     with pytest.raises(RuntimeError, match="initialised torch.distributed process group"):
         M.Accuracy().update(s, y).all_reduce()
-
-
-@pytest.fixture
-def one_process_group(tmp_path):
-    get("torch")
-    import torch.distributed as dist
-
-    assert not dist.is_initialized()
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'store'}", rank=0, world_size=1,
-                            timeout=datetime.timedelta(seconds=30))
-    try:
-        yield dist
-    finally:
-        dist.destroy_process_group()
 
 
 def test_torch_one_process_group_changes_nothing(one_process_group):
