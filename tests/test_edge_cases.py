@@ -49,6 +49,42 @@ def test_tf_function_with_unknown_dimensions():
         np.testing.assert_allclose(got.numpy(), expected, rtol=1e-5)
 
 
+def test_tf_function_metrics_with_unknown_dimensions():
+    """Counting metrics divide by the number of entries, which a graph with ``None`` dimensions
+    only knows at run time."""
+    get("tensorflow")
+    import tensorflow as tf
+
+    from polyloss import metrics
+    from polyloss.reference import metrics as ref
+
+    scores = RNG.normal(size=(9, 4)).astype(np.float32)
+    labels = (RNG.random((9, 4)) < 0.4).astype(np.float32)
+    ids = RNG.integers(0, 4, 9)
+    unknown2, unknown1 = tf.TensorSpec([None, None]), tf.TensorSpec([None])
+    cases = {
+        "accuracy multi-label": (metrics.accuracy, {}, [unknown2, unknown2], (scores, labels)),
+        "accuracy binary": (metrics.accuracy, {}, [unknown1, unknown1], (scores[:, 0], labels[:, 0])),
+        "accuracy class ids": (metrics.accuracy, {}, [tf.TensorSpec([None, 4]), tf.TensorSpec([None], tf.int64)],
+                               (scores, ids)),
+        "precision_recall_f1 macro": (metrics.precision_recall_f1, {"average": "macro"}, [unknown2, unknown2],
+                                      (scores, labels)),
+        "best_threshold f1": (metrics.best_threshold, {}, [unknown2, unknown2], (scores, labels)),
+        "best_threshold accuracy binary": (metrics.best_threshold, {"metric": "accuracy"}, [unknown1, unknown1],
+                                           (scores[:, 0], labels[:, 0])),
+        "best_threshold subset accuracy": (metrics.best_threshold, {"metric": "accuracy"}, [unknown2, unknown2],
+                                           (scores, labels)),
+    }
+    for name, (fn, kwargs, signature, args) in cases.items():
+        compiled = tf.function(lambda *a, fn=fn, kwargs=kwargs: fn(*a, **kwargs), input_signature=signature)
+        got = compiled(*[tf.constant(a, dtype=spec.dtype) for a, spec in zip(args, signature)])
+        expected = getattr(ref, fn.__name__)(*args, **kwargs)
+        if fn is metrics.best_threshold:  # the threshold may sit anywhere in the winning gap
+            got, expected = got[1], expected[1]
+        np.testing.assert_allclose(np.array(got, dtype=np.float64), np.array(expected, dtype=np.float64),
+                                   rtol=1e-6, err_msg=name)
+
+
 def test_tf_global_pointer_with_unknown_length():
     get("tensorflow")
     import tensorflow as tf

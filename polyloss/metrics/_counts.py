@@ -19,7 +19,7 @@ from polyloss._namespace import namespace_of
 
 __all__ = ["Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts", "ratio", "zero_division_value",
            "threshold_value", "as_count", "total", "check_average", "precision_recall_f1_from_counts",
-           "elementwise_truth"]
+           "elementwise_truth", "filled"]
 
 AVERAGES = ("micro", "macro", "none")
 
@@ -210,6 +210,12 @@ def total(be, x):
     for dim in be.shape(x):
         n = n * dim
     return n
+
+
+def filled(xp, like, n):
+    """``n`` (a Python int, or a 0-d count when the shape is only known at run time, e.g. under
+    ``tf.function`` with ``None`` dimensions) as an array of ``like``'s shape and dtype."""
+    return xp.full_like(like, n) if isinstance(n, int) else xp.zeros_like(like) + n
 
 
 def ratio(xp, numerator, denominator, dtype, zero_division: float):

@@ -91,7 +91,7 @@ def accuracy(scores, labels, *, threshold=0.0):
     correct, total = _counts.correct_counts(d)
     if isinstance(total, int) and total == 0:
         raise ValueError(f"accuracy: no examples (scores have shape {tuple(d.scores.shape)})")
-    return _counts.ratio(d.xp, correct, d.xp.full_like(correct, total), d.scores.dtype, math.nan)
+    return _counts.ratio(d.xp, correct, _counts.filled(d.xp, correct, total), d.scores.dtype, math.nan)
 
 
 def _check_metric(metric):
@@ -177,7 +177,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
         value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
-        value = _counts.ratio(xp, correct, xp.full_like(correct, n), s.dtype, math.nan)
+        value = _counts.ratio(xp, correct, _counts.filled(xp, correct, n), s.dtype, math.nan)
     else:
         value = _subset_accuracy_sweep(xp, be, d, ranked)
     # NaN (zero_division=nan) never wins
@@ -212,7 +212,7 @@ def _subset_accuracy_sweep(xp, be, d, ranked):
     stay = _counts.as_count(xp, be, possible & never_leaves)
     left = left - xp.where(at == math.inf, stay, xp.zeros_like(stay))
     right = xp.searchsorted(xp.sort(lo), at, side="right") - left
-    n_rows = xp.full_like(right, _counts.total(be, lo))
+    n_rows = _counts.filled(xp, right, _counts.total(be, lo))
     return _counts.ratio(xp, right, n_rows, s.dtype, math.nan)
 
 
@@ -284,7 +284,7 @@ def _class_metric(xp, be, pred, ids, classes, support, metric, dtype):
     if metric == "accuracy":
         n = _counts.total(be, ids)
         correct = _counts.as_count(xp, be, pred == ids)
-        return _counts.ratio(xp, correct, xp.full_like(correct, n), dtype, math.nan)
+        return _counts.ratio(xp, correct, _counts.filled(xp, correct, n), dtype, math.nan)
     hit = pred[:, None] == classes
     tp = _counts.as_count(xp, be, hit & (ids[:, None] == classes), axis=0)
     predicted = _counts.as_count(xp, be, hit, axis=0)
@@ -316,7 +316,7 @@ def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
     if metric == "accuracy":
         n = _counts.total(be, gap)
         correct = xp.sum(tp, axis=-1)
-        value = _counts.ratio(xp, correct, xp.full_like(correct, n), dtype, math.nan)
+        value = _counts.ratio(xp, correct, _counts.filled(xp, correct, n), dtype, math.nan)
     else:
         value = xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0), axis=-1)
     n = be.shape(gap)[0]

@@ -183,7 +183,7 @@ class Accuracy(Metric):
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, threshold=self.threshold, fn="Accuracy.update")
         correct, total = _counts.correct_counts(d)
-        return {"correct": correct, "total": d.xp.full_like(correct, total)}, d.scores.dtype
+        return {"correct": correct, "total": _counts.filled(d.xp, correct, total)}, d.scores.dtype
 
     def _result(self, state, dtype):
         xp, be = namespace_of(correct=state["correct"])
