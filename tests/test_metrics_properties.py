@@ -370,7 +370,11 @@ def threshold_backend_cases():
     s_ml = grid(rng, (ROWS, C))
     y_ml = (s_ml > rng.choice([-0.5, 0.0, 0.5], (ROWS, 1))).astype(np.int64)
     y_ml[:2] = rng.integers(0, 2, (2, C))
-    return [(s1, rng.integers(0, 2, N)), (s_ml, y_ml)]
+    # every entry positive wins below a smallest score of 0: the float just below 0 is subnormal,
+    # which JAX and TensorFlow flush to -0 (and 0 > -0 is false)
+    s0 = np.abs(grid(rng, (N,)))
+    s0[0] = 0.0
+    return [(s1, rng.integers(0, 2, N)), (s_ml, y_ml), (s0, np.ones(N, dtype=np.int64))]
 
 
 @pytest.mark.parametrize("dtype", DTYPES)

@@ -139,7 +139,8 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     Among equally good candidates the lowest threshold wins. The threshold returned for candidate
     ``u_j`` is the midpoint ``(u_j + u_{j+1}) / 2`` (or ``u_j`` when rounding would leave the
     interval), which generalises better than the edge; for "every entry positive" it is the float
-    just below the smallest score; for "every entry negative" the largest score.
+    just below the smallest score (``-smallest_normal`` when that float would be subnormal, which
+    JAX and TensorFlow flush to zero); for "every entry negative" the largest score.
 
     ``scores`` and ``labels`` (0/1, same shape, ``ndim >= 1``; class ids are a ValueError: see
     :func:`best_threshold_vector`). Returns ``(threshold, value)``, 0-d arrays in the scores'
@@ -185,7 +186,10 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     best = xp.argmax(rank)
     low = _at(xp, ranked, xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
     high = _at(xp, xp.concat([ranked, _one(xp, be, math.inf, ranked)]), best)
-    below_all = xp.nextafter(ranked[0], xp.full_like(ranked[0], -math.inf))
+    # the float just below the smallest score; below a score within the subnormal range the normal
+    # -smallest_normal instead (JAX and TensorFlow flush subnormals to zero: nextafter(0, -inf) is -0)
+    tiny = xp.finfo(s.dtype).smallest_normal
+    below_all = xp.where(xp.abs(ranked[0]) < tiny, -tiny, xp.nextafter(ranked[0], xp.full_like(ranked[0], -math.inf)))
     threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, be, low, high))
     return threshold, _at(xp, value, best)
 

@@ -380,7 +380,9 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     largest value wins and among equal values the first candidate (the lowest threshold). A NaN value
     (``zero_division=nan``) is never larger than another, so it only wins as the only candidate.
 
-    The threshold returned for the chosen candidate: c_0 -> nextafter(u_1, -inf); c_j with j < m ->
+    The threshold returned for the chosen candidate: c_0 -> nextafter(u_1, -inf), or minus the
+    smallest normal float when |u_1| is below it (a subnormal threshold is flushed to 0 by JAX and
+    TensorFlow); c_j with j < m ->
     the midpoint u_j/2 + u_{j+1}/2 if u_j <= mid < u_{j+1} (else u_j); c_m -> u_m. kexue 8860 fits
     such a threshold with a numerical search; trying every cut is exact.
 
@@ -436,7 +438,8 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
             best, best_value = j, v
 
     if best == 0:
-        threshold = float(np.nextafter(distinct[0], -_INF))
+        tiny = float(np.finfo(np.float64).tiny)  # the smallest normal: never a subnormal threshold
+        threshold = -tiny if abs(distinct[0]) < tiny else float(np.nextafter(distinct[0], -_INF))
     elif best < m:
         lo, hi = distinct[best - 1], distinct[best]
         mid = lo / 2 + hi / 2  # NaN for -inf/+inf, +-inf next to an infinity: then the fallback
