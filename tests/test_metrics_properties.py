@@ -377,6 +377,23 @@ def threshold_backend_cases():
     return [(s1, rng.integers(0, 2, N)), (s_ml, y_ml), (s0, np.ones(N, dtype=np.int64))]
 
 
+@pytest.mark.parametrize("kind", ["python float", "float64 0-d array"])
+def test_threshold_that_float32_cannot_hold(metric_backend, kind):
+    """``scores > threshold`` is decided on the real numbers: float32(0.1) lies above 0.1, so it is
+    predicted positive (rounding 0.1 to the nearest float32 would make it equal, hence negative)."""
+    be = metric_backend
+    thresholds = [0.1, 1 / 3, -0.1, 0.7, 1e39, -1e39]
+    near = [np.nextafter(np.float32(t), np.float32(d)) for t in thresholds[:4] for d in (-np.inf, np.inf)]
+    s = np.resize(np.array([np.float32(t) for t in thresholds[:4]] + near + [0.0, np.inf, -np.inf], np.float32), N)
+    sb = be.from_numpy(s)
+    for t in thresholds:
+        y = s.astype(np.float64) > t  # exact: every float32 is a float64
+        threshold = t if kind == "python float" else be.from_numpy(np.array(t, dtype=np.float64))
+        p, r, f1 = hosts(be, M.precision_recall_f1(sb, be.from_numpy(y), threshold=threshold, zero_division=1.0))
+        assert (p, r, f1) == (1.0, 1.0, 1.0), (t, p, r)
+        assert float(host(be, M.accuracy(sb, be.from_numpy(y), threshold=threshold))) == 1.0, t
+
+
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_best_threshold_round_trip_every_backend(metric_backend, dtype):
     """The threshold, passed back as the returned 0-d array and as ``float(t)``, reproduces the value

@@ -60,20 +60,40 @@ def zero_division_value(zero_division) -> float:
 
 
 def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
-    """The threshold as a Python float, or as a 0-d array of the scores' framework (in the compute
-    dtype: a threshold returned by :func:`best_threshold` reproduces its decisions exactly)."""
+    """The threshold as a Python float, or as a 0-d array of the scores' framework, in the scores'
+    compute dtype (a threshold returned by :func:`best_threshold` reproduces its decisions exactly).
+
+    A threshold that the compute dtype cannot hold (``0.1`` next to float32 scores) is rounded
+    toward -inf, not to nearest: for a float32 score ``x`` and the largest float32 ``d <= t``,
+    ``x > t`` exactly when ``x > d`` (rounding to nearest could go above ``t`` and turn
+    ``float32(0.1) > 0.1`` false)."""
     if be.is_array(threshold):
         if threshold.ndim != 0:
             raise ValueError(f"{name} must be a scalar (0-d), got shape {tuple(threshold.shape)}")
         _checks.require_floating(xp, threshold, name)
-        threshold = xp.astype(threshold, scores_c.dtype) if threshold.dtype != scores_c.dtype else threshold
         if _checks.values_checked(be, threshold):
             _checks.fail_if_any(xp, xp.isnan(threshold), lambda: f"{name} is NaN")
-        return threshold
+        if threshold.dtype == scores_c.dtype:
+            return threshold
+        if xp.finfo(threshold.dtype).bits <= xp.finfo(scores_c.dtype).bits:
+            return xp.astype(threshold, scores_c.dtype)  # a widening conversion is exact
+        # beyond the range: +-largest first (no overflow warning), which the step below turns into
+        # -inf below -largest; infinite thresholds stay as they are
+        big = xp.finfo(scores_c.dtype).max
+        rounded = xp.astype(xp.where(xp.isinf(threshold), threshold, xp.clip(threshold, -big, big)), scores_c.dtype)
+        above = xp.astype(rounded, threshold.dtype) > threshold
+        below = xp.where(rounded == -big, -math.inf, xp.nextafter(rounded, xp.full_like(rounded, -big)))
+        return xp.where(above, below, rounded)
     value = _python_float(threshold, f"{name} must be a real number or a 0-d array, got {threshold!r}")
     if math.isnan(value):
         raise ValueError(f"{name} is NaN")
-    return value
+    if scores_c.dtype == xp.float64:
+        return value
+    with np.errstate(over="ignore"):  # beyond float32's range: inf, then the largest float32
+        rounded = np.float32(value)
+    if float(rounded) > value:
+        rounded = np.nextafter(rounded, np.float32(-math.inf))
+    return float(rounded)
 
 
 @dataclass
