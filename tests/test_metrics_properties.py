@@ -33,6 +33,7 @@ import numpy as np
 import pytest
 
 import polyloss.metrics as M
+from polyloss.reference import metrics as reference
 
 from conftest import get, grid, host, hosts
 
@@ -361,6 +362,21 @@ def test_best_threshold_no_positive_labels(zd):
         assert float(v) == zd and float(t) >= 3.5
     t, v = check_against_brute_force(s, y, "accuracy")
     assert float(v) == 1.0 and float(t) >= 3.5
+
+
+def test_best_threshold_nan_zero_division_with_no_real_number():
+    """Scores all -inf and no positives: the only real candidate is "every entry negative", whose
+    F1 is 0/0 = zero_division (NaN); it is returned, and its threshold reproduces it."""
+    s, y = np.full(4, -np.inf), np.zeros(4, dtype=np.int64)
+    t, value = M.best_threshold(s, y, zero_division=math.nan)
+    assert math.isnan(float(value)) and float(t) == -np.inf
+    assert math.isnan(float(M.precision_recall_f1(s, y, threshold=t, zero_division=math.nan)[2]))
+    ref_t, ref_value = reference.best_threshold(s, y, zero_division=math.nan)
+    assert math.isnan(float(ref_value)) and float(ref_t) == float(t)
+    # a real number elsewhere still wins over the NaN
+    s[0] = 1.0
+    t, value = M.best_threshold(s, y, zero_division=math.nan)
+    assert float(value) == 0.0 and float(t) == -np.inf
 
 
 def threshold_backend_cases():

@@ -181,9 +181,11 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
         value = _counts.ratio(xp, correct, _counts.filled(xp, correct, n), s.dtype, math.nan)
     else:
         value = _subset_accuracy_sweep(xp, be, d, ranked)
-    # NaN (zero_division=nan) never wins
+    # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
+    # negative" with no positives, always real: that one is chosen when no other is real
     rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
     best = xp.argmax(rank)
+    best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
     low = _at(xp, ranked, xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
     high = _at(xp, xp.concat([ranked, _one(xp, be, math.inf, ranked)]), best)
     # the float just below the smallest score; below a score within the subnormal range the normal
