@@ -351,10 +351,12 @@ def test_pearson_needs_finite_inputs_spearman_ranks_infinities(backend):
     x = np.array([1.0, 2.0, np.inf, -np.inf, 5.0])
     got = float(_np(be, M.spearman(_f(be, x), _f(be, np.array([2.0, 3.0, 5.0, 1.0, 4.0])))))
     assert got == pytest.approx(1.0, abs=1e-12)
-    # the Pearson state collects +-inf (as Spearman) and refuses them when computing
-    m = M.Pearson().update(_f(be, x), _f(be, X5))
-    with pytest.raises(ValueError, match=r"pearson: x contains NaN or infinite values"):
-        m.compute()
+    # the Pearson state refuses them in the batch that brings them (Spearman's takes them)
+    with pytest.raises(ValueError, match=r"Pearson.update: x contains NaN or infinite values"):
+        M.Pearson().update(_f(be, x), _f(be, X5))
+    with pytest.raises(ValueError, match=r"Pearson.update: y contains NaN or infinite values"):
+        M.Pearson().update(_f(be, X5), _f(be, x))
+    M.Spearman().update(_f(be, x), _f(be, X5))
 
 
 def test_best_threshold_vector_needs_finite_scores(backend):

@@ -702,6 +702,27 @@ def test_spearman_is_pearson_of_rankdata(metric_backend, dtype):
         close(got[0], stats.pearsonr(rx, ry).statistic, dtype)
 
 
+def test_spearman_ranks_y_in_its_own_dtype(metric_backend):
+    """Integers above 2^24 differ by 1 but are equal in float32: ``y`` is ranked as it is, not
+    after a cast to ``x``'s dtype (which would tie them). Also float64 ``y`` next to float32 ``x``,
+    and bool ``y``."""
+    be = metric_backend
+    rng = np.random.default_rng(14)
+    x = rng.normal(size=N).astype(np.float32)
+    cases = {"int64 above 2^24": 2**25 + rng.permutation(N),
+             "float64 1 + k ulp": 1.0 + rng.permutation(N) * 2.0**-52,
+             "bool": rng.random(N) < 0.5}
+    for name, y in cases.items():
+        assert len(np.unique(y.astype(np.float32))) < len(np.unique(y)) or y.dtype == bool, name
+        expected = stats.spearmanr(x.astype(np.float64), y).statistic
+        got = host(be, M.spearman(be.from_numpy(x), be.from_numpy(y)))
+        close(got, expected, "float32", err_msg=name)
+        state = M.Spearman()
+        for part in (slice(0, 17), slice(17, N)):
+            state.update(be.from_numpy(x[part]), be.from_numpy(y[part]))
+        same(host(be, state.compute()), got)
+
+
 # ============================================================================================
 # leaderboard_mean
 # ============================================================================================

@@ -15,10 +15,14 @@ from polyloss._namespace import namespace_of
 __all__ = ["pearson", "spearman"]
 
 
-def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2):
+def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2, keep_y_dtype: bool = False):
     """``(xp, be, x, y)``: 1-D ``x`` (floating, in its compute dtype) and ``y`` (floating, integer
     or bool) converted to it, of the same length ``N >= min_pairs``; NaN (and, when ``finite``, ±inf) is a
-    ValueError in eager mode."""
+    ValueError in eager mode.
+
+    ``keep_y_dtype``: ``y`` keeps its own values for ranking instead (integers as they are, floats
+    in their compute dtype, bool as integers): converting first could tie distinct values, e.g.
+    integers above 2^24 next to float32 ``x``."""
     xp, be = namespace_of(x=x, y=y)
     x, xc = _checks.prepare_floating(xp, be, x, "x")
     y = be.asarray(y, like=x, name="y")
@@ -30,9 +34,16 @@ def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2):
     n = x.shape[0]
     if n is not None and n < min_pairs:
         raise ValueError(f"{fn}: needs at least {min_pairs} pairs, got {n}")
-    yc = xp.astype(y, xc.dtype)
+    if not keep_y_dtype:
+        yc = xp.astype(y, xc.dtype) if y.dtype != xc.dtype else y
+    elif xp.isdtype(y.dtype, "bool"):
+        yc = xp.astype(y, be.index_dtype())
+    else:
+        yc = _ops.upcast(xp, y) if xp.isdtype(y.dtype, "real floating") else y
     if _checks.values_checked(be, x, y):
         for name, v in (("x", xc), ("y", yc)):
+            if not xp.isdtype(v.dtype, "real floating"):
+                continue  # integers are finite
             bad = ~xp.isfinite(v) if finite else xp.isnan(v)
             _checks.fail_if_any(xp, bad, lambda name=name: f"{fn}: {name} contains "
                                                            f"{'NaN or infinite values' if finite else 'NaN'}")
@@ -87,25 +98,26 @@ def pearson(x, y):
     return correlation(xp, be, x, y)
 
 
-def _ranks_of_sorted(xp, v):
-    """1-based ranks of the sorted 1-D ``v``, ties sharing the mean of their ranks: an entry with
+def _ranks_of_sorted(xp, v, dtype):
+    """1-based ranks of the sorted 1-D ``v``, in ``dtype``, ties sharing the mean of their ranks: an entry with
     ``lo`` smaller and ``hi - lo`` equal values occupies ranks ``lo + 1 .. hi``, mean
     ``(lo + 1 + hi) / 2`` (exact in float32 up to 2^23 entries). The queries are sorted, so the
     searches walk the array once."""
     lo = xp.searchsorted(v, v, side="left")
     hi = xp.searchsorted(v, v, side="right")
-    return xp.astype(lo + hi + 1, v.dtype) / 2
+    return xp.astype(lo + hi + 1, dtype) / 2
 
 
 def ranked_pairs(xp, x, y):
     """The average ranks of ``x`` and of ``y``, still paired, in some common order of the pairs
     (Pearson's r does not depend on the order): sorting by ``x`` ranks ``x``; sorting those pairs by
-    ``y`` ranks ``y`` and carries the ranks of ``x`` along. Two sorts, no inverse permutation."""
+    ``y`` ranks ``y`` and carries the ranks of ``x`` along. Two sorts, no inverse permutation. The
+    ranks are in ``x``'s dtype; ``y`` may have any real dtype."""
     by_x = xp.argsort(x, stable=True)
-    rank_x = _ranks_of_sorted(xp, xp.take(x, by_x))
+    rank_x = _ranks_of_sorted(xp, xp.take(x, by_x), x.dtype)
     y = xp.take(y, by_x)
     by_y = xp.argsort(y, stable=True)
-    return xp.take(rank_x, by_y), _ranks_of_sorted(xp, xp.take(y, by_y))
+    return xp.take(rank_x, by_y), _ranks_of_sorted(xp, xp.take(y, by_y), x.dtype)
 
 
 def spearman(x, y):
@@ -121,5 +133,5 @@ def spearman(x, y):
     >>> round(float(spearman(np.array([0.1, 0.4, 0.4, 0.9]), np.array([1, 2, 3, 4]))), 12)  # ranks 1, 2.5, 2.5, 4
     0.948683298051
     """
-    xp, be, x, y = paired(x, y, "spearman", finite=False)
+    xp, be, x, y = paired(x, y, "spearman", finite=False, keep_y_dtype=True)
     return correlation(xp, be, *ranked_pairs(xp, x, y))

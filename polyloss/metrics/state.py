@@ -291,10 +291,13 @@ class BestThreshold(_Values):
 
 class _Correlation(_Values):
     _function = None
+    _finite = False  # the function's own rules for the values
+    _keep_y_dtype = False
 
     def _measure(self, x, y):
         # a batch may hold one pair, or none (a worker without data): compute() needs two in all
-        xp, be, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=False, min_pairs=0)
+        xp, be, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=self._finite, min_pairs=0,
+                                            keep_y_dtype=self._keep_y_dtype)
         return {"x": xc, "y": yc}, xc.dtype
 
     def _result(self, state, dtype):
@@ -305,6 +308,7 @@ class Spearman(_Correlation):
     """Collects pairs for :func:`~polyloss.metrics.spearman` (ranks need every value)."""
 
     _function = staticmethod(correlation.spearman)
+    _keep_y_dtype = True
 
 
 class Pearson(_Correlation):
@@ -312,3 +316,4 @@ class Pearson(_Correlation):
     function on all the pairs exactly (a streaming sum of moments would not)."""
 
     _function = staticmethod(correlation.pearson)
+    _finite = True
