@@ -7,6 +7,8 @@ label values) would force an evaluation, so they do not run on Dask arrays, as u
 
 from __future__ import annotations
 
+import math
+
 import dask.array as _da
 import numpy as np
 
@@ -28,6 +30,12 @@ class DaskBackend(Backend):
         import array_api_compat.dask.array as xp
 
         return xp
+
+    def asarray(self, obj, *, like, dtype=None, name: str = "an input"):
+        if self.is_array(obj) and any(isinstance(d, float) and math.isnan(d) for d in obj.shape):
+            raise ValueError(f"{name} is a Dask array of unknown chunk sizes (shape {obj.shape}, e.g. after "
+                             f"boolean indexing); call {name}.compute_chunk_sizes() first")
+        return super().asarray(obj, like=like, dtype=dtype, name=name)
 
     def device(self, x):
         return "cpu"

@@ -416,6 +416,26 @@ def test_compiled_code_skips_value_checks(name, mode):
             assert isinstance(_np(be, o), np.ndarray | np.generic), label
 
 
+def test_dask_unknown_chunk_sizes_ask_for_compute_chunk_sizes():
+    be = get("dask")
+    scores = _f(be, np.arange(10.0) - 4.5)
+    kept = scores[scores > -2.0]  # boolean indexing: shape (nan,)
+    labels = kept > 0.0
+    calls = {"precision_recall_f1 scores": lambda: M.precision_recall_f1(kept, be.from_numpy(np.ones(7))),
+             "best_threshold labels": lambda: M.best_threshold(scores[3:], labels),
+             "spearman y": lambda: M.spearman(scores[3:], kept),
+             "Accuracy.update scores": lambda: M.Accuracy().update(kept, labels)}
+    for label, call in calls.items():
+        name = label.split()[1]
+        with pytest.raises(ValueError, match=rf"{name} is a Dask array of unknown chunk sizes \(shape \(nan,\).*"
+                                             rf"call {name}.compute_chunk_sizes\(\) first"):
+            call()
+    # after compute_chunk_sizes the same arrays work
+    kept.compute_chunk_sizes()
+    labels = kept > 0.0
+    assert float(be.to_numpy(M.accuracy(kept, labels))) == 1.0
+
+
 def test_dask_does_not_check_values_and_does_not_compute():
     be = get("dask")
     import dask
