@@ -816,7 +816,8 @@ def test_arrays_of_two_frameworks_name_both(first, second):
             call()
 
 
-@pytest.mark.parametrize("first, second", [("torch", "jax"), ("numpy", "torch")])
+@pytest.mark.parametrize("first, second", [("torch", "jax"), ("numpy", "torch"), ("torch", "numpy"),
+                                           ("jax", "numpy"), ("dask", "numpy")])
 def test_merging_states_of_two_frameworks_names_both(first, second):
     a, b = get(first), get(second)
     m = M.PrecisionRecallF1().update(_f(a, S23), _f(a, Y23))
@@ -826,6 +827,9 @@ def test_merging_states_of_two_frameworks_names_both(first, second):
     m = M.Accuracy().update(_f(a, S23), _f(a, IDS2))
     with pytest.raises(TypeError, match=rf"state is a {first} array but update is a {second} array"):
         m.update(_f(b, S23), _f(b, IDS2))
+    m = M.Spearman().update(_f(a, X5), _f(a, X5))  # values as counts
+    with pytest.raises(TypeError, match=rf"state is a {first} array but update is a {second} array"):
+        m.update(_f(b, X5), _f(b, X5))
 
 
 # --------------------------------------------------------------------------------------------

@@ -83,8 +83,11 @@ class Metric:
             self._state = {name: xp.asarray(v, copy=True) for name, v in state.items()}
             self._dtype = dtype
             return
-        first = next(iter(self._state.values()))
-        xp, _ = namespace_of(state=first, update=next(iter(state.values())))
+        first, batch = next(iter(self._state.values())), next(iter(state.values()))
+        xp, be = namespace_of(state=first, update=batch)
+        if not be.is_array(batch):  # NumPy next to another framework: one framework per object
+            raise TypeError(f"{type(self).__name__}: state is a {be.name} array but update is a "
+                            f"{type(batch).__module__.split('.')[0]} array; pass update as a {be.name} array")
         merged = {}
         for name, mine in self._state.items():
             theirs = state[name]
