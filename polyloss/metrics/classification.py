@@ -291,9 +291,7 @@ def _class_metric(xp, be, pred, ids, classes, support, metric, dtype):
         n = _counts.total(be, ids)
         correct = _counts.as_count(xp, be, pred == ids)
         return _counts.ratio(xp, correct, _counts.filled(xp, correct, n), dtype, math.nan)
-    hit = pred[:, None] == classes
-    tp = _counts.as_count(xp, be, hit & (ids[:, None] == classes), axis=0)
-    predicted = _counts.as_count(xp, be, hit, axis=0)
+    tp, predicted = _counts.id_counts(xp, be, pred, ids, be.shape(classes)[0])
     return xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0))
 
 
