@@ -37,6 +37,9 @@ class Metric:
     """The protocol: ``update(...)`` (returns self), ``merge(*others)`` (returns self),
     ``compute()``, ``reset()``, ``all_reduce(group)`` and the ``state`` dict.
 
+    An object keeps the framework of its first batch: a later batch (or merged object) of another
+    framework, NumPy included, is a TypeError naming both.
+
     Subclasses define ``_measure(*inputs) -> (state dict, compute dtype)`` and
     ``_result(state, dtype)``; ``_concatenated`` says whether merging concatenates (values) or adds
     (counts)."""
