@@ -194,22 +194,25 @@ def test_jax_sharded_arrays_with_host_inputs():
     assert out.split() == ["True", "True", "(4,)"]
 
 
-def test_jax_rows_without_float64():
-    """The test process runs JAX with x64; this subprocess runs the JAX rows in JAX's default setup."""
+@pytest.mark.parametrize("mode", ["eager", "jit"])
+def test_jax_rows_without_float64(mode):
+    """The test process runs JAX with x64; this subprocess runs the JAX float32 rows in JAX's default
+    setup (int32 indices, no float64). Half precision computes in float32 with or without x64: its
+    rows run in the main process. One mode per test, so that the two run side by side."""
     get("jax")
     out = _run(
-        """
+        f"""
         import jax, polyloss
         from polyloss import conformance
-        results, missing = conformance.check(backends=["jax"])
+        results, missing = conformance.check(backends=["jax"], modes=["{mode}"], dtypes=["float32"])
         assert not jax.config.jax_enable_x64, "check() must not turn on float64"
         bad = [(r.case, r.mode, r.dtype, r.message) for r in results if not r.passed]
-        print(len(results), sorted({r.dtype for r in results}), bad)
+        print(len(results), sorted({{r.mode for r in results}}), bad)
         """,
-        timeout=900,
+        timeout=600,
     )
     count, rest = out.split(" ", 1)
-    assert int(count) > 50 and "float64" not in rest and rest.strip().endswith("[]"), out
+    assert int(count) > 100 and rest.strip() == f"['{mode}'] []", out
 
 
 # --------------------------------------------------------------------------------------------
