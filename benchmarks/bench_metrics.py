@@ -11,7 +11,9 @@ Part 1, ``best_threshold`` (binary float32 scores, F1), at n = 10^5, 10^6, 10^7:
 Part 2, one pass of the counting / ranking metrics at n = 10^6 (float32):
 ``precision_recall_f1`` (multi-label ``[n/10, 10]``, macro) against scikit-learn's
 ``precision_recall_fscore_support`` on the same decisions and against a hand-written torch port
-(three masked sums), and ``spearman`` against ``scipy.stats.spearmanr``.
+(three masked sums); the same for multi-class scores ``[n/100, 100]`` with class ids (argmax)
+against scikit-learn and a torch port with ``torch.bincount``; and ``spearman`` against
+``scipy.stats.spearmanr``.
 
 Every candidate's value is compared with polyloss's before timing. Timing: medians of interleaved
 rounds (``bench_multilabel.time_interleaved``). Run ``python benchmarks/bench_metrics.py [--quick]``.
@@ -144,6 +146,32 @@ def counting_table(n, repeats):
         assert abs(float(torch_port()) - float(ours[2])) < 1e-6
         calls["polyloss torch"] = lambda: metrics.precision_recall_f1(ts, tl, average="macro")
         calls["port: torch masked sums"] = torch_port
+    except ImportError:
+        pass
+    # multi-class with class ids: n scores as [n / 100, 100], the prediction is the argmax
+    class_scores = rng.normal(0.0, 1.0, (n // 100, 100)).astype(np.float32)
+    ids = rng.integers(0, 100, n // 100)
+    ours = metrics.precision_recall_f1(class_scores, ids, average="macro")
+    theirs = precision_recall_fscore_support(ids, class_scores.argmax(-1), average="macro", zero_division=0)[:3]
+    assert np.allclose([float(v) for v in ours], theirs, rtol=1e-6), (ours, theirs)
+    calls["polyloss numpy, class ids C=100"] = lambda: metrics.precision_recall_f1(class_scores, ids,
+                                                                                   average="macro")
+    calls["sklearn, class ids C=100"] = lambda: precision_recall_fscore_support(
+        ids, class_scores.argmax(-1), average="macro", zero_division=0)
+    try:
+        import torch
+
+        tcs, tids = torch.from_numpy(class_scores), torch.from_numpy(ids)
+
+        def torch_ids_port():
+            pred = tcs.argmax(-1)
+            tp = torch.bincount(tids[pred == tids], minlength=100)
+            predicted, actual = torch.bincount(pred, minlength=100), torch.bincount(tids, minlength=100)
+            return (2 * tp / (predicted + actual).clamp(min=1)).mean()
+
+        assert abs(float(torch_ids_port()) - float(ours[2])) < 1e-6
+        calls["polyloss torch, class ids C=100"] = lambda: metrics.precision_recall_f1(tcs, tids, average="macro")
+        calls["port: torch bincount, class ids C=100"] = torch_ids_port
     except ImportError:
         pass
     x = rng.normal(0.0, 1.0, n).astype(np.float32)
