@@ -741,6 +741,19 @@ def test_leaderboard_means_ordered_and_equal_on_constant_rows(metric_backend, dt
         assert abs(v - 0.625) <= 4 * EPS[dtype] * 0.625
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_leaderboard_arithmetic_mean_near_the_largest_float(metric_backend, dtype):
+    """Scores whose sum overflows still have a finite mean; infinite scores stay infinite; ordinary
+    scores give NumPy's mean bit for bit (the scaling is by a power of two)."""
+    be = metric_backend
+    big = np.finfo(dtype).max
+    scores = np.array([[big, big, big], [big, big / 2, 0.0], [0.7, 0.81, 0.93], [np.inf, 1.0, 2.0]], dtype=dtype)
+    got = host(be, M.leaderboard_mean(be.from_numpy(scores, dtype=dtype)))
+    close(got[:2], [big, big / 2], dtype)
+    own = host(be, be.namespace.mean(be.from_numpy(scores[2:3], dtype=dtype), axis=-1))  # the framework's own mean
+    assert got[2] == own[0] and got[3] == np.inf, (got, own)
+
+
 def test_leaderboard_mapping_equals_array_and_ignores_task_order():
     rng = np.random.default_rng(18)
     tasks = ["afqmc", "tnews", "iflytek", "cmnli", "wsc", "csl"]

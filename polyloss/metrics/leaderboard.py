@@ -12,6 +12,8 @@ of different tasks ranks nothing. Given per-system mappings, this function refus
 
 from __future__ import annotations
 
+import math
+
 import numbers
 from collections.abc import Mapping
 
@@ -71,7 +73,7 @@ def leaderboard_mean(scores, *, kind="arithmetic"):
 
     The geometric and harmonic means need every score ``> 0`` (a ValueError otherwise: a zero
     would make either mean 0 whatever the other tasks say). NaN is a ValueError; no tasks is a
-    ValueError.
+    ValueError. The arithmetic mean does not overflow for scores near the dtype's maximum.
 
     >>> import numpy as np
     >>> from polyloss.metrics import leaderboard_mean
@@ -98,7 +100,11 @@ def leaderboard_mean(scores, *, kind="arithmetic"):
             _checks.fail_if_any(xp, bad, lambda: f"leaderboard_mean: the {kind} mean needs positive scores; found "
                                                  f"non-positive {_checks.describe_values(xp, s, bad)}")
     if kind == "arithmetic":
-        return xp.mean(s, axis=-1)
+        # scaled by 2^-ceil(log2 T) (exact), the sum of T scores cannot overflow near the dtype's
+        # maximum; in the normal range the result is bit for bit the plain mean
+        n_tasks = be.shape(s)[-1]
+        scale = 2.0 ** -math.ceil(math.log2(n_tasks)) if isinstance(n_tasks, int) else 1.0
+        return xp.mean(s * scale, axis=-1) / scale
     if kind == "geometric":
         return xp.exp(xp.mean(xp.log(s), axis=-1))
     return 1.0 / xp.mean(1.0 / s, axis=-1)
