@@ -14,10 +14,11 @@ import numpy as np
 
 from polyloss import backends as _backends
 
-__all__ = ["get_namespace", "namespace_of"]
+__all__ = ["get_namespace", "namespace_of", "framework_name"]
 
 
-def _framework_name(x) -> str:
+def framework_name(x) -> str:
+    """The framework of an array or value, by its module (``jaxlib`` is ``jax``)."""
     module = type(x).__module__.split(".")[0]
     return {"jaxlib": "jax"}.get(module, module)
 
@@ -45,7 +46,7 @@ def namespace_of(**named):
             continue
         if other is None and _is_host_value(value):
             continue  # Python values next to a NumPy array
-        what = other.name if other is not None else f"{_framework_name(value)} ({type(value).__qualname__})"
+        what = other.name if other is not None else f"{framework_name(value)} ({type(value).__qualname__})"
         raise TypeError(
             f"{first_name} is a {backend.name} array but {name} is a {what} array; "
             f"pass {name} as a {backend.name} array (or as a Python/NumPy value to be converted)"

@@ -12,14 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import array_api_compat.numpy as _host_xp
 import numpy as np
 
 from polyloss import _checks
 from polyloss._namespace import namespace_of
 
-__all__ = ["Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts", "ratio", "zero_division_value",
-           "threshold_value", "as_count", "total", "check_average", "precision_recall_f1_from_counts",
-           "elementwise_truth", "filled", "class_histogram", "id_counts"]
+__all__ = ["Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts",
+           "ratio", "fraction", "filled", "zero_division_value", "threshold_value", "as_count", "total",
+           "check_average", "precision_recall_f1_from_counts", "elementwise_truth", "class_histogram", "id_counts"]
 
 AVERAGES = ("micro", "macro", "none")
 
@@ -77,28 +78,31 @@ def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
             return threshold
         if xp.finfo(threshold.dtype).bits <= xp.finfo(scores_c.dtype).bits:
             return xp.astype(threshold, scores_c.dtype)  # a widening conversion is exact
-        # beyond the range: +-largest first (no overflow warning), which the step below turns into
-        # -inf below -largest; infinite thresholds stay as they are
-        big = xp.finfo(scores_c.dtype).max
-        rounded = xp.astype(xp.where(xp.isinf(threshold), threshold, xp.clip(threshold, -big, big)), scores_c.dtype)
-        above = xp.astype(rounded, threshold.dtype) > threshold
-        below = xp.where(rounded == -big, -math.inf, xp.nextafter(rounded, xp.full_like(rounded, -big)))
-        return xp.where(above, below, rounded)
+        return _round_down(xp, threshold, scores_c.dtype)
     value = _python_float(threshold, f"{name} must be a real number or a 0-d array, got {threshold!r}")
     if math.isnan(value):
         raise ValueError(f"{name} is NaN")
     if scores_c.dtype == xp.float64:
         return value
-    with np.errstate(over="ignore"):  # beyond float32's range: inf, then the largest float32
-        rounded = np.float32(value)
-    if float(rounded) > value:
-        rounded = np.nextafter(rounded, np.float32(-math.inf))
-    return float(rounded)
+    # a Python float stays one (a weakly typed scalar under jit), rounded by the same rule
+    return float(_round_down(_host_xp, _host_xp.asarray(value, dtype=_host_xp.float64), _host_xp.float32))
+
+
+def _round_down(xp, t, dtype):
+    """The 0-d floating ``t`` rounded toward -inf into the narrower floating ``dtype``. Beyond the
+    range, ``t`` is clipped to +-largest first (no overflow warning), which the step down turns into
+    -inf below -largest; infinite values stay as they are."""
+    big = xp.finfo(dtype).max
+    rounded = xp.astype(xp.where(xp.isinf(t), t, xp.clip(t, -big, big)), dtype)
+    above = xp.astype(rounded, t.dtype) > t
+    below = xp.where(rounded == -big, -math.inf, xp.nextafter(rounded, xp.full_like(rounded, -big)))
+    return xp.where(above, below, rounded)
 
 
 @dataclass
 class Decisions:
-    """The predictions and the truth of one call, ready to count.
+    """The predictions and the truth of one call, ready to count (``pred`` None when no decision
+    was asked for).
 
     ``elementwise``: ``pred`` and ``truth`` are boolean arrays of the scores' shape (binary when
     ``binary``, else classes on the last axis). Class-id mode: ``pred`` and ``truth`` are class ids
@@ -143,12 +147,14 @@ def elementwise_truth(xp, be, labels, scores, name: str = "labels"):
 
 
 def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "labels"),
-              allow_class_ids: bool = True, class_id_hint: str = "") -> Decisions:
+              allow_class_ids: bool = True, class_id_hint: str = "", decide: bool = True) -> Decisions:
     """Check ``scores`` and ``labels`` and turn them into predictions and truth.
 
     The mode comes from the shapes, never from the values: labels of the scores' shape are 0/1
     per entry (threshold ``scores > threshold``); integer labels of shape ``scores.shape[:-1]``
-    are class ids (prediction ``argmax`` over the last axis)."""
+    are class ids (prediction ``argmax`` over the last axis). ``decide=False``: the inputs are
+    checked and converted but nothing is predicted (``pred`` is None), for the functions that
+    search the decision themselves."""
     s_name, l_name = names
     check_threshold_kind(threshold)
     xp, be = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
@@ -160,10 +166,10 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
     if _checks.same_dims(s_shape, l_shape):
         if scores.ndim >= 2 and s_shape[-1] == 0:
             raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
-        t = threshold_value(xp, be, threshold, scores_c)
+        pred = scores_c > threshold_value(xp, be, threshold, scores_c) if decide else None
         _check_no_nan(xp, be, scores, s_name)
         truth = elementwise_truth(xp, be, labels_arr, scores, l_name)
-        return Decisions(xp, be, scores_c > t, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
+        return Decisions(xp, be, pred, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
     if allow_class_ids and _checks.same_dims(s_shape[:-1], l_shape):
         if not xp.isdtype(labels_arr.dtype, "integral"):
             raise TypeError(f"{fn}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
@@ -180,8 +186,10 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
             _checks.fail_if_any(xp, bad, lambda: f"{fn}: class ids in {l_name} must lie in [0, {n_classes}); "
                                                  f"found {_checks.describe(xp, ids, bad)}")
         _check_no_nan(xp, be, scores, s_name)
-        pred = xp.argmax(scores_c, axis=-1)
-        pred = pred if pred.dtype == ids.dtype else xp.astype(pred, ids.dtype)
+        pred = None
+        if decide:
+            pred = xp.argmax(scores_c, axis=-1)
+            pred = pred if pred.dtype == ids.dtype else xp.astype(pred, ids.dtype)
         return Decisions(xp, be, pred, ids, False, False, n_classes, scores_c)
     expected = f"{s_shape} (0/1 per entry)"
     if allow_class_ids:
@@ -193,8 +201,12 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
 
 def as_count(xp, be, mask, axis=None):
     """The number of True entries of ``mask`` (over ``axis``), as an exact integer array."""
-    count = xp.count_nonzero(mask, axis=axis)  # no integer copy of the mask (20x a cast and a sum)
-    return count if count.dtype == be.index_dtype() else xp.astype(count, be.index_dtype())
+    return _as_index(xp, be, xp.count_nonzero(mask, axis=axis))  # no integer copy of the mask (20x a cast and a sum)
+
+
+def _as_index(xp, be, counts):
+    """Integer ``counts`` in the namespace's indexing dtype, the dtype of every count."""
+    return counts if counts.dtype == be.index_dtype() else xp.astype(counts, be.index_dtype())
 
 
 def class_counts(d: Decisions):
@@ -223,8 +235,7 @@ def class_histogram(xp, be, ids, n_classes):
     ranked = xp.sort(xp.reshape(ids, (-1,)))
     bounds = xp.arange(n_classes + 1, dtype=ranked.dtype, device=be.device(ranked))
     edges = xp.searchsorted(ranked, bounds, side="left")  # edges[c]: entries below class c
-    counts = edges[1:] - edges[:-1]
-    return counts if counts.dtype == be.index_dtype() else xp.astype(counts, be.index_dtype())
+    return _as_index(xp, be, edges[1:] - edges[:-1])
 
 
 def correct_counts(d: Decisions):
@@ -249,6 +260,11 @@ def filled(xp, like, n):
     """``n`` (a Python int, or a 0-d count when the shape is only known at run time, e.g. under
     ``tf.function`` with ``None`` dimensions) as an array of ``like``'s shape and dtype."""
     return xp.full_like(like, n) if isinstance(n, int) else xp.zeros_like(like) + n
+
+
+def fraction(xp, count, n, dtype):
+    """``count / n`` for a count out of ``n > 0`` (a Python int, or a 0-d count known at run time)."""
+    return ratio(xp, count, filled(xp, count, n), dtype, math.nan)
 
 
 def ratio(xp, numerator, denominator, dtype, zero_division: float):

@@ -91,7 +91,7 @@ def accuracy(scores, labels, *, threshold=0.0):
     correct, total = _counts.correct_counts(d)
     if isinstance(total, int) and total == 0:
         raise ValueError(f"accuracy: no examples (scores have shape {tuple(d.scores.shape)})")
-    return _counts.ratio(d.xp, correct, _counts.filled(d.xp, correct, total), d.scores.dtype, math.nan)
+    return _counts.fraction(d.xp, correct, total, d.scores.dtype)
 
 
 def _check_metric(metric):
@@ -157,7 +157,8 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     """
     _check_metric(metric)
     zd = _counts.zero_division_value(zero_division)
-    d = _counts.decisions(scores, labels, fn="best_threshold", allow_class_ids=False, class_id_hint=CLASS_ID_HINT)
+    d = _counts.decisions(scores, labels, decide=False, fn="best_threshold", allow_class_ids=False,
+                          class_id_hint=CLASS_ID_HINT)
     xp, be, s = d.xp, d.be, d.scores
     n = _counts.total(be, s)
     if isinstance(n, int) and n == 0:
@@ -178,7 +179,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
         value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
-        value = _counts.ratio(xp, correct, _counts.filled(xp, correct, n), s.dtype, math.nan)
+        value = _counts.fraction(xp, correct, n, s.dtype)
     else:
         value = _subset_accuracy_sweep(xp, be, d, ranked)
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
@@ -218,8 +219,7 @@ def _subset_accuracy_sweep(xp, be, d, ranked):
     stay = _counts.as_count(xp, be, possible & never_leaves)
     left = left - xp.where(at == math.inf, stay, xp.zeros_like(stay))
     right = xp.searchsorted(xp.sort(lo), at, side="right") - left
-    n_rows = _counts.filled(xp, right, _counts.total(be, lo))
-    return _counts.ratio(xp, right, n_rows, s.dtype, math.nan)
+    return _counts.fraction(xp, right, _counts.total(be, lo), s.dtype)
 
 
 def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
@@ -259,7 +259,7 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     if not valid_rounds:
         raise ValueError(f"rounds must be a positive int, got {rounds!r}")
     rounds = operator.index(rounds)
-    d = _counts.decisions(scores, labels, fn="best_threshold_vector")
+    d = _counts.decisions(scores, labels, decide=False, fn="best_threshold_vector")
     xp, be, s = d.xp, d.be, d.scores
     if d.elementwise or s.ndim != 2:
         raise ValueError(f"best_threshold_vector needs scores [N, C] and integer class ids [N]; got scores "
@@ -273,11 +273,11 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     truth = d.truth[:, None] == classes  # [N, C]
     support = _counts.as_count(xp, be, truth, axis=0)
     offsets = xp.zeros((n_classes,), dtype=s.dtype, device=be.device(s))
-    current = _class_metric(xp, be, xp.argmax(s + offsets, axis=-1), d.truth, classes, support, metric, s.dtype)
+    current = _class_metric(xp, be, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
     for _ in range(rounds):
         for k in range(n_classes):
             candidate = _line_search(xp, be, s, offsets, k, d.truth, truth, classes, support, metric)
-            value = _class_metric(xp, be, xp.argmax(s + candidate, axis=-1), d.truth, classes, support, metric,
+            value = _class_metric(xp, be, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
                                   s.dtype)
             keep = value >= current
             offsets = xp.where(keep, candidate, offsets)
@@ -285,13 +285,13 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     return offsets, current
 
 
-def _class_metric(xp, be, pred, ids, classes, support, metric, dtype):
+def _class_metric(xp, be, pred, ids, n_classes, support, metric, dtype):
     pred = xp.astype(pred, ids.dtype) if pred.dtype != ids.dtype else pred
     if metric == "accuracy":
         n = _counts.total(be, ids)
         correct = _counts.as_count(xp, be, pred == ids)
-        return _counts.ratio(xp, correct, _counts.filled(xp, correct, n), dtype, math.nan)
-    tp, predicted = _counts.id_counts(xp, be, pred, ids, be.shape(classes)[0])
+        return _counts.fraction(xp, correct, n, dtype)
+    tp, predicted = _counts.id_counts(xp, be, pred, ids, n_classes)
     return xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0))
 
 
@@ -320,7 +320,7 @@ def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
     if metric == "accuracy":
         n = _counts.total(be, gap)
         correct = xp.sum(tp, axis=-1)
-        value = _counts.ratio(xp, correct, _counts.filled(xp, correct, n), dtype, math.nan)
+        value = _counts.fraction(xp, correct, n, dtype)
     else:
         value = xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0), axis=-1)
     n = be.shape(gap)[0]

@@ -86,8 +86,8 @@ def pearson(x, y):
     ``x`` 1-D floating (it decides the framework and dtype), ``y`` 1-D of the same length (floating,
     integer or bool), at least 2 pairs, every value finite. The inputs are scaled and centred twice
     before the sums, so values near the dtype's overflow or with a large common offset keep their
-    digits (see ``_centred_unit_scale``); the result is clipped to [-1, 1]. Differentiable in ``x`` and ``y``. NaN when ``x`` or
-    ``y`` is constant. Returns a 0-d array in ``x``'s compute dtype.
+    digits (see ``_centred_unit_scale``); the result is clipped to [-1, 1]. Differentiable in ``x``
+    and ``y``. NaN when ``x`` or ``y`` is constant. Returns a 0-d array in ``x``'s compute dtype.
 
     >>> import numpy as np
     >>> from polyloss.metrics import pearson

@@ -13,7 +13,6 @@ of different tasks ranks nothing. Given per-system mappings, this function refus
 from __future__ import annotations
 
 import math
-
 import numbers
 from collections.abc import Mapping
 

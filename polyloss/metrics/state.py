@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 
-from polyloss._namespace import namespace_of
+from polyloss._namespace import framework_name, namespace_of
 from polyloss.metrics import _counts, classification, correlation, entities
 
 __all__ = ["Metric", "PrecisionRecallF1", "Accuracy", "GlobalPointerF1", "SpanF1", "BestThreshold",
@@ -90,7 +90,7 @@ class Metric:
         xp, be = namespace_of(state=first, update=batch)
         if not be.is_array(batch):  # NumPy next to another framework: one framework per object
             raise TypeError(f"{type(self).__name__}: state is a {be.name} array but update is a "
-                            f"{type(batch).__module__.split('.')[0]} array; pass update as a {be.name} array")
+                            f"{framework_name(batch)} array; pass update as a {be.name} array")
         merged = {}
         for name, mine in self._state.items():
             theirs = state[name]
@@ -284,7 +284,7 @@ class BestThreshold(_Values):
         return (self.metric, _counts.settings_key(self.zero_division))
 
     def _measure(self, scores, labels):
-        d = _counts.decisions(scores, labels, fn="BestThreshold.update", allow_class_ids=False,
+        d = _counts.decisions(scores, labels, decide=False, fn="BestThreshold.update", allow_class_ids=False,
                               class_id_hint=classification.CLASS_ID_HINT)
         xp, be = d.xp, d.be
         shape = (-1,) if d.binary else (-1, be.shape(d.scores)[-1])
