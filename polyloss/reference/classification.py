@@ -28,17 +28,11 @@ Label smoothing follows the Keras / optax / torch convention ``(1 - ε)·t + ε/
 """
 
 import math
-import numbers
 
 import numpy as np
 
-from polyloss.reference.multilabel import (
-    _as_rows,
-    _label_array,
-    _real_array,
-    _sum,
-    _where_array,
-)
+from polyloss.reference import _common
+
 
 __all__ = [
     "softmax_crossentropy",
@@ -130,15 +124,6 @@ def _binary_term(weight, value):
 # ---------------------------------------------------------------------------------------------
 
 
-def _number(value, name):
-    """A real Python/NumPy scalar (or 0-d array) as float; TypeError otherwise."""
-    if isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    if isinstance(value, np.ndarray) and value.ndim == 0 and value.dtype.kind in "fiu":
-        return float(value)
-    if not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be a real number, got {value!r}")
-    return float(value)
 
 
 def _check_range(value, name, low, high, *, low_open=False):
@@ -148,39 +133,8 @@ def _check_range(value, name, low, high, *, low_open=False):
         raise ValueError(f"{name} must lie in {bracket}{low}, {high}], got {value!r}")
 
 
-def _axis(axis, ndim, name="logits"):
-    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
-        raise TypeError(f"axis must be an int, got {axis!r}")
-    if ndim == 0:
-        raise ValueError(f"{name} must have at least one dimension (the class axis)")
-    if not -ndim <= axis < ndim:
-        raise ValueError(f"axis {axis} is out of range for an array with {ndim} dimensions")
-    return int(axis) % ndim
 
 
-def _class_ids(labels, *, shape, out_shape, axis, n_classes, name="logits", labels_name="labels",
-               ignore_index=None):
-    """Integer class ids (``labels.ndim == len(shape) - 1``) as a flat list of ints, checked: an
-    integer dtype, the scores' ``shape`` without ``axis`` (``out_shape``), every id in
-    ``[0, n_classes)`` or equal to ``ignore_index``."""
-    if labels.dtype.kind not in "iu":
-        raise TypeError(
-            f"class-id {labels_name} (ndim {labels.ndim} = {name}.ndim - 1) must be integers, "
-            f"got dtype {labels.dtype}"
-        )
-    if labels.shape != out_shape:
-        raise ValueError(
-            f"class-id {labels_name} have shape {labels.shape} but {name} of shape {shape} "
-            f"without axis {axis} have shape {out_shape}"
-        )
-    ids = [int(y) for y in labels.reshape(-1)]
-    for y in ids:
-        if ignore_index is not None and y == ignore_index:
-            continue
-        if not 0 <= y < n_classes:
-            raise ValueError(f"class id {y} in {labels_name} is outside [0, {n_classes})"
-                             + ("" if ignore_index is None else f" and is not ignore_index ({ignore_index!r})"))
-    return ids
 
 
 def _check_binary_label(t):
@@ -190,8 +144,8 @@ def _check_binary_label(t):
 
 def _elementwise_inputs(logits, labels):
     """(logits, labels) as float64 arrays of one shape; binary labels checked to lie in [0, 1]."""
-    logits = _real_array(logits, "logits")
-    labels = _label_array(labels)
+    logits = _common.real_array(logits, "logits")
+    labels = _common.label_array(labels)
     if labels.shape != logits.shape:
         raise ValueError(f"labels has shape {labels.shape} but logits has shape {logits.shape}")
     for t in labels.ravel():
@@ -235,19 +189,19 @@ def _class_rows(logits, labels, axis, where, *, ids_only=False, ignore_index=Non
     labels.ndim == logits.ndim - 1 -> integer class ids (shape = logits' shape without ``axis``);
     labels.ndim == logits.ndim     -> probability labels of the logits' exact shape, in [0, 1].
     """
-    logits = _real_array(logits, "logits")
-    ax = _axis(axis, logits.ndim)
+    logits = _common.real_array(logits, "logits")
+    ax = _common.single_axis(axis, logits.ndim)
     n_classes = logits.shape[ax]
-    included = _where_array(where, logits.shape)
-    s_rows, out_shape = _as_rows(logits, (ax,))
-    w_rows, _ = _as_rows(included, (ax,))
+    included = _common.where_array(where, logits.shape)
+    s_rows, out_shape = _common.as_rows(logits, (ax,))
+    w_rows, _ = _common.as_rows(included, (ax,))
     labels = np.asarray(labels)
     if ignore_index is not None and (
         isinstance(ignore_index, (bool, np.bool_)) or not isinstance(ignore_index, (int, np.integer))
     ):
         raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
     if labels.ndim == logits.ndim - 1:
-        ids = _class_ids(labels, shape=logits.shape, out_shape=out_shape, axis=axis, n_classes=n_classes,
+        ids = _common.class_ids(labels, shape=logits.shape, out_shape=out_shape, axis=axis, n_classes=n_classes,
                          ignore_index=ignore_index)
         t_rows = [None] * len(ids)
     elif labels.ndim == logits.ndim and not ids_only:
@@ -257,7 +211,7 @@ def _class_rows(logits, labels, axis, where, *, ids_only=False, ignore_index=Non
             raise ValueError(
                 f"probability labels have shape {labels.shape} but logits have shape {logits.shape}"
             )
-        t_arr, _ = _as_rows(labels.astype(np.float64), (ax,))
+        t_arr, _ = _common.as_rows(labels.astype(np.float64), (ax,))
         t_rows = [[float(t) for t in row] for row in t_arr]
         for t_row, w_row in zip(t_rows, w_rows):
             for t, keep in zip(t_row, w_row):
@@ -342,11 +296,11 @@ def _weighted_nll(targets, lp, valid):
         if t == 0.0:
             continue
         terms.append(t * -l if v else _INF)
-    return _sum(terms)
+    return _common.fsum(terms)
 
 
 def _check_smoothing(label_smoothing):
-    eps = _number(label_smoothing, "label_smoothing")
+    eps = _common.number(label_smoothing, "label_smoothing")
     _check_range(eps, "label_smoothing", 0.0, 1.0)
     return eps
 
@@ -422,7 +376,7 @@ def softmax_crossentropy(logits, labels, *, axis=-1, label_smoothing=0.0, where=
 
 
 def _sigmoid_ce(s, t):
-    return _sum([_binary_term(t, _softplus(-s)), _binary_term(1.0 - t, _softplus(s))])
+    return _common.fsum([_binary_term(t, _softplus(-s)), _binary_term(1.0 - t, _softplus(s))])
 
 
 def sigmoid_crossentropy(logits, labels):
@@ -450,7 +404,7 @@ def sigmoid_crossentropy(logits, labels):
 
 
 def _check_gamma(gamma, name="gamma"):
-    gamma = _number(gamma, name)
+    gamma = _common.number(gamma, name)
     if not (gamma >= 0.0 and math.isfinite(gamma)):
         raise ValueError(f"{name} must be a finite number >= 0, got {gamma!r}")
     return gamma
@@ -460,7 +414,7 @@ def _sigmoid_alpha(alpha):
     """(a1, a0) for the positive and the negative term."""
     if alpha is None:
         return 1.0, 1.0
-    a = _number(alpha, "alpha")
+    a = _common.number(alpha, "alpha")
     _check_range(a, "alpha", 0.0, 1.0)
     return a, 1.0 - a
 
@@ -471,7 +425,7 @@ def _softmax_alpha(alpha, n_classes):
         return [1.0] * n_classes
     arr = np.asarray(alpha)
     if arr.ndim == 0:
-        a = _number(alpha, "alpha")
+        a = _common.number(alpha, "alpha")
         values = [a] * n_classes
     else:
         if arr.dtype.kind not in "fiu":
@@ -486,7 +440,7 @@ def _softmax_alpha(alpha, n_classes):
 
 
 def _focal_sigmoid(s, t, gamma, a1, a0):
-    return _sum(
+    return _common.fsum(
         [
             _binary_term(t * a1, _sigmoid_pow(-s, gamma) * _softplus(-s)),
             _binary_term((1.0 - t) * a0, _sigmoid_pow(s, gamma) * _softplus(s)),
@@ -515,9 +469,9 @@ def _focal_softmax_row(row, gamma, alphas, poly_epsilon=None):
             focal.append(weight * _pow(q, gamma) * -l if v else _INF)
         if poly_epsilon is not None:
             poly.append(t * _pow(q, gamma + 1.0))
-    value = _sum(focal)
+    value = _common.fsum(focal)
     if poly_epsilon is not None and poly_epsilon != 0.0:
-        value += poly_epsilon * _sum(poly)
+        value += poly_epsilon * _common.fsum(poly)
     return value
 
 
@@ -556,7 +510,7 @@ def focal_loss(logits, labels, *, gamma=2.0, alpha=None, activation="sigmoid", a
 
 
 def _check_m(m):
-    m = _number(m, "m")
+    m = _common.number(m, "m")
     _check_range(m, "m", 0.5, 1.0)
     return m
 
@@ -657,14 +611,14 @@ def softened_truncation_loss(logits, labels, *, k=1.0):
     >>> np.round(softened_truncation_loss([1.0], [1], k=1.0), 6)   # σ(-1)·sp(-1)
     array([0.084249])
     """
-    k = _number(k, "k")
+    k = _common.number(k, "k")
     if not (k >= 0.0 and math.isfinite(k)):
         raise ValueError(f"k must be a finite number >= 0, got {k!r}")
     logits, labels = _elementwise_inputs(logits, labels)
 
     def term(s, t):
         ks = 0.0 if k == 0.0 and not math.isnan(s) else k * s  # k = 0: σ(0) = 1/2 also at s = ±inf
-        return _sum(
+        return _common.fsum(
             [
                 _binary_term(t, _sigmoid(-ks) * _softplus(-s)),
                 _binary_term(1.0 - t, _sigmoid(ks) * _softplus(s)),
@@ -681,12 +635,12 @@ def softened_truncation_loss(logits, labels, *, k=1.0):
 
 def _log_prior_shift(logits, prior, tau, axis, sign):
     """logits + sign·τ·log π, π broadcast along the class axis."""
-    logits = _real_array(logits, "logits")
-    ax = _axis(axis, logits.ndim)
-    tau = _number(tau, "tau")
+    logits = _common.real_array(logits, "logits")
+    ax = _common.single_axis(axis, logits.ndim)
+    tau = _common.number(tau, "tau")
     if not math.isfinite(tau):
         raise ValueError(f"tau must be finite, got {tau!r}")
-    prior = _real_array(prior, "prior")
+    prior = _common.real_array(prior, "prior")
     n_classes = logits.shape[ax]
     if prior.shape != (n_classes,):
         raise ValueError(f"prior has shape {prior.shape}, expected ({n_classes},) (the number of classes)")
@@ -756,8 +710,8 @@ def smoothed_f1_weighted_crossentropy(logits, labels, *, f1=None):
         s_list = [float(v) for v in logits.ravel()]
         t_list = [float(v) for v in labels.ravel()]
         probs = [_sigmoid(s) for s in s_list]
-        numerator = _sum([t * p for t, p in zip(t_list, probs)])
-        denominator = _sum(t_list + probs)
+        numerator = _common.fsum([t * p for t, p in zip(t_list, probs)])
+        denominator = _common.fsum(t_list + probs)
         if math.isnan(numerator) or math.isnan(denominator):
             f = _NAN
         elif denominator == 0.0:
@@ -765,13 +719,13 @@ def smoothed_f1_weighted_crossentropy(logits, labels, *, f1=None):
         else:
             f = 2.0 * numerator / denominator
     else:
-        f = _number(f1, "f1")
+        f = _common.number(f1, "f1")
         _check_range(f, "f1", 0.0, 1.0)
 
     def term(s, t):
         if math.isnan(f):
             return _NAN
-        return _sum(
+        return _common.fsum(
             [
                 _binary_term(t * (1.0 - f / 2.0), _softplus(-s)),
                 _binary_term((1.0 - t) * (f / 2.0), _softplus(s)),
@@ -798,7 +752,7 @@ def _poly1_row(row, eps_ls, epsilon):
     if epsilon == 0.0:
         return ce
     probs = _softmax_probs(row.scores, row.valid)
-    poly = _sum([c * p for c, p, v in zip(complements, probs, row.valid) if v])
+    poly = _common.fsum([c * p for c, p, v in zip(complements, probs, row.valid) if v])
     return ce + epsilon * poly
 
 
@@ -817,7 +771,7 @@ def poly1_crossentropy(
     >>> np.round(poly1_crossentropy([[0.0, 0.0]], [0], epsilon=1.0), 6)   # log 2 + 1/2
     array([1.193147])
     """
-    epsilon = _number(epsilon, "epsilon")
+    epsilon = _common.number(epsilon, "epsilon")
     eps_ls = _check_smoothing(label_smoothing)
     rows, out_shape, _ = _class_rows(logits, labels, axis, where, ignore_index=ignore_index)
     out = [0.0 if _ignored(row, ignore_index) else _poly1_row(row, eps_ls, epsilon) for row in rows]
@@ -839,7 +793,7 @@ def poly1_focal_loss(
     >>> np.round(poly1_focal_loss([0.0], [1], epsilon=1.0, gamma=2.0, alpha=0.25), 6)  # ¼·¼·log 2 + ⅛
     array([0.168322])
     """
-    epsilon = _number(epsilon, "epsilon")
+    epsilon = _common.number(epsilon, "epsilon")
     gamma = _check_gamma(gamma)
     if _activation(activation) == "sigmoid":
         _no_where(where)
@@ -850,7 +804,7 @@ def poly1_focal_loss(
             focal = _focal_sigmoid(s, t, gamma, a1, a0)
             if epsilon == 0.0:
                 return focal
-            poly = _sum(
+            poly = _common.fsum(
                 [
                     _binary_term(t, _sigmoid_pow(-s, gamma + 1.0)),
                     _binary_term(1.0 - t, _sigmoid_pow(s, gamma + 1.0)),
@@ -885,13 +839,13 @@ def flooding(loss, level, *, where=None):
     >>> float(flooding([0.1, 0.3], 0.5)), float(flooding([0.5, 0.9], 0.5))
     (0.8, 0.7)
     """
-    loss = _real_array(loss, "loss")
-    b = _number(level, "level")
+    loss = _common.real_array(loss, "loss")
+    b = _common.number(level, "level")
     if not (b >= 0.0 and math.isfinite(b)):
         raise ValueError(f"level must be a finite number >= 0, got {b!r}")
-    keep = _where_array(where, loss.shape, against="loss")
+    keep = _common.where_array(where, loss.shape, against="loss")
     values = [float(v) for v, k in zip(loss.ravel(), keep.ravel()) if k]
-    mean = _sum(values) / len(values) if values else 0.0
+    mean = _common.fsum(values) / len(values) if values else 0.0
     if math.isnan(mean):
         return np.asarray(_NAN, dtype=np.float64)
     return np.asarray(mean if mean >= b else 2.0 * b - mean, dtype=np.float64)
@@ -956,15 +910,15 @@ def rdrop_divergence(logits_a, logits_b, *, axis=-1, where=None):
     >>> np.round(rdrop_divergence([[0.0, 0.0]], [[np.log(3.0), 0.0]]), 6)   # ½·¼·(log 1.5 + log 2)
     array([0.137327])
     """
-    a = _real_array(logits_a, "logits_a")
-    b = _real_array(logits_b, "logits_b")
+    a = _common.real_array(logits_a, "logits_a")
+    b = _common.real_array(logits_b, "logits_b")
     if a.shape != b.shape:
         raise ValueError(f"logits_a has shape {a.shape} but logits_b has shape {b.shape}")
-    ax = _axis(axis, a.ndim)
-    keep = _where_array(where, a.shape, against="logits_a")
-    a_rows, out_shape = _as_rows(a, (ax,))
-    b_rows, _ = _as_rows(b, (ax,))
-    w_rows, _ = _as_rows(keep, (ax,))
+    ax = _common.single_axis(axis, a.ndim)
+    keep = _common.where_array(where, a.shape, against="logits_a")
+    a_rows, out_shape = _common.as_rows(a, (ax,))
+    b_rows, _ = _common.as_rows(b, (ax,))
+    w_rows, _ = _common.as_rows(keep, (ax,))
     out = [
         _rdrop_row([float(v) for v in ra], [float(v) for v in rb], [bool(w) for w in rw])
         for ra, rb, rw in zip(a_rows, b_rows, w_rows)
@@ -988,7 +942,7 @@ def rdrop_loss(
     >>> np.round(rdrop_loss([[0.0, 0.0]], [[0.0, 0.0]], [1], alpha=4.0), 6)   # 2·log 2
     array([1.386294])
     """
-    alpha = _number(alpha, "alpha")
+    alpha = _common.number(alpha, "alpha")
     if not math.isfinite(alpha):
         raise ValueError(f"alpha must be finite, got {alpha!r}")
     ce_a = softmax_crossentropy(
@@ -1010,7 +964,7 @@ def rdrop_loss(
         terms = [float(ce_a[index]), float(ce_b[index])]
         if alpha != 0.0:
             terms.append(alpha * float(div[index]))
-        out[index] = _sum(terms)
+        out[index] = _common.fsum(terms)
     return out
 
 
@@ -1044,8 +998,8 @@ def squareplus(x, *, b=4.0):
     >>> squareplus([0.0, 1e30, -1e30], b=4.0)
     array([1.e+00, 1.e+30, 1.e-30])
     """
-    x = _real_array(x, "x")
-    b = _number(b, "b")
+    x = _common.real_array(x, "x")
+    b = _common.number(b, "b")
     if not (b > 0.0 and math.isfinite(b)):
         raise ValueError(f"b must be a finite number > 0, got {b!r}")
     root_b = math.sqrt(b)

@@ -44,8 +44,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from polyloss.reference.classification import _axis, _class_ids, _number
-from polyloss.reference.multilabel import _as_rows, _real_array, _sum, _where_array
+from polyloss.reference import _common
+
 
 __all__ = [
     "infonce",
@@ -155,14 +155,14 @@ def _log_sum_exp(exponents):
 
 
 def _finite(value, name):
-    value = _number(value, name)
+    value = _common.number(value, name)
     if not math.isfinite(value):
         raise ValueError(f"{name} must be finite, got {value!r}")
     return value
 
 
 def _positive(value, name):
-    value = _number(value, name)
+    value = _common.number(value, name)
     if not (value > 0.0 and math.isfinite(value)):
         raise ValueError(f"{name} must be a finite number > 0, got {value!r}")
     return value
@@ -186,15 +186,15 @@ def _rows(scores, labels, axis, where, *, name, labels_name, label_kinds):
     label_kinds: "ids" (class ids only), "onehot" (class ids or one-hot rows), "multihot" (class ids
     or 0/1 rows with any number of ones). Labels are checked on the whole row (also where False).
     """
-    scores = _real_array(scores, name)
-    ax = _axis(axis, scores.ndim, name)
+    scores = _common.real_array(scores, name)
+    ax = _common.single_axis(axis, scores.ndim, name)
     n = scores.shape[ax]
-    keep = _where_array(where, scores.shape, against=name)
-    s_rows, out_shape = _as_rows(scores, (ax,))
-    w_rows, _ = _as_rows(keep, (ax,))
+    keep = _common.where_array(where, scores.shape, against=name)
+    s_rows, out_shape = _common.as_rows(scores, (ax,))
+    w_rows, _ = _common.as_rows(keep, (ax,))
     labels = np.asarray(labels)
     if labels.ndim == scores.ndim - 1:
-        targets = _class_ids(labels, shape=scores.shape, out_shape=out_shape, axis=axis, n_classes=n,
+        targets = _common.class_ids(labels, shape=scores.shape, out_shape=out_shape, axis=axis, n_classes=n,
                              name=name, labels_name=labels_name)
         positives = [[k == y for k in range(n)] for y in targets]
     elif labels.ndim == scores.ndim and label_kinds != "ids":
@@ -204,7 +204,7 @@ def _rows(scores, labels, axis, where, *, name, labels_name, label_kinds):
             raise ValueError(
                 f"{labels_name} have shape {labels.shape} but {name} have shape {scores.shape}"
             )
-        l_rows, _ = _as_rows(labels.astype(np.float64), (ax,))
+        l_rows, _ = _common.as_rows(labels.astype(np.float64), (ax,))
         positives, targets = [], []
         for l_row in l_rows:
             row = [float(t) for t in l_row]
@@ -304,7 +304,7 @@ def infonce(scores, positive_index, *, axis=-1, where=None):
 
 def _matrix(x, name):
     """A 2-D real array as (list of rows of floats, shape)."""
-    x = _real_array(x, name)
+    x = _common.real_array(x, name)
     if x.ndim != 2:
         raise ValueError(f"{name} must be 2-D [rows, dim], got shape {x.shape}")
     return [[float(v) for v in row] for row in x], x.shape
@@ -335,7 +335,7 @@ def _similarity(u, nu, v, nv, tau):
     if nu is not None:
         u = u if nu == 0.0 else [x / nu for x in u]
         v = v if nv == 0.0 else [y / nv for y in v]
-    return _sum([x * y for x, y in zip(u, v)]) / tau
+    return _common.fsum([x * y for x, y in zip(u, v)]) / tau
 
 
 def _norms(rows, normalize):
@@ -558,7 +558,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None):
     0.371101
     """
     scale = _positive(scale, "scale")
-    sims = _real_array(similarities, "similarities")
+    sims = _common.real_array(similarities, "similarities")
     if sims.ndim != 1:
         raise ValueError(f"similarities must be 1-D [B], got shape {sims.shape}")
     labels = np.asarray(labels)
@@ -570,7 +570,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None):
     for y in ys:
         if not math.isfinite(y):
             raise ValueError(f"labels must be finite, found {y!r}")
-    keep = _where_array(where, sims.shape, against="similarities")
+    keep = _common.where_array(where, sims.shape, against="similarities")
     items = [(float(s), y) for s, y, k in zip(sims, ys, keep) if k and float(s) != -_INF]
     if any(math.isnan(s) for s, _ in items):
         return np.asarray(_NAN, dtype=np.float64)

@@ -36,7 +36,8 @@ from fractions import Fraction
 
 import numpy as np
 
-from polyloss.reference.classification import _number
+from polyloss.reference import _common
+
 
 __all__ = [
     "precision_recall_f1",
@@ -61,7 +62,7 @@ _KINDS = ("arithmetic", "geometric", "harmonic")
 
 
 def _threshold(threshold):
-    t = _number(threshold, "threshold")
+    t = _common.number(threshold, "threshold")
     if math.isnan(t):
         raise ValueError("threshold must not be NaN")
     return t
@@ -162,7 +163,7 @@ def _prediction_rows(scores, labels, threshold, *, what):
 
 def _zero_division(value):
     """zero_division as an exact Fraction when finite, else the float itself (inf or NaN)."""
-    v = _number(value, "zero_division")
+    v = _common.number(value, "zero_division")
     return Fraction(v) if math.isfinite(v) else v
 
 
@@ -659,7 +660,7 @@ def leaderboard_mean(scores, *, kind="arithmetic"):
             raise ValueError("leaderboard_mean: the systems have no task scores (T == 0)")
         out = {}
         for system, table in tables.items():
-            values = [_number(table[task], f"scores[{system!r}][{task!r}]") for task in all_tasks]
+            values = [_common.number(table[task], f"scores[{system!r}][{task!r}]") for task in all_tasks]
             if any(math.isnan(v) for v in values):
                 raise ValueError(f"leaderboard_mean: scores[{system!r}] contains NaN")
             try:

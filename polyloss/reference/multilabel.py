@@ -13,6 +13,8 @@ import math
 
 import numpy as np
 
+from polyloss.reference import _common
+
 __all__ = [
     "multilabel_crossentropy",
     "sparse_multilabel_crossentropy",
@@ -29,72 +31,18 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 
-def _real_array(x, name):
-    """``x`` as a float64 NumPy array; bool, complex and non-numeric inputs are a TypeError."""
-    x = np.asarray(x)
-    if x.dtype.kind not in "fiu":
-        raise TypeError(f"{name} must be a real (integer or floating) array, got dtype {x.dtype}")
-    return x.astype(np.float64)
 
 
-def _label_array(labels):
-    """Labels as float64: bool, integer 0/1, or float in [0, 1] (checked later, where included)."""
-    labels = np.asarray(labels)
-    if labels.dtype.kind not in "biuf":
-        raise TypeError(f"labels must be bool, integer or floating, got dtype {labels.dtype}")
-    return labels.astype(np.float64)
 
 
-def _int_array(x, name):
-    x = np.asarray(x)
-    if x.dtype.kind not in "iu":
-        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype}")
-    return x.astype(np.int64)
 
 
-def _where_array(where, shape, against="logits"):
-    """``where`` broadcast to ``shape`` (all True when None)."""
-    if where is None:
-        return np.ones(shape, dtype=bool)
-    where = np.asarray(where)
-    if where.dtype != np.bool_:
-        raise TypeError(f"where must be a boolean array, got dtype {where.dtype}")
-    try:
-        return np.broadcast_to(where, shape)
-    except ValueError:
-        raise ValueError(
-            f"where of shape {where.shape} does not broadcast to {against} of shape {shape}"
-        ) from None
 
 
-def _same_shape(a, b, name_a, name_b):
-    if a.shape != b.shape:
-        raise ValueError(f"{name_a} has shape {a.shape} but {name_b} has shape {b.shape}")
 
 
-def _class_axes(axis, ndim):
-    """Normalise an int or a tuple of ints to a sorted tuple of distinct non-negative axes."""
-    axes = (axis,) if isinstance(axis, (int, np.integer)) else tuple(axis)
-    result = []
-    for a in axes:
-        if not isinstance(a, (int, np.integer)) or isinstance(a, bool):
-            raise TypeError(f"axis must be an int or a tuple of ints, got {axis!r}")
-        if not -ndim <= a < ndim:
-            raise ValueError(f"axis {a} is out of range for an array with {ndim} dimensions")
-        a = int(a) % ndim
-        if a in result:
-            raise ValueError(f"axis {axis!r} names the same axis twice")
-        result.append(a)
-    return tuple(sorted(result))
 
 
-def _as_rows(x, axes):
-    """Move ``axes`` to the end and flatten: returns (rows [N, C], shape of the kept axes)."""
-    kept = [a for a in range(x.ndim) if a not in axes]
-    out_shape = tuple(x.shape[a] for a in kept)
-    n_rows = math.prod(out_shape)
-    n_classes = math.prod(x.shape[a] for a in axes)
-    return np.transpose(x, kept + list(axes)).reshape(n_rows, n_classes), out_shape
 
 
 def _check_label(t):
@@ -103,22 +51,6 @@ def _check_label(t):
         raise ValueError(f"labels must lie in [0, 1] (bool, 0/1 or soft), found {t!r}")
 
 
-def _sum(values):
-    """Σ values, exactly rounded (fsum), with the IEEE answers for NaN and infinities."""
-    if any(math.isnan(v) for v in values):
-        return math.nan
-    has_pos_inf = any(v == math.inf for v in values)
-    has_neg_inf = any(v == -math.inf for v in values)
-    if has_pos_inf and has_neg_inf:
-        return math.nan
-    if has_pos_inf:
-        return math.inf
-    if has_neg_inf:
-        return -math.inf
-    try:
-        return math.fsum(values)
-    except OverflowError:  # the exact partial sums overflowed: the true sum does too
-        return sum(values)
 
 
 def _log1p_sum_exp(values):
@@ -240,14 +172,14 @@ def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
     >>> multilabel_crossentropy([[1e4, -1e4]], [[0, 1]])  # log(1 + e^{1e4}) + log(1 + e^{1e4})
     array([20000.])
     """
-    logits = _real_array(logits, "logits")
-    labels = _label_array(labels)
-    _same_shape(logits, labels, "logits", "labels")
-    axes = _class_axes(axis, logits.ndim)
-    included = _where_array(where, logits.shape)
-    s_rows, out_shape = _as_rows(logits, axes)
-    t_rows, _ = _as_rows(labels, axes)
-    w_rows, _ = _as_rows(included, axes)
+    logits = _common.real_array(logits, "logits")
+    labels = _common.label_array(labels)
+    _common.same_shape(logits, labels, "logits", "labels")
+    axes = _common.class_axes(axis, logits.ndim)
+    included = _common.where_array(where, logits.shape)
+    s_rows, out_shape = _common.as_rows(logits, axes)
+    t_rows, _ = _common.as_rows(labels, axes)
+    w_rows, _ = _common.as_rows(included, axes)
     losses = []
     for s_row, t_row, w_row in zip(s_rows, t_rows, w_rows):
         losses.append(_zlpr_row([float(v) for v in s_row], [float(v) for v in t_row], list(w_row)))
@@ -297,23 +229,23 @@ def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, 
     >>> [round(float(v), 4) for v in sparse_multilabel_crossentropy(logits, indices, pad_index=-1)]
     [0.8682, 0.188]
     """
-    logits = _real_array(logits, "logits")
-    indices = _int_array(indices, "indices")
+    logits = _common.real_array(logits, "logits")
+    indices = _common.int_array(indices, "indices")
     if not isinstance(axis, (int, np.integer)) or isinstance(axis, bool):
         raise TypeError(f"axis must be an int, got {axis!r}")
     if logits.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
-    (ax,) = _class_axes(axis, logits.ndim)
+    (ax,) = _common.class_axes(axis, logits.ndim)
     expected = logits.shape[:ax] + logits.shape[ax + 1 :]
     if indices.ndim != logits.ndim or indices.shape[:ax] + indices.shape[ax + 1 :] != expected:
         raise ValueError(
             f"indices has shape {indices.shape} but must match logits of shape {logits.shape} "
             f"on every axis except axis {axis}"
         )
-    included = _where_array(where, logits.shape)
-    s_rows, out_shape = _as_rows(logits, (ax,))
-    w_rows, _ = _as_rows(included, (ax,))
-    id_rows, _ = _as_rows(indices, (ax,))
+    included = _common.where_array(where, logits.shape)
+    s_rows, out_shape = _common.as_rows(logits, (ax,))
+    w_rows, _ = _common.as_rows(included, (ax,))
+    id_rows, _ = _common.as_rows(indices, (ax,))
     n_classes = logits.shape[ax]
     losses = []
     for s_row, w_row, id_row in zip(s_rows, w_rows, id_rows):
@@ -374,11 +306,11 @@ def global_pointer_crossentropy(logits, labels, *, where=None):
     -------
     numpy.ndarray of float64 with shape ``logits.shape[:-2]`` (e.g. [B, H]); no reduction.
     """
-    logits = _real_array(logits, "logits")
-    labels = _label_array(labels)
-    _same_shape(logits, labels, "logits", "labels")
+    logits = _common.real_array(logits, "logits")
+    labels = _common.label_array(labels)
+    _common.same_shape(logits, labels, "logits", "labels")
     length = _span_grid(logits)
-    included = _where_array(where, logits.shape)
+    included = _common.where_array(where, logits.shape)
     out_shape = logits.shape[:-2]
     out = np.zeros(out_shape, dtype=np.float64)
     for b in np.ndindex(*out_shape):
@@ -424,8 +356,8 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
     >>> np.round(sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), 4)
     array([3.8072])
     """
-    logits = _real_array(logits, "logits")
-    spans = _int_array(spans, "spans")
+    logits = _common.real_array(logits, "logits")
+    spans = _common.int_array(spans, "spans")
     length = _span_grid(logits)
     lead = logits.shape[:-2]
     if spans.ndim != logits.ndim or spans.shape[:-2] != lead or spans.shape[-1] != 2:
@@ -433,7 +365,7 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
             f"spans has shape {spans.shape} but must be {lead} + (K, 2) for logits of shape "
             f"{logits.shape}"
         )
-    included = _where_array(where, logits.shape)
+    included = _common.where_array(where, logits.shape)
     out = np.zeros(lead, dtype=np.float64)
     for b in np.ndindex(*lead):
         gold = set()
@@ -536,16 +468,16 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     >>> np.round(multilabel_divergence(a, b), 6)   # (σ(2) - σ(1))·1
     array([0.149738])
     """
-    a = _real_array(logits_a, "logits_a")
-    b = _real_array(logits_b, "logits_b")
-    _same_shape(a, b, "logits_a", "logits_b")
+    a = _common.real_array(logits_a, "logits_a")
+    b = _common.real_array(logits_b, "logits_b")
+    _common.same_shape(a, b, "logits_a", "logits_b")
     if a.ndim == 0:
         raise ValueError("logits must have at least one dimension (the class axis)")
-    axes = _class_axes(axis, a.ndim)
-    included = _where_array(where, a.shape, against="logits_a")
-    a_rows, out_shape = _as_rows(a, axes)
-    b_rows, _ = _as_rows(b, axes)
-    w_rows, _ = _as_rows(included, axes)
+    axes = _common.class_axes(axis, a.ndim)
+    included = _common.where_array(where, a.shape, against="logits_a")
+    a_rows, out_shape = _common.as_rows(a, axes)
+    b_rows, _ = _common.as_rows(b, axes)
+    w_rows, _ = _common.as_rows(included, axes)
     out = []
     for a_row, b_row, w_row in zip(a_rows, b_rows, w_rows):
         terms = []
@@ -554,7 +486,7 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
             if not keep or s == t:
                 continue
             terms.append(_divergence_term(s, t))
-        out.append(_sum(terms))
+        out.append(_common.fsum(terms))
     return np.array(out, dtype=np.float64).reshape(out_shape)
 
 
@@ -590,27 +522,27 @@ def reduce(values, reduction="mean", *, weights=None, where=None):
     """
     if reduction not in ("mean", "sum"):
         raise ValueError(f"reduction must be 'mean' or 'sum', got {reduction!r}")
-    values = _real_array(values, "values")
+    values = _common.real_array(values, "values")
     if weights is None:
         weights = np.ones(values.shape, dtype=np.float64)
     else:
-        w = _real_array(weights, "weights")
+        w = _common.real_array(weights, "weights")
         try:
             weights = np.broadcast_to(w, values.shape)
         except ValueError:
             raise ValueError(
                 f"weights of shape {w.shape} does not broadcast to values of shape {values.shape}"
             ) from None
-    valid = _where_array(where, values.shape, against="values")
+    valid = _common.where_array(where, values.shape, against="values")
     products, total_weight = [], []
     for v, w, keep in zip(values.ravel(), weights.ravel(), valid.ravel()):
         if keep:
             products.append(float(w) * float(v))
             total_weight.append(float(w))
-    total = _sum(products)
+    total = _common.fsum(products)
     if reduction == "sum":
         return np.asarray(total, dtype=np.float64)
-    denominator = _sum(total_weight)
+    denominator = _common.fsum(total_weight)
     if denominator == 0.0:  # no valid entries, or weights summing to 0
         return np.asarray(0.0, dtype=np.float64)
     return np.asarray(total / denominator, dtype=np.float64)
