@@ -1,13 +1,22 @@
 """Backend adapters: what the array API standard lacks, one small class per framework.
 
-Shipped inside the wheel as ``polyloss.backends``. Each adapter supplies
+Shipped inside the wheel as ``polyloss.backends``. Adapters supply primitives and no numerics (the
+numerics are composed in ``polyloss._ops``); they never import the rest of polyloss. Each supplies
 
-- ``namespace``: the array API namespace of its arrays;
-- ``stop_gradient``, ``value_and_grad``, ``grad`` and ``custom_vjp`` (autograd hooks);
-- ``device`` and conversion of secondary inputs onto the first array's device;
-- ``index_mask`` (a scatter the standard has no word for);
-- ``is_eager`` (whether data-dependent value checks may run);
-- for the conformance matrix: ``devices``, ``dtypes``, ``modes``, ``from_numpy``, ``to_numpy``, ``compile``.
+- ``namespace``: the array API namespace of its arrays; ``device``, ``shape``, ``index_dtype`` and
+  ``asarray`` (secondary inputs onto the first array's framework and device);
+- autograd hooks: ``stop_gradient``, ``value_and_grad``, ``grad`` and ``custom_vjp``;
+- ``scan`` (a loop over a leading axis, compiled under ``jax.jit`` / ``tf.function``) and
+  ``tree_flatten`` (nested containers of arrays);
+- optional fused kernels: ``softplus``, ``log_scan``;
+- ``index_mask`` (a scatter the standard has no word for), ``block_rows`` (the row-blocking policy);
+- ``is_eager`` / ``may_need_grad`` (whether data-dependent value checks may run);
+- collectives: ``all_gather``, ``all_reduce``, ``all_gather_varying``;
+- for the conformance matrix: ``modes``, ``devices``, ``dtypes``, ``from_numpy``, ``to_numpy``,
+  ``compile``, ``supports``, ``prepare_conformance``.
+
+``docs/design.md`` states what each hook must do; ``docs/contributing.md`` how to add a hook or a
+backend.
 
 Adapters are looked up lazily, as einops and array-api-compat do: an adapter is only
 asked about an array when its framework is already in ``sys.modules``, so importing
@@ -18,9 +27,9 @@ from __future__ import annotations
 
 import sys
 
-from ._base import Backend
+from ._base import DTYPE_NAMES, Backend
 
-__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "available_backends"]
+__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "DTYPE_NAMES", "available_backends"]
 
 # name -> (framework module checked in sys.modules, adapter module, adapter class)
 _REGISTRY = {

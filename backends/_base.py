@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import math
-
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
-from polyloss import _ops
+from . import _tree
 
 # dtype names used across the conformance matrix, in the order rows are printed
 DTYPE_NAMES = ("float64", "float32", "float16", "bfloat16")
@@ -26,12 +25,14 @@ def cpu_block_rows(x) -> int:
 class Backend:
     """One framework's adapter. Subclasses override what their framework can do.
 
-    ``custom_vjp(fwd, bwd)`` follows JAX's convention: ``fwd(*args) -> (out, residuals)``
-    and ``bwd(residuals, g, needs) -> tuple`` with one cotangent per positional argument
-    (None for "no gradient"). ``needs`` is a tuple of booleans saying which arguments need a
-    cotangent; adapters that cannot tell pass True for every argument. The function returned
-    is differentiable to any order: where a framework cannot differentiate through ``bwd``
-    correctly, its adapter differentiates ``fwd`` instead for the higher orders.
+    ``custom_vjp(fwd, bwd)`` follows JAX's convention, with the inputs passed back to ``bwd``:
+    ``fwd(*args) -> (out, residuals)`` and ``bwd(args, residuals, g, needs) -> tuple`` with one
+    cotangent per positional argument (None for "no gradient"). ``needs`` is a tuple of booleans
+    saying which arguments need a cotangent (floating arrays; adapters that cannot tell more pass
+    True for every floating argument). The function returned is differentiable to any order: the
+    adapters differentiate through ``bwd``, recomputing ``residuals`` from ``args`` where the
+    framework needs it (TensorFlow always, torch for ``create_graph``). Library code never calls
+    ``custom_vjp`` directly: :class:`polyloss._kernels.Kernel` does, once per kernel and backend.
     """
 
     name: str = "abstract"
@@ -108,57 +109,50 @@ class Backend:
 
         return f
 
-    # --- numerics with a fused native kernel ------------------------------------------------
-    def softplus(self, x):
-        """``log(1 + e^x)``, accurate for every ``x`` (a loss of 1e-17 keeps its digits), with the
-        derivative ``σ(x)`` (½ at 0). The default is written against the array API
-        (:func:`polyloss._ops.softplus`); adapters whose framework has a fused, equally accurate
-        kernel use it (in eager PyTorch the generic form costs 3x more)."""
-        return _ops.softplus(self.namespace, x)
+    # --- primitives with a fused native kernel (optional) ------------------------------------
+    # ``polyloss._ops`` composes these; an adapter sets them when its framework has a kernel that is
+    # as accurate as the array-API composition and faster. None means "compose it in polyloss._ops".
 
-    def logcumsumexp(self, x, *, reverse: bool = False):
-        """``R_i = log Σ_{j<=i} e^{x_j}`` (``Σ_{j>=i}`` when ``reverse``) along the last axis.
+    #: ``softplus(x) = log(1 + e^x)``, accurate for every ``x``, with the derivative ``σ(x)`` (½ at 0).
+    softplus: Callable | None = None
 
-        The value is the framework's log-space scan (:meth:`log_scan`); the gradient is written out,
-        ``∂R_i/∂x_j = e^{x_j - R_i}``, so ``x̄_j = Σ_i ḡ_i e^{x_j - R_i}`` is one more scan in the other
-        direction, in log space for the positive and the negative parts of the cotangent (JAX's own
-        derivative of its scan costs seconds of compilation per shape; TensorFlow has none)."""
-        kernels = self.__dict__.setdefault("_log_scan_kernels", {})
-        if reverse not in kernels:
-            xp = self.namespace
+    #: ``log_scan(x, reverse)``: ``R_i = log Σ_{j<=i} e^{x_j}`` along the last axis (``Σ_{j>=i}`` when
+    #: ``reverse``), the value only, accurate for any range of ``x``.
+    log_scan: Callable | None = None
 
-            def fwd(v):
-                return self.log_scan(v, reverse=reverse), ()
+    #: True when :attr:`log_scan` has a correct gradient of its own (torch); otherwise
+    #: ``polyloss._ops.logcumsumexp`` gives it the hand-written one.
+    log_scan_differentiable: bool = False
 
-            def bwd(args, res, g, needs):
-                (v,) = args
-                # the output again, through this same function: higher derivatives then use this
-                # formula too, never the framework's derivative of its scan (none in TensorFlow, NaN
-                # at -inf in JAX)
-                out = self.logcumsumexp(v, reverse=reverse)
-                live = out != -math.inf  # R_i = -inf: every term of its set is 0, so is its share
-                safe_out = xp.where(live, out, 0.0)
+    # --- loops -------------------------------------------------------------------------------------
+    def scan(self, step: Callable, init, xs, *, reverse: bool = False):
+        """``jax.lax.scan``'s contract: ``step(carry, x) -> (carry, y)`` applied along the leading axis
+        of ``xs``; returns ``(carry, ys)`` with the ``y`` stacked along a new leading axis.
 
-                def part(w):
-                    log_w = _ops.log_or_neg_inf(xp, xp.where(w > 0.0, w, 0.0))
-                    terms = xp.where(live, log_w - safe_out, -math.inf)
-                    return xp.exp(v + self.logcumsumexp(terms, reverse=not reverse))
+        ``init``/``carry`` and ``xs``/``y`` are arrays or tuples, lists and dicts of arrays (nested);
+        ``y`` may be None (then ``ys`` is None). ``reverse`` walks ``xs`` from the end (``ys`` stays in
+        the order of ``xs``). ``xs`` must have at least one step. Differentiable on every backend with
+        autograd; inside ``jax.jit`` and ``tf.function`` it is a compiled loop, never unrolled.
 
-                return (part(g) - part(-g),)
-
-            kernels[reverse] = self.custom_vjp(fwd, bwd)
-        return kernels[reverse](x)
-
-    def log_scan(self, x, *, reverse: bool = False):
-        """The value of :meth:`logcumsumexp`, not differentiated. The array API has no scan in log
-        space; this default shifts by the row maximum and takes ``log cumulative_sum(e^{x - m})``,
-        exact while the sums do not underflow (a range of ``x`` below ~80 in float32, ~700 in
-        float64). Adapters whose framework has a log-space scan use it (no range limit)."""
+        This default is a Python loop, for eager backends (NumPy, array-api-strict, eager torch).
+        """
         xp = self.namespace
+        leaves, rebuild = self.tree_flatten(xs)
+        if not leaves:
+            raise ValueError("scan needs at least one array in xs")
+        length = leaves[0].shape[0]
+        order = range(length - 1, -1, -1) if reverse else range(length)
+        carry, outputs = init, []
+        for t in order:
+            carry, y = step(carry, rebuild([leaf[t, ...] for leaf in leaves]))
+            outputs.append(y)
         if reverse:
-            return xp.flip(self.log_scan(xp.flip(x, axis=-1)), axis=-1)
-        m = _ops.masked_max(xp, self, x, axis=-1)
-        return _ops.log_or_neg_inf(xp, xp.cumulative_sum(xp.exp(x - m), axis=-1)) + m
+            outputs.reverse()
+        return carry, _tree.stack(xp, outputs)
+
+    def tree_flatten(self, tree):
+        """``(leaves, rebuild)`` of a tree of arrays (tuples, lists, dicts, None; see ``_tree``)."""
+        return _tree.flatten(tree)
 
     # --- collectives ---------------------------------------------------------------------------
     def all_gather(self, x, group):
@@ -210,6 +204,9 @@ class Backend:
 
 
     # --- conformance support -------------------------------------------------------------------
+    def prepare_conformance(self) -> None:
+        """Process-wide settings the conformance matrix needs (JAX's float64); nothing by default."""
+
     def supports(self, function: str) -> bool:
         """Whether the conformance matrix runs ``function`` on this backend (all, but for Dask)."""
         return True

@@ -7,7 +7,7 @@ arrays, and the conformance matrix leaves the float64 rows out for JAX (reported
 from __future__ import annotations
 
 import math
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -72,6 +72,13 @@ class JaxBackend(Backend):
     def log_scan(self, x, *, reverse=False):
         return jax.lax.cumlogsumexp(x, axis=x.ndim - 1, reverse=reverse)
 
+    def scan(self, step, init, xs, *, reverse=False):
+        return jax.lax.scan(step, init, xs, reverse=reverse)
+
+    def tree_flatten(self, tree):
+        leaves, treedef = jax.tree_util.tree_flatten(tree)
+        return leaves, lambda new: jax.tree_util.tree_unflatten(treedef, list(new))
+
     def all_gather(self, x, group):
         """``group`` is the axis name (or a tuple of names) of the enclosing ``shard_map`` / ``pmap``;
         ``lax.all_gather``'s transpose sums the cotangents back onto each device's own rows."""
@@ -117,6 +124,11 @@ class JaxBackend(Backend):
         return mask.reshape(lead + (n + 1,))[..., :n]
 
     # --- conformance support ---------------------------------------------------------------------------
+    def prepare_conformance(self):
+        """float64 rows need ``jax_enable_x64``, a process-wide setting: ``polyloss check`` and the
+        test suite turn it on; library calls never do."""
+        jax.config.update("jax_enable_x64", True)
+
     def devices(self):
         out = [("cpu", jax.devices("cpu")[0])]
         try:

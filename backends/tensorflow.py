@@ -8,7 +8,7 @@ for gradients, ``tf.stop_gradient``; works eagerly and inside ``tf.function``.
 from __future__ import annotations
 
 import os
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -152,6 +152,51 @@ class TensorFlowBackend(Backend):
 
     def log_scan(self, x, *, reverse=False):
         return tf.math.cumulative_logsumexp(x, axis=-1, reverse=reverse)
+
+    def scan(self, step, init, xs, *, reverse=False):
+        """Eagerly the Python loop of the base class; inside a graph (``tf.function``, Keras) a
+        ``tf.while_loop`` over ``TensorArray``s, so that the length may be unknown until the graph
+        runs and the loop is never unrolled. The first step is taken before the loop, to learn the
+        structure, dtypes and shapes of ``carry`` and ``y`` (as ``jax.lax.scan`` traces ``step``
+        once)."""
+        if tf.executing_eagerly():
+            return super().scan(step, init, xs, reverse=reverse)
+        x_leaves, rebuild_x = self.tree_flatten(xs)
+        if not x_leaves:
+            raise ValueError("scan needs at least one array in xs")
+        x_leaves = [tf.convert_to_tensor(leaf) for leaf in x_leaves]
+        length = tf.shape(x_leaves[0])[0]
+        inputs = [tf.TensorArray(leaf.dtype, size=length, element_shape=leaf.shape[1:]).unstack(leaf)
+                  for leaf in x_leaves]
+
+        def position(i):
+            return length - 1 - i if reverse else i
+
+        def read(i):
+            return rebuild_x([ta.read(position(i)) for ta in inputs])
+
+        carry, y = step(init, read(tf.constant(0)))
+        carry_leaves, rebuild_carry = self.tree_flatten(carry)
+        y_leaves, rebuild_y = self.tree_flatten(y)
+        y_leaves = [tf.convert_to_tensor(leaf) for leaf in y_leaves]
+        outputs = [tf.TensorArray(leaf.dtype, size=length, element_shape=leaf.shape).write(position(0), leaf)
+                   for leaf in y_leaves]
+
+        def body(i, carry_leaves, outputs):
+            new_carry, new_y = step(rebuild_carry(list(carry_leaves)), read(i))
+            new_leaves = [tf.convert_to_tensor(leaf) for leaf in self.tree_flatten(new_carry)[0]]
+            outputs = [ta.write(position(i), leaf) for ta, leaf in zip(outputs, self.tree_flatten(new_y)[0])]
+            return i + 1, new_leaves, outputs
+
+        carry_leaves = [tf.convert_to_tensor(leaf) for leaf in carry_leaves]
+        _, carry_leaves, outputs = tf.while_loop(
+            lambda i, *_: i < length, body, (tf.constant(1), carry_leaves, outputs),
+            shape_invariants=(tf.TensorShape([]), [leaf.shape for leaf in carry_leaves],
+                              [tf.TensorShape(None) for _ in outputs]),
+            maximum_iterations=length,
+        )
+        ys = rebuild_y([ta.stack() for ta in outputs]) if y_leaves else rebuild_y([])
+        return rebuild_carry(list(carry_leaves)), ys
 
     def is_eager(self, x) -> bool:
         return tf.executing_eagerly() and not tf.is_symbolic_tensor(x)

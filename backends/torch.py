@@ -3,7 +3,7 @@ which would write into a model's ``.grad``), ``autograd.Function`` for custom VJ
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
@@ -164,7 +164,9 @@ class TorchBackend(Backend):
         threshold = 40.0 if x.dtype == torch.float64 else 20.0
         return torch.nn.functional.softplus(x, threshold=threshold)
 
-    def logcumsumexp(self, x, *, reverse=False):
+    log_scan_differentiable = True  # torch.logcumsumexp has its own gradient
+
+    def log_scan(self, x, *, reverse=False):
         if reverse:
             return torch.logcumsumexp(x.flip(-1), dim=-1).flip(-1)
         return torch.logcumsumexp(x, dim=-1)

@@ -1,4 +1,4 @@
-"""Speed of polyloss's classification family (SPEC B) against the frameworks' own functions and ports.
+"""Speed of polyloss's classification family (docs/classification.md) against the frameworks' own functions and ports.
 
 For each loss, three candidates, forward+backward (the mean loss and its gradient with respect to the
 logits), float32 logits ``[N, C]``:
@@ -25,7 +25,6 @@ import os
 import statistics
 import sys
 from dataclasses import dataclass
-from typing import Callable
 
 import numpy as np
 

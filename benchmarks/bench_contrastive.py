@@ -1,4 +1,4 @@
-"""Speed and memory of polyloss's contrastive family (SPEC C) against straightforward ports.
+"""Speed and memory of polyloss's contrastive family (docs/contrastive.md) against straightforward ports.
 
 Two parts, float32, forward+backward (the loss and its gradient), torch eager and ``jax.jit``:
 

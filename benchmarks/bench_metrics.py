@@ -1,4 +1,4 @@
-"""Speed of polyloss's metrics (SPEC E) against scikit-learn / SciPy and the ports found in posts.
+"""Speed of polyloss's metrics (docs/metrics.md) against scikit-learn / SciPy and the ports found in posts.
 
 Part 1, ``best_threshold`` (binary float32 scores, F1), at n = 10^5, 10^6, 10^7:
 

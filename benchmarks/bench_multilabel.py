@@ -2,7 +2,7 @@
 
 What is measured
 ----------------
-Table 1, ZLPR multi-label cross-entropy (SPEC A1): logits ``[N, C]`` float32 and about 1% positives,
+Table 1, ZLPR multi-label cross-entropy (docs/multilabel.md): logits ``[N, C]`` float32 and about 1% positives,
 under torch eager, ``torch.compile`` (every candidate compiled), ``jax.jit`` and ``tf.function``.
 The candidates are
 
@@ -13,7 +13,7 @@ The candidates are
   (d) a straightforward port of the widely copied bert4keras / Su Jianlin implementation, which
       masks with ``±1e12`` and concatenates a zero column: what users run today.
 
-Table 2, GlobalPointer (SPEC A3): logits ``[B, H, L, L]`` with the padding and lower-triangle
+Table 2, GlobalPointer (docs/multilabel.md): logits ``[B, H, L, L]`` with the padding and lower-triangle
 ``-inf`` mask, ``polyloss.global_pointer_crossentropy`` on dense float labels against
 ``polyloss.sparse_global_pointer_crossentropy`` on ``[B, H, K, 2]`` span lists. The point of the
 sparse form is memory (labels of size ``B·H·K`` instead of ``B·H·L·L``), so the label tensor
@@ -59,7 +59,7 @@ import statistics
 import subprocess
 import sys
 import time
-from typing import Callable
+from collections.abc import Callable
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 

@@ -9,12 +9,12 @@ Importing polyloss imports NumPy and array-api-compat only; a framework's adapte
 the first time one of its arrays arrives.
 """
 
+from polyloss import losses as _losses
+from polyloss import metrics
 from polyloss._checks import value_checks
 from polyloss._namespace import get_namespace
 from polyloss._reduce import reduce
-from polyloss import losses as _losses
 from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polyloss.losses.__all__)
-from polyloss import metrics
 
 __version__ = "0.1.0"
 

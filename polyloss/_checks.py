@@ -35,6 +35,10 @@ __all__ = [
     "check_label_values",
     "single_axis",
     "hyperparameter",
+    "refuse_text_and_bool",
+    "real_number",
+    "integer",
+    "optional_int",
 ]
 
 _state = threading.local()
@@ -159,17 +163,43 @@ def prepare_where(xp, backend, where, like, name_of_shape: str = "logits"):
     return broadcast_like(xp, backend, where, like, "where", name_of_shape)
 
 
+def refuse_text_and_bool(value, message: str) -> None:
+    """``TypeError(message)`` for strings and booleans, where a number (or an array) is expected:
+    ``float("0.5")``, ``float(True)`` and ``operator.index(True)`` would pass them."""
+    if isinstance(value, (str, bytes, bool, np.bool_)):
+        raise TypeError(message)
+
+
+def real_number(value, message: str) -> float:
+    """``value`` as a Python float, or ``TypeError(message)`` for strings, booleans and non-numbers."""
+    refuse_text_and_bool(value, message)
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        raise TypeError(message) from None
+
+
+def integer(value, message: str) -> int:
+    """``value`` as a Python int (Python and NumPy integers), or ``TypeError(message)`` for strings,
+    booleans, floats and non-numbers."""
+    refuse_text_and_bool(value, message)
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(message) from None
+
+
+def optional_int(value, message: str) -> int | None:
+    """None, or :func:`integer`."""
+    return None if value is None else integer(value, message)
+
+
 def normalize_axes(axis, ndim: int, name: str = "axis") -> tuple[int, ...]:
     """``axis`` (an int or a tuple of ints) as sorted, non-negative, distinct axes."""
     items = axis if isinstance(axis, (tuple, list)) else (axis,)
     axes = []
     for a in items:
-        if isinstance(a, bool):
-            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}")
-        try:
-            a = operator.index(a)
-        except TypeError:
-            raise TypeError(f"{name} must be an int or a tuple of ints, got {axis!r}") from None
+        a = integer(a, f"{name} must be an int or a tuple of ints, got {axis!r}")
         if not -ndim <= a < ndim:
             raise ValueError(f"{name}={a} is out of range for an array with {ndim} dimensions")
         axes.append(a % ndim)
@@ -229,12 +259,7 @@ def single_axis(axis, ndim: int, name: str = "axis") -> int:
 def hyperparameter(value, name: str, *, low=None, high=None, low_open=False, high_open=False) -> float:
     """``value`` as a Python float, or a ValueError naming it when it is not a finite number in
     the interval (``low``/``high`` None: unbounded; ``*_open``: the bound excluded)."""
-    try:
-        if isinstance(value, (str, bytes, bool, np.bool_)):  # float("0.5") and float(True) would pass
-            raise TypeError
-        v = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a real number, got {value!r}") from None
+    v = real_number(value, f"{name} must be a real number, got {value!r}")
     too_low = low is not None and (v <= low if low_open else v < low)
     too_high = high is not None and (v >= high if high_open else v > high)
     if not math.isfinite(v) or too_low or too_high:

@@ -1,6 +1,6 @@
 """The one way to get a namespace: ``get_namespace(*arrays) -> (xp, backend)``.
 
-Mixed-input policy (DESIGN §3): the first argument must be an array and decides the
+Mixed-input policy (``docs/design.md``, "Inputs"): the first argument must be an array and decides the
 framework and the device. The others may be None, Python scalars or sequences, NumPy
 arrays (all converted later with ``backend.asarray(x, like=first)``), or arrays of the same
 framework. Arrays of two different frameworks together are a ``TypeError`` naming both.

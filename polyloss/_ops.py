@@ -1,15 +1,21 @@
-"""Numerics the array API standard lacks, written once against ``xp``.
+"""Numerics the array API standard lacks, written once against ``xp`` from the adapters' primitives.
 
-Every function takes the namespace ``xp`` (and, where a gradient matters, the backend adapter
-``be``) explicitly. Masks are booleans applied with ``xp.where``; masked entries become
-``-inf`` before any exponential, never a large finite constant.
+Every function takes its arguments in one order: the namespace ``xp``, then the adapter ``backend``
+where it needs one (a stop-gradient, a fused native kernel, the row-blocking policy), then the
+arrays, then keyword options. Masks are booleans applied with ``xp.where``; masked entries become
+``-inf`` before any exponential, never a large finite constant. The adapters (``polyloss.backends``)
+supply primitives and no numerics; where one offers a fused kernel (``Backend.softplus``,
+``Backend.log_scan``) the function here uses it, and composes the array-API form otherwise.
 """
 
 from __future__ import annotations
 
 import math
 
+from polyloss._kernels import Kernel
+
 __all__ = [
+    "compute_dtype_name",
     "compute_dtype",
     "upcast",
     "classes_last",
@@ -24,19 +30,26 @@ __all__ = [
     "neg_abs",
     "softplus_pair",
     "softplus",
-    "log_sigmoid",
     "sigmoid",
     "log1mexp",
     "log_or_neg_inf",
     "divide_by_peak",
+    "log_scan",
+    "logcumsumexp",
 ]
 
 _LN2 = math.log(2.0)
 
 
+def compute_dtype_name(name: str) -> str:
+    """The precision rule, by dtype name: float64 computes in float64; every other floating dtype
+    (float16, bfloat16, float32) computes in float32, and results come back in that dtype."""
+    return "float64" if name == "float64" else "float32"
+
+
 def compute_dtype(xp, dtype):
-    """float64 stays float64; every other floating dtype (float16, bfloat16, float32) computes in float32."""
-    return xp.float64 if dtype == xp.float64 else xp.float32
+    """:func:`compute_dtype_name` for a dtype of the namespace ``xp``."""
+    return getattr(xp, compute_dtype_name("float64" if dtype == xp.float64 else str(dtype)))
 
 
 def upcast(xp, x):
@@ -45,7 +58,7 @@ def upcast(xp, x):
     return x if x.dtype == target else xp.astype(x, target)
 
 
-def classes_last(xp, be, x, axes: tuple[int, ...]):
+def classes_last(xp, backend, x, axes: tuple[int, ...]):
     """Move ``axes`` (sorted, non-negative) to the end and merge them into one class axis."""
     ndim = x.ndim
     rest = [a for a in range(ndim) if a not in axes]
@@ -53,7 +66,7 @@ def classes_last(xp, be, x, axes: tuple[int, ...]):
     if order != list(range(ndim)):
         x = xp.permute_dims(x, tuple(order))
     if len(axes) > 1:
-        x = xp.reshape(x, be.shape(x)[: len(rest)] + (-1,))
+        x = xp.reshape(x, backend.shape(x)[: len(rest)] + (-1,))
     return x
 
 
@@ -67,7 +80,7 @@ def mask_logits(xp, logits, where=None):
     return logits if where is None else xp.where(where, logits, -math.inf)
 
 
-def masked_max(xp, be, x, mask=None, *, axis=-1):
+def masked_max(xp, backend, x, mask=None, *, axis=-1):
     """Stop-gradient row maximum of ``x`` over ``mask``, replaced by 0 where it is not finite.
 
     Used as the shift of a log-sum-exp: any finite shift gives the exact result, so its gradient
@@ -77,10 +90,10 @@ def masked_max(xp, be, x, mask=None, *, axis=-1):
     if mask is not None:
         x = xp.where(mask, x, -math.inf)
     m = xp.max(x, axis=axis, keepdims=True)
-    return be.stop_gradient(xp.where(xp.isfinite(m), m, 0.0))
+    return backend.stop_gradient(xp.where(xp.isfinite(m), m, 0.0))
 
 
-def appended_zero_shift(xp, be, x, *, axis=-1):
+def appended_zero_shift(xp, backend, x, *, axis=-1):
     """Stop-gradient shift ``c = max(0, max x)`` over ``axis`` (kept), 0 where that is not finite.
 
     After it, every term of ``1 + Σ e^{x}`` (the 1 included) is at most 1 and the largest is 1:
@@ -88,7 +101,7 @@ def appended_zero_shift(xp, be, x, *, axis=-1):
     shift 0, so its sum is ``+inf`` (or NaN), as the formula says.
     """
     c = xp.clip(xp.max(x, axis=axis, keepdims=True), min=0.0)
-    return be.stop_gradient(xp.where(xp.isfinite(c), c, 0.0))
+    return backend.stop_gradient(xp.where(xp.isfinite(c), c, 0.0))
 
 
 def log1p_shifted(xp, c, total):
@@ -98,7 +111,7 @@ def log1p_shifted(xp, c, total):
     return xp.where(c > 0.0, c + xp.log(xp.exp(-c) + total), xp.log1p(total))
 
 
-def logsumexp(xp, be, x, *, axis=-1, where=None, append_zero=False, keepdims=False):
+def logsumexp(xp, backend, x, *, axis=-1, where=None, append_zero=False, keepdims=False):
     """``log Σ exp(x)`` over ``axis``, dropping ``-inf`` entries and those where ``where`` is False.
 
     With ``append_zero=True`` an extra 0 joins the sum: ``log(1 + Σ exp(x))``, shifted by
@@ -109,15 +122,15 @@ def logsumexp(xp, be, x, *, axis=-1, where=None, append_zero=False, keepdims=Fal
     if where is not None:
         x = xp.where(where, x, -math.inf)
     if append_zero:
-        c = appended_zero_shift(xp, be, x, axis=axis)
+        c = appended_zero_shift(xp, backend, x, axis=axis)
         out = log1p_shifted(xp, xp.squeeze(c, axis=axis), xp.sum(xp.exp(x - c), axis=axis))
         return xp.expand_dims(out, axis=axis) if keepdims else out
-    m = masked_max(xp, be, x, axis=axis)
+    m = masked_max(xp, backend, x, axis=axis)
     out = log_or_neg_inf(xp, xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def by_rows(xp, be, fn, *arrays):
+def by_rows(xp, backend, fn, *arrays):
     """``fn(*arrays)`` evaluated block by block over the rows, results concatenated.
 
     ``arrays`` share the leading shape of ``arrays[0]`` (``[..., C]``): each is either a full
@@ -128,7 +141,7 @@ def by_rows(xp, be, fn, *arrays):
     ``fn`` runs once on the whole arrays.
     """
     first = arrays[0]
-    block = be.block_rows(first)
+    block = backend.block_rows(first)
     if block is None:
         return fn(*arrays)
     lead = tuple(first.shape[:-1])
@@ -155,7 +168,7 @@ def log_or_neg_inf(xp, x):
     return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), xp.where(x == 0.0, -math.inf, xp.full_like(x, math.nan)))
 
 
-def softmax_terms(xp, be, x, *, axis=-1):
+def softmax_terms(xp, backend, x, *, axis=-1):
     """``(z, e, total, log_total)`` of the softmax of ``x`` over ``axis``: ``z = x - m`` with ``m`` the
     stop-gradient maximum (:func:`masked_max`), ``e = e^{z}``, ``total = Σ e`` and ``log total`` (both
     kept over ``axis``). A row with no valid entry (``total = 0``; ``-inf`` entries are removed) gets
@@ -164,18 +177,18 @@ def softmax_terms(xp, be, x, *, axis=-1):
     ``log p = z - log total``: the rounding error of an entry is that of ``x - m``, not of ``m``, so two
     nearby inputs give log-probabilities whose difference is accurate (``x - logsumexp(x)`` loses
     ``eps·|m|``)."""
-    z = x - masked_max(xp, be, x, axis=axis)
+    z = x - masked_max(xp, backend, x, axis=axis)
     e = xp.exp(z)
     total = xp.sum(e, axis=axis, keepdims=True)
     return z, e, total, xp.log(xp.where(total != 0.0, total, 1.0))
 
 
-def log_softmax(xp, be, x, *, axis=-1, where=None):
+def log_softmax(xp, backend, x, *, axis=-1, where=None):
     """``log softmax(x)`` over ``axis`` (see :func:`softmax_terms`). Masked entries come out as
     ``-inf``; a row with no valid entry is all ``-inf``."""
     if where is not None:
         x = xp.where(where, x, -math.inf)
-    z, _, _, log_total = softmax_terms(xp, be, x, axis=axis)
+    z, _, _, log_total = softmax_terms(xp, backend, x, axis=axis)
     return z - log_total
 
 
@@ -186,21 +199,19 @@ def neg_abs(xp, x):
     return xp.where(x >= 0, -x, x)
 
 
-def softplus_pair(be, x):
-    """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` through the backend's softplus (a
-    fused kernel where the framework has an accurate one, else :func:`softplus`): no overflow, no
+def softplus_pair(xp, backend, x):
+    """``(softplus(-x), softplus(x)) = (-log σ(x), -log σ(-x))`` (:func:`softplus`): no overflow, no
     cancellation (both are sums of non-negative terms), derivatives exact at 0 (``∓1/2``)."""
-    return be.softplus(-x), be.softplus(x)
+    return softplus(xp, backend, -x), softplus(xp, backend, x)
 
 
-def softplus(xp, x):
-    """``log(1 + e^x)`` without overflow: ``relu(x) + log1p(e^{-|x|})`` (derivative 1/2 at 0)."""
+def softplus(xp, backend, x):
+    """``log(1 + e^x)`` without overflow, with the derivative ``σ(x)`` (1/2 at 0): the adapter's fused
+    kernel where the framework has an accurate one (``Backend.softplus``; in eager PyTorch the
+    composed form costs 3x more), else ``relu(x) + log1p(e^{-|x|})``."""
+    if backend.softplus is not None:
+        return backend.softplus(x)
     return xp.where(x >= 0, x, 0.0) + xp.log1p(xp.exp(neg_abs(xp, x)))
-
-
-def log_sigmoid(xp, x):
-    """``log σ(x) = -softplus(-x)``."""
-    return -softplus(xp, -x)
 
 
 def sigmoid(xp, x):
@@ -223,12 +234,61 @@ def log1mexp(xp, x):
     return xp.where(near, log_or_neg_inf(xp, -xp.expm1(x_near)), xp.log1p(-xp.exp(x_far)))
 
 
-def divide_by_peak(xp, be, x, *, axis=-1):
+def divide_by_peak(xp, backend, x, *, axis=-1):
     """``(x / peak, peak != 0)`` with ``peak = max |x|`` along ``axis`` (kept), a constant for the
     gradient; a zero peak divides by 1. The division is by ``sqrt(peak)`` twice: XLA turns a division
     into a multiplication by the reciprocal, and ``1/peak`` is subnormal (flushed to 0 on CPUs) for
     float32 peaks above 2**126."""
-    peak = be.stop_gradient(xp.max(xp.abs(x), axis=axis, keepdims=True))
+    peak = backend.stop_gradient(xp.max(xp.abs(x), axis=axis, keepdims=True))
     nonzero = peak != 0.0
     root = xp.sqrt(xp.where(nonzero, peak, 1.0))
     return x / root / root, nonzero
+
+
+def log_scan(xp, backend, x, *, reverse: bool = False):
+    """``R_i = log Σ_{j<=i} e^{x_j}`` along the last axis (``Σ_{j>=i}`` when ``reverse``), the value
+    only: the adapter's log-space scan (``Backend.log_scan``, no range limit) where the framework has
+    one. Otherwise the row is shifted by its maximum and ``log cumulative_sum(e^{x - m})`` taken,
+    exact while the sums do not underflow (a range of ``x`` below ~80 in float32, ~700 in float64)."""
+    if backend.log_scan is not None:
+        return backend.log_scan(x, reverse=reverse)
+    if reverse:
+        return xp.flip(log_scan(xp, backend, xp.flip(x, axis=-1)), axis=-1)
+    m = masked_max(xp, backend, x, axis=-1)
+    return log_or_neg_inf(xp, xp.cumulative_sum(xp.exp(x - m), axis=-1)) + m
+
+
+def logcumsumexp(xp, backend, x, *, reverse: bool = False):
+    """:func:`log_scan`, differentiable to any order on every backend.
+
+    Where the adapter's scan has no correct gradient of its own, the gradient is written out
+    (``_LOGCUMSUMEXP``): ``∂R_i/∂x_j = e^{x_j - R_i}``, so ``x̄_j = Σ_i ḡ_i e^{x_j - R_i}`` is one more
+    scan in the other direction, in log space for the positive and the negative parts of the
+    cotangent. (JAX's own derivative of its scan costs seconds of compilation per shape; TensorFlow
+    has none.)"""
+    if backend.log_scan_differentiable:
+        return backend.log_scan(x, reverse=reverse)
+    return _LOGCUMSUMEXP(backend, x, reverse=reverse)
+
+
+def _logcumsumexp_fwd(xp, backend, x, *, reverse):
+    return log_scan(xp, backend, x, reverse=reverse), ()
+
+
+def _logcumsumexp_bwd(xp, backend, arrays, residuals, g, needs, *, reverse):
+    (x,) = arrays
+    # the output again, through the differentiable function: higher derivatives then use this formula
+    # too, never the framework's derivative of its scan (none in TensorFlow, NaN at -inf in JAX)
+    out = logcumsumexp(xp, backend, x, reverse=reverse)
+    live = out != -math.inf  # R_i = -inf: every term of its set is 0, so is its share
+    safe_out = xp.where(live, out, 0.0)
+
+    def part(w):
+        log_w = log_or_neg_inf(xp, xp.where(w > 0.0, w, 0.0))
+        terms = xp.where(live, log_w - safe_out, -math.inf)
+        return xp.exp(x + logcumsumexp(xp, backend, terms, reverse=not reverse))
+
+    return (part(g) - part(-g),)
+
+
+_LOGCUMSUMEXP = Kernel("logcumsumexp", _logcumsumexp_fwd, _logcumsumexp_bwd)

@@ -39,19 +39,19 @@ def reduce(values, reduction: str = "mean", *, weights=None, where=None):
     """
     if reduction not in _REDUCTIONS:
         raise ValueError(f"reduction must be one of {_REDUCTIONS}, got {reduction!r}")
-    xp, be = namespace_of(values=values, weights=weights, where=where)
-    values = be.asarray(values, like=values, name="values")
+    xp, backend = namespace_of(values=values, weights=weights, where=where)
+    values = backend.asarray(values, like=values, name="values")
     _checks.require_floating(xp, values, "values")
     v = _ops.upcast(xp, values)
-    keep = _checks.prepare_where(xp, be, where, v, "values")
+    keep = _checks.prepare_where(xp, backend, where, v, "values")
     if keep is not None:
         v = xp.where(keep, v, 0.0)
     w = None
     if weights is not None:
-        w = be.asarray(weights, like=values, name="weights")
+        w = backend.asarray(weights, like=values, name="weights")
         if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
             raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
-        w = _checks.broadcast_like(xp, be, xp.astype(w, v.dtype) if w.dtype != v.dtype else w, v, "weights", "values")
+        w = _checks.broadcast_like(xp, backend, xp.astype(w, v.dtype) if w.dtype != v.dtype else w, v, "weights", "values")
         if keep is not None:
             w = xp.where(keep, w, 0.0)
         v = v * w

@@ -48,7 +48,6 @@ def _check(args) -> int:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     import polyloss
     from polyloss import backends, conformance
-    from polyloss.backends._base import DTYPE_NAMES
 
     backend_names = _csv(args.backends) if args.backends else list(backends.BACKEND_NAMES)
     unknown = set(backend_names) - set(backends.BACKEND_NAMES)
@@ -60,7 +59,7 @@ def _check(args) -> int:
     modes = _csv(args.modes) if args.modes else None
     devices = _csv(args.devices) if args.devices else None
     dtypes = _csv(args.dtypes) if args.dtypes else None
-    for option, given, known in (("--modes", modes, MODES), ("--dtypes", dtypes, DTYPE_NAMES)):
+    for option, given, known in (("--modes", modes, MODES), ("--dtypes", dtypes, backends.DTYPE_NAMES)):
         wrong = sorted(set(given or ()) - set(known))
         if wrong:
             print(f"unknown {option}: {', '.join(wrong)}; known: {', '.join(known)}", file=sys.stderr)

@@ -10,7 +10,7 @@ import pytest
 
 import polyloss
 
-from conftest import get
+from helpers import get
 
 S = np.array([[1.0, -2.0, 0.5], [0.0, 3.0, -1.0]])
 Y = np.array([[True, False, True], [False, True, False]])

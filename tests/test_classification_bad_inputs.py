@@ -1,4 +1,4 @@
-"""Bad input to the SPEC B family: clear errors that name the shapes and values, on every backend."""
+"""Bad input to the classification family: clear errors that name the shapes and values, on every backend."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 
 import polyloss
 
-from conftest import get
+from helpers import get
 
 RNG = np.random.default_rng(0)
 S34 = RNG.normal(0, 1, (3, 4))

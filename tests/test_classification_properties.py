@@ -1,4 +1,4 @@
-"""The identities of SPEC section B as property tests, closed-form gradients, and the numerics at the
+"""The identities of the classification family (``docs/classification.md``) as property tests, closed-form gradients, and the numerics at the
 extremes (finite values and gradients for ±1e4 logits in float32 and across the half-precision range).
 
 The conformance matrix compares every backend with the reference on fixed cases; these tests check
@@ -18,7 +18,8 @@ from hypothesis.extra import numpy as hnp
 import polyloss
 from polyloss import reference
 
-from conftest import get
+from helpers import get
+from polyloss.testing import assert_close
 
 SETTINGS = settings(max_examples=40, deadline=None)
 FINITE = st.floats(-30.0, 30.0, allow_nan=False, allow_infinity=False, width=64)
@@ -41,34 +42,30 @@ def softmax_case(max_rows=4, max_classes=7):
     )
 
 
-def close(a, b, rtol=1e-12, atol=1e-13):
-    np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=rtol, atol=atol)
-
-
 # --------------------------------------------------------------------------------------------
-# Identities (SPEC B)
+# Identities (docs/classification.md)
 # --------------------------------------------------------------------------------------------
 @SETTINGS
 @given(binary_case())
 def test_focal_with_gamma_0_is_the_sigmoid_crossentropy(data):
     s, t = data
-    close(polyloss.focal_loss(s, t, gamma=0.0), polyloss.sigmoid_crossentropy(s, t))
+    assert_close(polyloss.focal_loss(s, t, gamma=0.0), polyloss.sigmoid_crossentropy(s, t), rtol=1e-12, atol=1e-13)
     # with α: the α-balanced cross-entropy
-    close(polyloss.focal_loss(s, t, gamma=0.0, alpha=0.3), 0.3 * t * np.logaddexp(0, -s) + 0.7 * (1 - t) * np.logaddexp(0, s))
+    assert_close(polyloss.focal_loss(s, t, gamma=0.0, alpha=0.3), 0.3 * t * np.logaddexp(0, -s) + 0.7 * (1 - t) * np.logaddexp(0, s), rtol=1e-12, atol=1e-13)
 
 
 @SETTINGS
 @given(softmax_case())
 def test_softmax_focal_with_gamma_0_is_the_crossentropy(data):
     s, y = data
-    close(polyloss.focal_loss(s, y, gamma=0.0, activation="softmax"), polyloss.softmax_crossentropy(s, y))
+    assert_close(polyloss.focal_loss(s, y, gamma=0.0, activation="softmax"), polyloss.softmax_crossentropy(s, y), rtol=1e-12, atol=1e-13)
 
 
 @SETTINGS
 @given(binary_case())
 def test_softened_truncation_with_k_1_is_focal_with_gamma_1(data):
     s, t = data
-    close(polyloss.softened_truncation_loss(s, t, k=1.0), polyloss.focal_loss(s, t, gamma=1.0))
+    assert_close(polyloss.softened_truncation_loss(s, t, k=1.0), polyloss.focal_loss(s, t, gamma=1.0), rtol=1e-12, atol=1e-13)
 
 
 @SETTINGS
@@ -76,17 +73,16 @@ def test_softened_truncation_with_k_1_is_focal_with_gamma_1(data):
 def test_poly1_with_epsilon_0_is_the_crossentropy_and_adds_epsilon_times_one_minus_p(data, eps):
     s, y = data
     ce = polyloss.softmax_crossentropy(s, y)
-    close(polyloss.poly1_crossentropy(s, y, epsilon=0.0), ce)
+    assert_close(polyloss.poly1_crossentropy(s, y, epsilon=0.0), ce, rtol=1e-12, atol=1e-13)
     p_y = np.exp(s[np.arange(len(y)), y] - np.logaddexp.reduce(s, axis=-1))
-    close(polyloss.poly1_crossentropy(s, y, epsilon=eps), ce + eps * (1 - p_y), rtol=1e-10, atol=1e-12)
+    assert_close(polyloss.poly1_crossentropy(s, y, epsilon=eps), ce + eps * (1 - p_y), rtol=1e-10, atol=1e-12)
 
 
 @SETTINGS
 @given(binary_case(), st.floats(0.0, 3.0))
 def test_poly1_focal_with_epsilon_0_is_focal(data, gamma):
     s, t = data
-    close(polyloss.poly1_focal_loss(s, t, epsilon=0.0, gamma=gamma, alpha=0.25),
-          polyloss.focal_loss(s, t, gamma=gamma, alpha=0.25))
+    assert_close(polyloss.poly1_focal_loss(s, t, epsilon=0.0, gamma=gamma, alpha=0.25), polyloss.focal_loss(s, t, gamma=gamma, alpha=0.25), rtol=1e-12, atol=1e-13)
 
 
 @SETTINGS
@@ -94,17 +90,15 @@ def test_poly1_focal_with_epsilon_0_is_focal(data, gamma):
 def test_logit_adjustment_with_a_uniform_prior_is_the_crossentropy(data, scale, eps):
     s, y = data
     uniform = np.full(s.shape[-1], scale)  # any constant: the prior's scale does not matter
-    close(polyloss.logit_adjusted_crossentropy(s, y, uniform, label_smoothing=eps),
-          polyloss.softmax_crossentropy(s, y, label_smoothing=eps), rtol=1e-11, atol=1e-12)
+    assert_close(polyloss.logit_adjusted_crossentropy(s, y, uniform, label_smoothing=eps), polyloss.softmax_crossentropy(s, y, label_smoothing=eps), rtol=1e-11, atol=1e-12)
 
 
 def test_logit_adjustment_is_the_crossentropy_of_shifted_logits_and_posthoc_undoes_it():
     rng = np.random.default_rng(0)
     s, y = rng.normal(0, 2, (6, 4)), rng.integers(0, 4, 6)
     prior = np.array([0.7, 0.2, 0.07, 0.03])
-    close(polyloss.logit_adjusted_crossentropy(s, y, prior, tau=1.5),
-          polyloss.softmax_crossentropy(s + 1.5 * np.log(prior), y))
-    close(polyloss.adjust_logits(s + np.log(prior), prior), s)
+    assert_close(polyloss.logit_adjusted_crossentropy(s, y, prior, tau=1.5), polyloss.softmax_crossentropy(s + 1.5 * np.log(prior), y), rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.adjust_logits(s + np.log(prior), prior), s, rtol=1e-12, atol=1e-13)
     # the post-hoc rule moves decisions toward rare classes: 3 - log 0.7 = 3.357 < 0 - log 0.03 = 3.507
     raw = np.array([[3.0, 0.0, 0.0, 0.0]])
     assert int(np.argmax(polyloss.adjust_logits(raw, prior))) == 3
@@ -130,10 +124,9 @@ def test_rdrop_divergence_is_half_the_sum_of_both_kls():
     lq = b - np.logaddexp.reduce(b, axis=-1, keepdims=True)
     kl_pq = np.sum(np.exp(lp) * (lp - lq), axis=-1)
     kl_qp = np.sum(np.exp(lq) * (lq - lp), axis=-1)
-    close(polyloss.rdrop_divergence(a, b), 0.5 * (kl_pq + kl_qp))
+    assert_close(polyloss.rdrop_divergence(a, b), 0.5 * (kl_pq + kl_qp), rtol=1e-12, atol=1e-13)
     y = rng.integers(0, 6, 5)
-    close(polyloss.rdrop_loss(a, b, y, alpha=2.5),
-          polyloss.softmax_crossentropy(a, y) + polyloss.softmax_crossentropy(b, y) + 2.5 * 0.5 * (kl_pq + kl_qp))
+    assert_close(polyloss.rdrop_loss(a, b, y, alpha=2.5), polyloss.softmax_crossentropy(a, y) + polyloss.softmax_crossentropy(b, y) + 2.5 * 0.5 * (kl_pq + kl_qp), rtol=1e-12, atol=1e-13)
 
 
 def test_rdrop_divergence_keeps_its_relative_precision_for_nearby_passes():
@@ -175,13 +168,12 @@ def test_label_smoothing_is_the_keras_optax_torch_convention():
     s, y = rng.normal(0, 2, (5, 4)), rng.integers(0, 4, 5)
     eps = 0.2
     smoothed = np.eye(4)[y] * (1 - eps) + eps / 4
-    close(polyloss.softmax_crossentropy(s, y, label_smoothing=eps), polyloss.softmax_crossentropy(s, smoothed))
+    assert_close(polyloss.softmax_crossentropy(s, y, label_smoothing=eps), polyloss.softmax_crossentropy(s, smoothed), rtol=1e-12, atol=1e-13)
     # with a class removed by where, ε spreads over the K = 3 valid classes
     where = np.array([True, True, False, True])
     y3 = np.array([0, 1, 3, 0, 1])
     sm3 = np.eye(4)[y3] * (1 - eps) + eps / 3 * where
-    close(polyloss.softmax_crossentropy(s, y3, label_smoothing=eps, where=where),
-          polyloss.softmax_crossentropy(s, sm3, where=where))
+    assert_close(polyloss.softmax_crossentropy(s, y3, label_smoothing=eps, where=where), polyloss.softmax_crossentropy(s, sm3, where=where), rtol=1e-12, atol=1e-13)
 
 
 def test_soft_binary_labels_are_the_expectation_of_the_hard_losses():
@@ -190,7 +182,7 @@ def test_soft_binary_labels_are_the_expectation_of_the_hard_losses():
     ones, zeros = np.ones_like(s), np.zeros_like(s)
     for fn, kw in [(polyloss.sigmoid_crossentropy, {}), (polyloss.focal_loss, {"gamma": 0.5, "alpha": 0.3}),
                    (polyloss.softened_truncation_loss, {"k": 2.0}), (polyloss.poly1_focal_loss, {})]:
-        close(fn(s, t, **kw), t * fn(s, ones, **kw) + (1 - t) * fn(s, zeros, **kw))
+        assert_close(fn(s, t, **kw), t * fn(s, ones, **kw) + (1 - t) * fn(s, zeros, **kw), rtol=1e-12, atol=1e-13)
 
 
 def test_flooding_descends_above_and_ascends_below_the_level(autograd_backend):
@@ -267,7 +259,7 @@ def test_smoothed_f1_gradient_holds_f1_constant(autograd_backend):
     np.testing.assert_allclose(be.to_numpy(g_batch), be.to_numpy(g_fixed), rtol=1e-12)
     # closed form: y(1 - F/2)(p - 1) + (1 - y)(F/2) p
     np.testing.assert_allclose(be.to_numpy(g_batch), y * (1 - f1 / 2) * (p - 1) + (1 - y) * (f1 / 2) * p, rtol=1e-12)
-    close(polyloss.smoothed_f1_weighted_crossentropy(s_np, y), reference.smoothed_f1_weighted_crossentropy(s_np, y))
+    assert_close(polyloss.smoothed_f1_weighted_crossentropy(s_np, y), reference.smoothed_f1_weighted_crossentropy(s_np, y), rtol=1e-12, atol=1e-13)
 
 
 def test_rdrop_divergence_hessian_at_equality(autograd_backend):
@@ -406,9 +398,8 @@ def test_mass_on_a_removed_class_is_plus_infinity():
     assert polyloss.softmax_crossentropy(s, np.array([2]), where=where)[0] == np.inf
     assert polyloss.logit_adjusted_crossentropy(s, t, [1, 1, 1], where=where)[0] == np.inf
     # with ε = 1 the target is uniform over the 2 valid classes: -log ½ each, finite
-    close(polyloss.softmax_crossentropy(s, np.array([2]), where=where, label_smoothing=1.0), [math.log(2.0)])
-    close(polyloss.poly1_crossentropy(s, t, where=where, label_smoothing=1.0),
-          reference.poly1_crossentropy(s, t, where=where, label_smoothing=1.0))
+    assert_close(polyloss.softmax_crossentropy(s, np.array([2]), where=where, label_smoothing=1.0), [math.log(2.0)], rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.poly1_crossentropy(s, t, where=where, label_smoothing=1.0), reference.poly1_crossentropy(s, t, where=where, label_smoothing=1.0), rtol=1e-12, atol=1e-13)
 
 
 def test_infinite_logits_give_the_exact_binary_losses():

@@ -7,7 +7,7 @@ import numpy as np
 import polyloss
 from polyloss import backends, cli
 
-from conftest import run_python
+from helpers import run_python
 
 
 def test_check_prints_rows_and_passes(capsys):

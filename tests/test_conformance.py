@@ -7,7 +7,7 @@ import pytest
 from polyloss import backends
 from polyloss.conformance import cases_for, run_case
 
-from conftest import INSTALLED, get
+from helpers import INSTALLED, get
 
 
 def _matrix():

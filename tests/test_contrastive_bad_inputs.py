@@ -1,4 +1,4 @@
-"""Bad input to the SPEC C family (contrastive, similarity and margin losses): clear errors that name
+"""Bad input to the contrastive family (, similarity and margin losses): clear errors that name
 the shapes and values, a documented finite result for zero-norm embeddings, and no NaN from finite
 inputs (values and, on the autograd backends, gradients), on every backend.
 """
@@ -13,7 +13,7 @@ import pytest
 
 import polyloss
 
-from conftest import AUTOGRAD_BACKENDS, get
+from helpers import AUTOGRAD_BACKENDS, get
 
 RNG = np.random.default_rng(0)
 E43 = RNG.normal(0, 1, (4, 3))  # four embeddings of width 3

@@ -34,7 +34,8 @@ import pytest
 
 import polyloss
 
-from conftest import GLOO_WORKER_END, get, run_python
+from helpers import GLOO_WORKER_END, get, run_python
+from polyloss.testing import assert_close
 
 WORLD = 2
 B, N, M2, D = 3, 5, 4, 6  # queries, keys (2 hard negatives) and SimCSE rows per member; width
@@ -79,10 +80,6 @@ def _torch_reference(a, b, *, pairing, tau, learnable=False, normalize=True):
         loss = polyloss.infonce_from_embeddings(a, keys[order], temperature=t, normalize=normalize)
     grads = torch.autograd.grad(loss.sum(), list(wrt.values()))
     return loss.detach().numpy(), {k: g.numpy() for k, g in zip(wrt, grads)}
-
-
-def _close(actual, expected, what):
-    np.testing.assert_allclose(actual, expected, rtol=RTOL, atol=ATOL, err_msg=what)
 
 
 def test_key_order_puts_the_positives_first():
@@ -173,13 +170,13 @@ def _check_members(results, case, loss, grads):
     """``results[r][case/...]`` are member r's rows of ``loss`` and of each gradient; a temperature
     gradient is the sum over the members."""
     assert set(grads) | {"loss"} == {k.split("/")[1] for k in results[0] if k.startswith(case + "/")}, case
-    _close(np.concatenate([res[case + "/loss"] for res in results]), loss, f"{case}: loss")
+    assert_close(np.concatenate([res[case + "/loss"] for res in results]), loss, rtol=RTOL, atol=ATOL, err_msg=f"{case}: loss")
     for key, g in grads.items():
         if key == "tau":
-            _close(sum(res[case + "/tau"] for res in results), g, f"{case}: d/dtau")
+            assert_close(sum(res[case + "/tau"] for res in results), g, rtol=RTOL, atol=ATOL, err_msg=f"{case}: d/dtau")
             continue
         for r, part in enumerate(_split(g, g.shape[0] // WORLD)):
-            _close(results[r][f"{case}/{key}"], part, f"{case}: d/d{key} on rank {r}")
+            assert_close(results[r][f"{case}/{key}"], part, rtol=RTOL, atol=ATOL, err_msg=f"{case}: d/d{key} on rank {r}")
 
 
 # one test per subprocess run: under pytest-xdist a module-scoped fixture would run once per worker
@@ -210,7 +207,7 @@ def test_torch_gloo_two_ranks_equal_the_single_process_loss(tmp_path):
         "simcse": reference.infonce_from_embeddings(data["s"], temperature=tau, pairing="simcse"),
     }
     for case, expected in oracle.items():
-        _close(np.concatenate([res[case + "/loss"] for res in results]), expected, f"{case}: oracle")
+        assert_close(np.concatenate([res[case + "/loss"] for res in results]), expected, rtol=RTOL, atol=ATOL, err_msg=f"{case}: oracle")
     # the order of the keys matters: the plain concatenation of b gives other positives
     plain = reference.infonce_from_embeddings(data["a"], data["b"], temperature=tau)
     assert np.abs(plain - oracle["diagonal"]).max() > 1e-3
@@ -225,9 +222,9 @@ def test_torch_gloo_two_ranks_equal_the_single_process_loss(tmp_path):
     single = F.cross_entropy(scores, N + torch.arange(2), reduction="none")  # rank 1's positives: keys N + i
     (g_keys,) = torch.autograd.grad(single.sum(), keys)
     assert results[0]["noquery/loss"].shape == (0,)
-    _close(results[1]["noquery/loss"], single.detach().numpy(), "no-query member: loss")
+    assert_close(results[1]["noquery/loss"], single.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg="no-query member: loss")
     for r in range(WORLD):
-        _close(results[r]["noquery/b"], g_keys[r * N:(r + 1) * N].numpy(), f"no-query member: d/db on rank {r}")
+        assert_close(results[r]["noquery/b"], g_keys[r * N:(r + 1) * N].numpy(), rtol=RTOL, atol=ATOL, err_msg=f"no-query member: d/db on rank {r}")
     assert np.abs(results[0]["noquery/b"]).max() > 1e-3
 
     # unequal local batch sizes (3 rows and 2): ValueError on both ranks
@@ -325,16 +322,16 @@ def test_jax_two_devices_equal_the_single_device_loss(tmp_path):
         for part in parts:
             reference = res[f"single/{pairing}/{part}"]
             assert res[f"{mode}/{pairing}/{part}"].shape == reference.shape
-            _close(res[f"{mode}/{pairing}/{part}"], reference, f"{mode}/{pairing}/{part}")
+            assert_close(res[f"{mode}/{pairing}/{part}"], reference, rtol=RTOL, atol=ATOL, err_msg=f"{mode}/{pairing}/{part}")
     assert res["single/diagonal/loss"].shape == (WORLD * B,)
     assert res["single/simcse/loss"].shape == (WORLD * M2,)
 
     # the single-device JAX reference is the torch one (a check of the reference, not of the gather)
     get("torch")
     loss, grads = _torch_reference(data["a"], data["b"], pairing="diagonal", tau=0.07, learnable=True)
-    _close(res["single/diagonal/loss"], loss, "JAX vs torch: loss")
+    assert_close(res["single/diagonal/loss"], loss, rtol=RTOL, atol=ATOL, err_msg="JAX vs torch: loss")
     for i, key in enumerate(("a", "b", "tau")):
-        _close(res[f"single/diagonal/{i}"], grads[key], f"JAX vs torch: d/d{key}")
+        assert_close(res[f"single/diagonal/{i}"], grads[key], rtol=RTOL, atol=ATOL, err_msg=f"JAX vs torch: d/d{key}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -376,9 +373,9 @@ def test_torch_one_process_group_equals_the_ungathered_loss(one_process_group, p
         results.append((loss.detach().numpy(), [g.numpy() for g in torch.autograd.grad(loss.sum(), wrt)]))
     (loss, grads), *gathered = results
     for other_loss, other_grads in gathered:
-        _close(other_loss, loss, "loss")
+        assert_close(other_loss, loss, rtol=RTOL, atol=ATOL, err_msg="loss")
         for g, h in zip(other_grads, grads):
-            _close(g, h, "gradient")
+            assert_close(g, h, rtol=RTOL, atol=ATOL, err_msg="gradient")
 
 
 def test_torch_gather_must_be_a_process_group(one_process_group):

@@ -9,7 +9,7 @@ import re
 
 import pytest
 
-from conftest import run_python
+from helpers import run_python
 
 MODULES = [
     "polyloss",

@@ -8,7 +8,7 @@ import pytest
 import polyloss
 from polyloss import reference
 
-from conftest import get, run_python
+from helpers import get, run_python
 
 RNG = np.random.default_rng(0)
 S = RNG.normal(0.0, 2.0, (3, 7))

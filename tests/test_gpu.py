@@ -10,7 +10,7 @@ import pytest
 import polyloss
 from polyloss.conformance import cases_for, relative_error, tolerance
 
-from conftest import INSTALLED, gpu_targets
+from helpers import INSTALLED, gpu_targets
 
 TARGETS = gpu_targets()
 

@@ -1,4 +1,4 @@
-"""Bad input to the SPEC E family (polyloss.metrics): clear errors that name the shapes, dtypes and
+"""Bad input to the metrics (polyloss.metrics): clear errors that name the shapes, dtypes and
 values, on every backend; value checks (NaN, labels not 0/1, class ids out of range, non-positive
 means) only in eager mode, never under ``jax.jit`` / ``tf.function``, never on Dask (lazy: a check
 would compute the graph) and not after ``polyloss.value_checks(False)``; empty inputs; hyper-parameters;
@@ -20,7 +20,7 @@ import pytest
 import polyloss
 from polyloss import metrics as M
 
-from conftest import get
+from helpers import get
 
 S23 = np.array([[0.5, -1.0, 2.0], [-0.3, 0.8, 0.1]])  # two rows of three classes
 Y23 = np.array([[1, 0, 1], [0, 1, 0]])  # 0/1 labels of S23's shape

@@ -34,7 +34,7 @@ import pytest
 
 from polyloss import metrics as M
 
-from conftest import GLOO_WORKER_END, get, run_python
+from helpers import GLOO_WORKER_END, get, run_python
 
 WORLD = 2
 N, C, L, H = 37, 4, 5, 2

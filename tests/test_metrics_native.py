@@ -1,4 +1,4 @@
-"""SPEC section E (polyloss.metrics) against the libraries practitioners evaluate with.
+"""The metrics (``docs/metrics.md``) against the libraries practitioners evaluate with.
 
 Every test runs the library on every backend of the metrics (``metric_backend``: NumPy,
 array-api-strict, PyTorch, JAX, TensorFlow and Dask) in float32 and float64 where it is cheap, and
@@ -40,26 +40,20 @@ import pytest
 
 import polyloss.metrics as M
 
-from conftest import get, grid, host, hosts
+from helpers import get, grid, host, hosts, tolerance
+from polyloss.testing import assert_close
 
 skm = pytest.importorskip("sklearn.metrics")
 stats = pytest.importorskip("scipy.stats")
 
 DTYPES = ("float32", "float64")
-TOL = {"float32": dict(rtol=1e-6, atol=1e-6), "float64": dict(rtol=1e-12, atol=1e-12)}
+TOL = {"float32": dict(rtol=1e-6, atol=1e-6, equal_nan=False), "float64": dict(rtol=1e-12, atol=1e-12, equal_nan=False)}
 ZERO_DIVISIONS = (0.0, 1.0)
 # one length for every 1-D case and every [N, C] case: JAX compiles each operation once per shape
 N = 40
 ROWS, C = 8, 5  # multi-label [ROWS, C]: N entries too
 # (threshold, zero_division) pairs: both thresholds, both zero_division values
 T_ZD = ((0.0, 0.0), (0.5, 1.0))
-
-
-def close(actual, desired, dtype, **kw):
-    tol = dict(TOL[dtype])
-    tol.update(kw)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64),
-                               equal_nan=False, **tol)
 
 
 def in_dtype(a, dtype):
@@ -116,7 +110,7 @@ def test_binary_precision_recall_f1_sklearn(metric_backend, dtype):
         got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(labels), threshold=t,
                                     average=average, zero_division=zd)
         assert all(tuple(v.shape) == () for v in got), (name, average)
-        close(hosts(be, got), expected, dtype, err_msg=f"{name} t={t} zd={zd} {average} {labels_as}")
+        assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} t={t} zd={zd} {average} {labels_as}")
 
 
 def multilabel_cases():
@@ -144,7 +138,7 @@ def test_multilabel_precision_recall_f1_sklearn(metric_backend, dtype):
             got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(y), threshold=t,
                                         average=average, zero_division=zd)
             assert tuple(got[0].shape) == (() if average != "none" else (c,))
-            close(hosts(be, got), expected, dtype, err_msg=f"{name} t={t} zd={zd} {average}")
+            assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} t={t} zd={zd} {average}")
 
 
 def multiclass_cases():
@@ -187,7 +181,7 @@ def test_multiclass_precision_recall_f1_sklearn(metric_backend, dtype):
             got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(ids), average=average,
                                         zero_division=zd)
             assert tuple(got[0].shape) == (() if average != "none" else (c,))
-            close(hosts(be, got), expected, dtype, err_msg=f"{name} zd={zd} {average}")
+            assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} zd={zd} {average}")
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -196,7 +190,7 @@ def test_accuracy_sklearn(metric_backend, dtype):
     for s, y in binary_cases().values():
         for t in (0.0, 0.5):
             got = M.accuracy(be.from_numpy(s, dtype=dtype), be.from_numpy(y), threshold=t)
-            close(host(be, got), skm.accuracy_score(y, in_dtype(s, dtype) > t), dtype)
+            assert_close(host(be, got), skm.accuracy_score(y, in_dtype(s, dtype) > t), **tolerance(TOL, dtype))
     for s, y in multilabel_cases().values():
         c = s.shape[-1]
         for t in (0.0, 0.5):
@@ -204,12 +198,12 @@ def test_accuracy_sklearn(metric_backend, dtype):
             # subset accuracy is far from the per-entry accuracy on this data: the test tells them apart
             assert abs(expected - np.mean(y == (s > t))) > 0.1
             got = M.accuracy(be.from_numpy(s, dtype=dtype), be.from_numpy(y), threshold=t)
-            close(host(be, got), expected, dtype)
+            assert_close(host(be, got), expected, **tolerance(TOL, dtype))
     for s, ids in multiclass_cases().values():
         c = s.shape[-1]
         expected = skm.accuracy_score(ids.reshape(-1), np.argmax(s.reshape(-1, c), axis=-1))
         got = M.accuracy(be.from_numpy(s, dtype=dtype), be.from_numpy(ids))
-        close(host(be, got), expected, dtype)
+        assert_close(host(be, got), expected, **tolerance(TOL, dtype))
 
 
 # ============================================================================================
@@ -258,12 +252,12 @@ def test_best_threshold_sklearn_brute_force(metric_backend, dtype):
             assert tuple(t.shape) == () and tuple(value.shape) == ()
             best = brute_force_best(case, dtype, metric, zd)
             t_host, value_host = hosts(be, (t, value))
-            close(value_host, best, dtype, err_msg=f"{case} {metric} zd={zd}")
+            assert_close(value_host, best, **tolerance(TOL, dtype), err_msg=f"{case} {metric} zd={zd}")
             # the returned threshold, in the scores' dtype, reproduces the value through sklearn
             t_np = t_host.astype(np_dtype)
             assert t_host == float(t_np), "the threshold is not a value of the scores' dtype"
             pred = (np.asarray(s, dtype=np_dtype) > t_np).astype(np.int64)
-            close(sk_metric(metric, y, pred, zd), best, dtype, err_msg=f"{case} {metric} zd={zd} at t={t_np}")
+            assert_close(sk_metric(metric, y, pred, zd), best, **tolerance(TOL, dtype), err_msg=f"{case} {metric} zd={zd} at t={t_np}")
 
 
 def test_best_threshold_no_positives_zero_division_sklearn():
@@ -309,7 +303,7 @@ def test_pearson_scipy(metric_backend, dtype):
         expected = stats.pearsonr(xd, yd).statistic
         got = M.pearson(be.from_numpy(x, dtype=dtype), to_backend(be, y, dtype))
         assert tuple(got.shape) == ()
-        close(host(be, got), expected, dtype, err_msg=name)
+        assert_close(host(be, got), expected, **tolerance(TOL, dtype), err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -325,7 +319,7 @@ def test_spearman_scipy(metric_backend, dtype):
         expected = stats.spearmanr(xd, yd).statistic
         got = M.spearman(be.from_numpy(x, dtype=dtype), to_backend(be, y, dtype))
         assert tuple(got.shape) == ()
-        close(host(be, got), expected, dtype, err_msg=name)
+        assert_close(host(be, got), expected, **tolerance(TOL, dtype), err_msg=name)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -340,7 +334,7 @@ def test_leaderboard_mean_scipy(metric_backend, dtype):
     for kind, want in expected.items():
         got = M.leaderboard_mean(be.from_numpy(board, dtype=dtype), kind=kind)
         assert tuple(got.shape) == (4,)
-        close(host(be, got), want, dtype, err_msg=kind)
+        assert_close(host(be, got), want, **tolerance(TOL, dtype), err_msg=kind)
 
 
 def test_leaderboard_mean_mapping_scipy():
@@ -351,7 +345,7 @@ def test_leaderboard_mean_mapping_scipy():
         got = M.leaderboard_mean(board, kind=kind)
         assert list(got) == list(board) and all(type(v) is float for v in got.values())
         for system, scores in board.items():
-            close(got[system], f(list(scores.values())), "float64")
+            assert_close(got[system], f(list(scores.values())), **tolerance(TOL, "float64"))
 
 
 # ============================================================================================
@@ -400,7 +394,7 @@ def test_global_pointer_f1_su_loop_and_span_f1(metric_backend, dtype):
         expected = ratios(x, y, z, zd)
         got = M.global_pointer_f1(be.from_numpy(logits, dtype=dtype), be.from_numpy(labels), threshold=t,
                                   zero_division=zd)
-        close(hosts(be, got), expected, dtype, err_msg=f"t={t}")
+        assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"t={t}")
         # span_f1 on the decoded spans agrees to the last bit (Python floats of the same counts)
         assert M.span_f1(pred_spans, true_spans, zero_division=zd) == expected
 

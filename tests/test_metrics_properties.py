@@ -1,4 +1,4 @@
-"""Properties and identities of SPEC section E (polyloss.metrics) that a wrong implementation breaks.
+"""Properties and identities of the metrics (``docs/metrics.md``) that a wrong implementation breaks.
 
 - Counting metrics: micro F1 (and P, R) of class ids is the accuracy; binary macro = micro = the
   per-class value; F1 is the harmonic mean of P and R; permuting the examples changes nothing (bit
@@ -35,7 +35,8 @@ import pytest
 import polyloss.metrics as M
 from polyloss.reference import metrics as reference
 
-from conftest import get, grid, host, hosts
+from helpers import get, grid, host, hosts, tolerance
+from polyloss.testing import assert_close
 
 stats = pytest.importorskip("scipy.stats")
 skm = pytest.importorskip("sklearn.metrics")
@@ -45,12 +46,6 @@ TOL = {"float32": dict(rtol=1e-6, atol=1e-6), "float64": dict(rtol=1e-12, atol=1
 EPS = {"float32": float(np.finfo(np.float32).eps), "float64": float(np.finfo(np.float64).eps)}
 N = 40
 ROWS, C = 8, 5
-
-
-def close(actual, desired, dtype, **kw):
-    tol = dict(TOL[dtype])
-    tol.update(kw)
-    np.testing.assert_allclose(np.asarray(actual, dtype=np.float64), np.asarray(desired, dtype=np.float64), **tol)
 
 
 def same(a, b):
@@ -117,7 +112,7 @@ def test_f1_is_the_harmonic_mean_of_precision_and_recall(metric_backend, dtype):
             p, r, f = np.atleast_1d(p), np.atleast_1d(r), np.atleast_1d(f)
             both = (p > 0) & (r > 0)
             checked += int(np.sum(both & (np.abs(p - r) > 0.05)))
-            close(f[both], 2 * p[both] * r[both] / (p[both] + r[both]), dtype)
+            assert_close(f[both], 2 * p[both] * r[both] / (p[both] + r[both]), **tolerance(TOL, dtype))
             assert np.all(f[~both] == 0.0)  # zero_division=0 and TP = 0: F1 = 0
     assert checked >= 3  # enough classes with P != R that the identity is not trivially P = R = F1
 
@@ -166,11 +161,11 @@ def test_counts_of_average_none_pool_to_micro(metric_backend, dtype):
         with np.errstate(invalid="ignore", divide="ignore"):
             per_class = (tp / (tp + fp), tp / (tp + fn), 2 * tp / (2 * tp + fp + fn))
         for got, expected in zip(none, per_class):
-            close(got, np.nan_to_num(expected, nan=0.0), dtype)
+            assert_close(got, np.nan_to_num(expected, nan=0.0), **tolerance(TOL, dtype))
         # pooled, they are the micro result
         TP, FP, FN = tp.sum(), fp.sum(), fn.sum()
         micro = hosts(be, M.precision_recall_f1(sb, yb, average="micro"))
-        close(micro, (TP / (TP + FP), TP / (TP + FN), 2 * TP / (2 * TP + FP + FN)), dtype)
+        assert_close(micro, (TP / (TP + FP), TP / (TP + FN), 2 * TP / (2 * TP + FP + FN)), **tolerance(TOL, dtype))
         # and over two batches the counts add up to the same
         half = s.shape[0] // 2
         m2 = M.PrecisionRecallF1(average="micro").update(be.from_numpy(s[:half], dtype=dtype),
@@ -267,7 +262,7 @@ def test_best_threshold_never_splits_a_tie():
     assert split_oracle_f1(s, y) > check_against_brute_force(s, y, "f1")[1]
     for dtype in ("float32", "float64"):
         t, v = M.best_threshold(s.astype(dtype), y)
-        close(v, check_against_brute_force(s, y, "f1")[1], dtype)
+        assert_close(v, check_against_brute_force(s, y, "f1")[1], **tolerance(TOL, dtype))
         assert len(set((s > float(t))[:10])) == 1  # the tie group moves as one
 
 
@@ -421,7 +416,7 @@ def test_best_threshold_round_trip_every_backend(metric_backend, dtype):
         t, v = M.best_threshold(sb, yb, metric=metric)
         t_host, v_host = hosts(be, (t, v))
         best, decisions = brute_force(s_d.astype(np.float64), y, metric, 0.0)
-        close(v_host, best, dtype)
+        assert_close(v_host, best, **tolerance(TOL, dtype))
         np.testing.assert_array_equal(s_d > t_host.astype(dtype), decisions)
         if metric == "f1":
             again = M.precision_recall_f1(sb, yb, threshold=t)[2]
@@ -475,8 +470,8 @@ def test_best_threshold_vector_value_is_the_metric_of_its_offsets(metric_backend
             expected = skm.f1_score(ids, pred, average="macro", labels=list(range(3)), zero_division=0.0)
         else:
             expected = skm.accuracy_score(ids, pred)
-        close(v, expected, dtype)
-        close(v, vector_metric(s_d, o.astype(dtype), ids, metric), dtype)
+        assert_close(v, expected, **tolerance(TOL, dtype))
+        assert_close(v, vector_metric(s_d, o.astype(dtype), ids, metric), **tolerance(TOL, dtype))
         assert v >= vector_metric(s_d, np.zeros(3, dtype=dtype), ids, metric)
 
 
@@ -550,8 +545,8 @@ def test_pearson_affine_invariance_and_symmetry(metric_backend, dtype):
         values.append(M.pearson(be.from_numpy(y, dtype=dtype), be.from_numpy(xa, dtype=dtype)))  # swapped
     got = hosts(be, values)
     for (a, _), xy, yx in zip(maps, got[::2], got[1::2]):
-        close(xy, math.copysign(1.0, a) * r, dtype, **tol)
-        close(yx, xy, dtype, rtol=0, atol=4 * EPS[dtype])  # symmetric
+        assert_close(xy, math.copysign(1.0, a) * r, **tolerance(TOL, dtype, **tol))
+        assert_close(yx, xy, **tolerance(TOL, dtype, rtol=0, atol=4 * EPS[dtype]))  # symmetric
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -613,7 +608,7 @@ def extreme_pairs(dtype):
 def check_extreme_magnitudes(be, dtype):
     for x, y in extreme_pairs(dtype):
         r = host(be, M.pearson(be.from_numpy(x, dtype=dtype), be.from_numpy(y, dtype=dtype)))
-        close(r, exact_pearson(x, y), dtype)
+        assert_close(r, exact_pearson(x, y), **tolerance(TOL, dtype))
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -648,7 +643,7 @@ def test_pearson_gradient_closed_form(autograd_backend, dtype, case):
     r, gx, gy = closed_form_gradient(x, y)
     value, (grad_x, grad_y) = be.value_and_grad(M.pearson, argnums=(0, 1))(xb, yb)
     rel = 1e-4 if dtype == "float32" and case == "offset 1e4" else (2e-5 if dtype == "float32" else 1e-10)
-    close(host(be, value), r, dtype)
+    assert_close(host(be, value), r, **tolerance(TOL, dtype))
     for got, want in ((grad_x, gx), (grad_y, gy)):
         got = host(be, got)
         np.testing.assert_allclose(got, want, rtol=0, atol=rel * np.max(np.abs(want)))
@@ -684,7 +679,7 @@ def test_spearman_invariant_to_increasing_maps(metric_backend, dtype):
         assert abs(float(got[0])) > 0.2
         for v in got[1:-1]:
             same(v, got[0])
-        close(got[-1], -got[0], dtype, rtol=0, atol=4 * EPS[dtype])
+        assert_close(got[-1], -got[0], **tolerance(TOL, dtype, rtol=0, atol=4 * EPS[dtype]))
         # Pearson itself is NOT invariant to these maps on this data: the test can tell them apart
         if name == "random":
             assert abs(float(M.pearson(np.exp(x), y)) - float(M.pearson(x, y))) > 1e-3
@@ -698,8 +693,8 @@ def test_spearman_is_pearson_of_rankdata(metric_backend, dtype):
         rx, ry = stats.rankdata(xd), stats.rankdata(yd)
         got = hosts(be, (M.spearman(be.from_numpy(xd, dtype=dtype), be.from_numpy(yd, dtype=dtype)),
                          M.pearson(be.from_numpy(rx, dtype=dtype), be.from_numpy(ry, dtype=dtype))))
-        close(got[0], got[1], dtype, rtol=0, atol=8 * EPS[dtype])
-        close(got[0], stats.pearsonr(rx, ry).statistic, dtype)
+        assert_close(got[0], got[1], **tolerance(TOL, dtype, rtol=0, atol=8 * EPS[dtype]))
+        assert_close(got[0], stats.pearsonr(rx, ry).statistic, **tolerance(TOL, dtype))
 
 
 def test_spearman_ranks_y_in_its_own_dtype(metric_backend):
@@ -716,7 +711,7 @@ def test_spearman_ranks_y_in_its_own_dtype(metric_backend):
         assert len(np.unique(y.astype(np.float32))) < len(np.unique(y)) or y.dtype == bool, name
         expected = stats.spearmanr(x.astype(np.float64), y).statistic
         got = host(be, M.spearman(be.from_numpy(x), be.from_numpy(y)))
-        close(got, expected, "float32", err_msg=name)
+        assert_close(got, expected, **tolerance(TOL, "float32"), err_msg=name)
         state = M.Spearman()
         for part in (slice(0, 17), slice(17, N)):
             state.update(be.from_numpy(x[part]), be.from_numpy(y[part]))
@@ -749,7 +744,7 @@ def test_leaderboard_arithmetic_mean_near_the_largest_float(metric_backend, dtyp
     big = np.finfo(dtype).max
     scores = np.array([[big, big, big], [big, big / 2, 0.0], [0.7, 0.81, 0.93], [np.inf, 1.0, 2.0]], dtype=dtype)
     got = host(be, M.leaderboard_mean(be.from_numpy(scores, dtype=dtype)))
-    close(got[:2], [big, big / 2], dtype)
+    assert_close(got[:2], [big, big / 2], **tolerance(TOL, dtype))
     own = host(be, be.namespace.mean(be.from_numpy(scores[2:3], dtype=dtype), axis=-1))  # the framework's own mean
     assert got[2] == own[0] and got[3] == np.inf, (got, own)
 

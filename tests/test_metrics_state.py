@@ -32,7 +32,7 @@ import pytest
 
 from polyloss import metrics as M
 
-from conftest import get
+from helpers import get
 
 N, C, L, H = 37, 4, 5, 2  # rows, classes, GlobalPointer length and types
 SPLIT = (0, 5, 5, 16, 17, 37)  # batches of 5, 0, 11, 1 and 20 rows

@@ -1,4 +1,4 @@
-"""The identities of SPEC section A, as property tests, and the closed-form gradient.
+"""The identities of the multi-label family (``docs/multilabel.md``), as property tests, and the closed-form gradient.
 
 The conformance matrix compares every backend with the reference on fixed cases; these tests
 check the mathematics itself on generated inputs (hypothesis), on NumPy (float64, exact) and on
@@ -18,7 +18,7 @@ from hypothesis.extra import numpy as hnp
 import polyloss
 from polyloss import reference
 
-from conftest import get
+from helpers import get
 
 SETTINGS = settings(max_examples=40, deadline=None)
 FINITE = st.floats(-30.0, 30.0, allow_nan=False, allow_infinity=False, width=64)
@@ -84,7 +84,7 @@ def test_soft_loss_gradient_vanishes_at_sigmoid_of_twice_the_logit(autograd_back
 
 
 # --------------------------------------------------------------------------------------------
-# A1: the closed-form gradient of the SPEC
+# the closed-form gradient (docs/multilabel.md)
 # --------------------------------------------------------------------------------------------
 def closed_form_gradient(s, t):
     """∂L/∂s_i = (1-t_i) e^{s_i} / (1 + Σ_k (1-t_k) e^{s_k}) - t_i e^{-s_i} / (1 + Σ_k t_k e^{-s_k})."""

@@ -32,15 +32,15 @@ def test_log1mexp_gradient_is_finite_away_from_zero(autograd_backend):
     np.testing.assert_allclose(g, -np.exp(x) / -np.expm1(x), rtol=1e-12)
 
 
-def test_softplus_sigmoid_log_sigmoid(backend):
+def test_softplus_and_sigmoid(backend):
+    """Through the adapter's fused softplus (torch, TensorFlow) or the composed form (the others)."""
     xp = backend.namespace
     x = np.array([-1e4, -40.0, -1.0, 0.0, 1e-12, 3.0, 40.0, 1e4])
-    sp = backend.to_numpy(_ops.softplus(xp, _xp(backend, x)))
+    sp = backend.to_numpy(_ops.softplus(xp, backend, _xp(backend, x)))
     np.testing.assert_allclose(sp, np.logaddexp(0.0, x), rtol=1e-15)
     sig = backend.to_numpy(_ops.sigmoid(xp, _xp(backend, x)))
     np.testing.assert_allclose(sig, np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
                                rtol=1e-15)
-    np.testing.assert_allclose(backend.to_numpy(_ops.log_sigmoid(xp, _xp(backend, x))), -np.logaddexp(0.0, -x), rtol=1e-15)
 
 
 def test_logsumexp_masks_and_appended_zero(backend):
@@ -95,3 +95,26 @@ def test_reduce_of_half_precision_is_float32(backend):
         return
     out = polyloss.reduce(backend.from_numpy(np.full(4, 60000.0), dtype="float16"), "sum")
     assert out.dtype == backend.dtype("float32") and float(backend.to_numpy(out)) == 240000.0
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_logcumsumexp_value_and_gradient(backend, reverse):
+    """The log-space scan (the adapter's where it has one) against NumPy, and (autograd backends) its
+    gradient against the closed form ``x̄_j = Σ_{i: j in S_i} ḡ_i e^{x_j - R_i}`` with a cotangent of both signs (the
+    hand-written backward splits it into positive and negative parts)."""
+    rng = np.random.default_rng(1)
+    x = np.concatenate([rng.normal(0, 3, 7), [-40.0, 30.0]])
+    g = rng.normal(size=9)
+    order = slice(None, None, -1) if reverse else slice(None)
+    want = np.logaddexp.accumulate(x[order])[order]
+    xs = backend.from_numpy(x, dtype="float64") if "float64" in backend.dtypes() else None
+    if xs is None:
+        pytest.skip(f"{backend.name} without float64")
+    np.testing.assert_allclose(backend.to_numpy(_ops.logcumsumexp(backend.namespace, backend, xs, reverse=reverse)), want, rtol=1e-13)
+    if not backend.has_autograd:
+        return
+    gs = backend.from_numpy(g, dtype="float64")
+    _, grad = backend.value_and_grad(lambda v: backend.namespace.sum(_ops.logcumsumexp(backend.namespace, backend, v, reverse=reverse) * gs))(xs)
+    inside = (np.arange(9)[None, :] >= np.arange(9)[:, None]) if reverse else (np.arange(9)[None, :] <= np.arange(9)[:, None])
+    closed = (g[:, None] * np.where(inside, np.exp(x[None, :] - want[:, None]), 0.0)).sum(axis=0)
+    np.testing.assert_allclose(backend.to_numpy(grad), closed, rtol=1e-12, atol=1e-15)

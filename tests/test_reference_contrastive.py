@@ -1,4 +1,4 @@
-"""Tests of the float64 oracle for SPEC section C (polyloss.reference.contrastive) itself.
+"""Tests of the float64 oracle for the contrastive family (polyloss.reference.contrastive) itself.
 
 Every expected value is a hand-derived closed form, an identity between the functions, or a
 high-precision mpmath evaluation of the formula, so a wrong oracle fails here before it is used to
@@ -15,18 +15,13 @@ import pytest
 
 from polyloss import reference as R
 from polyloss.reference import contrastive
+from polyloss.testing import assert_close
 
 INF = math.inf
 NAN = math.nan
 LOG2 = math.log(2.0)
 LOG3 = math.log(3.0)
 EPS64 = 2.0**-52
-
-
-def close(a, b, rtol=1e-14, atol=0.0):
-    np.testing.assert_allclose(
-        np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64), rtol=rtol, atol=atol
-    )
 
 
 def log1p_sum_exp(xs):
@@ -53,7 +48,7 @@ def test_exported():
 
 
 def test_infonce_closed_forms():
-    close(R.infonce([[0.0, 0.0, 0.0]], [1]), [LOG3])
+    assert_close(R.infonce([[0.0, 0.0, 0.0]], [1]), [LOG3], rtol=1e-14, atol=0.0)
     s = [[1.0, 2.0, 3.0], [1.0, 2.0, 3.0], [0.5, -0.5, 0.0]]
     expected = [
         log1p_sum_exp([1.0, 2.0]),  # t = 0: e^{2-1}, e^{3-1}
@@ -61,17 +56,17 @@ def test_infonce_closed_forms():
         log1p_sum_exp([1.0, 0.5]),  # t = 1: e^{0.5-(-0.5)}, e^{0-(-0.5)}
     ]
     out = R.infonce(s, [0, 1, 1])
-    close(out, expected)
+    assert_close(out, expected, rtol=1e-14, atol=0.0)
     assert out.dtype == np.float64 and out.shape == (3,)
     # = -log softmax
     z = math.exp(1.0) + math.exp(2.0) + math.exp(3.0)
-    close(R.infonce([[1.0, 2.0, 3.0]], [2]), [-math.log(math.exp(3.0) / z)])
+    assert_close(R.infonce([[1.0, 2.0, 3.0]], [2]), [-math.log(math.exp(3.0) / z)], rtol=1e-14, atol=0.0)
     # 1-D scores, 0-d index -> 0-d result
     out0 = R.infonce([0.0, math.log(3.0)], 0)
     assert out0.shape == () and out0.dtype == np.float64
-    close(out0, math.log(4.0))
+    assert_close(out0, math.log(4.0), rtol=1e-14, atol=0.0)
     # a single candidate: the loss is 0
-    close(R.infonce([[7.0]], [0]), [0.0], atol=0)
+    assert_close(R.infonce([[7.0]], [0]), [0.0], rtol=1e-14, atol=0)
 
 
 def test_infonce_axis_and_batch_shape():
@@ -84,22 +79,22 @@ def test_infonce_axis_and_batch_shape():
         for j in range(3):
             row = s[i, :, j]
             k = t[i, j]
-            close(got[i, j], log1p_sum_exp([row[c] - row[k] for c in range(5) if c != k]), 1e-14)
-    close(R.infonce(np.moveaxis(s, 1, -1), t), got, 0)
-    close(R.infonce(s, t, axis=-2), got, 0)
+            assert_close(got[i, j], log1p_sum_exp([row[c] - row[k] for c in range(5) if c != k]), rtol=1e-14, atol=0.0)
+    assert_close(R.infonce(np.moveaxis(s, 1, -1), t), got, rtol=0, atol=0.0)
+    assert_close(R.infonce(s, t, axis=-2), got, rtol=0, atol=0.0)
 
 
 def test_infonce_where_neg_inf_nan_empty():
     s = [[0.0, 0.0, 5.0]]
     # removing the 5.0 leaves two equal candidates
-    close(R.infonce(s, [0], where=np.array([True, True, False])), [LOG2])
-    close(R.infonce([[0.0, 0.0, -INF]], [0]), [LOG2])
+    assert_close(R.infonce(s, [0], where=np.array([True, True, False])), [LOG2], rtol=1e-14, atol=0.0)
+    assert_close(R.infonce([[0.0, 0.0, -INF]], [0]), [LOG2], rtol=1e-14, atol=0.0)
     # NaN / +inf under a False where are ignored
     for bad in (NAN, INF, -INF):
-        close(R.infonce([[0.0, 0.0, bad]], [0], where=np.array([True, True, False])), [LOG2])
+        assert_close(R.infonce([[0.0, 0.0, bad]], [0], where=np.array([True, True, False])), [LOG2], rtol=1e-14, atol=0.0)
     # where broadcasts
     w = np.array([[True, True, False]])
-    close(R.infonce([[0.0, 0.0, 5.0], [0.0, 0.0, 9.0]], [0, 1], where=w), [LOG2, LOG2])
+    assert_close(R.infonce([[0.0, 0.0, 5.0], [0.0, 0.0, 9.0]], [0, 1], where=w), [LOG2, LOG2], rtol=1e-14, atol=0.0)
     # positive removed -> +inf; no valid entry -> 0
     assert R.infonce(s, [2], where=np.array([True, True, False]))[0] == INF
     assert R.infonce([[0.0, -INF]], [1])[0] == INF
@@ -123,26 +118,25 @@ def test_infonce_from_embeddings_diagonal():
     for tau in (1.0, 0.05, 0.5):
         # orthogonal unit vectors: S = I / τ, loss = log(e^{1/τ} + 2) - 1/τ = log1p(2 e^{-1/τ})
         want = math.log1p(2.0 * math.exp(-1.0 / tau))
-        close(R.infonce_from_embeddings(e[:2], e, temperature=tau), [want, want])
+        assert_close(R.infonce_from_embeddings(e[:2], e, temperature=tau), [want, want], rtol=1e-14, atol=0.0)
         # scaling the rows does not matter when normalising
-        close(R.infonce_from_embeddings(3.0 * e[:2], np.diag([0.5, 7.0, 2.0]), temperature=tau), [want, want])
+        assert_close(R.infonce_from_embeddings(3.0 * e[:2], np.diag([0.5, 7.0, 2.0]), temperature=tau), [want, want], rtol=1e-14, atol=0.0)
     # N = B = 2 with cosine 1/√2 between a_0 and b_1:
     a = np.array([[1.0, 0.0], [1.0, 1.0]])
     b = np.array([[2.0, 0.0], [0.0, 5.0]])
     # row 0: cos(a0, b0) = 1, cos(a0, b1) = 0; row 1: cos(a1, b0) = cos(a1, b1) = 1/√2
-    close(R.infonce_from_embeddings(a, b, temperature=1.0), [math.log1p(math.exp(-1.0)), LOG2])
-    close(R.infonce_from_embeddings(a, b, temperature=0.25), [math.log1p(math.exp(-4.0)), LOG2])
+    assert_close(R.infonce_from_embeddings(a, b, temperature=1.0), [math.log1p(math.exp(-1.0)), LOG2], rtol=1e-14, atol=0.0)
+    assert_close(R.infonce_from_embeddings(a, b, temperature=0.25), [math.log1p(math.exp(-4.0)), LOG2], rtol=1e-14, atol=0.0)
     # normalize=False: raw dot products / τ
     a = np.array([[2.0, 0.0], [0.0, 1.0]])
     b = np.array([[3.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
     # S (τ = 1) = [[6, 0, 2], [0, 1, 1]]
     want = [math.log1p(math.exp(-6.0) + math.exp(-4.0)), math.log1p(math.exp(-1.0) + 1.0)]
-    close(R.infonce_from_embeddings(a, b, temperature=1.0, normalize=False), want)
+    assert_close(R.infonce_from_embeddings(a, b, temperature=1.0, normalize=False), want, rtol=1e-14, atol=0.0)
     want_half = [math.log1p(math.exp(-12.0) + math.exp(-8.0)), math.log1p(math.exp(-2.0) + 1.0)]
-    close(R.infonce_from_embeddings(a, b, temperature=0.5, normalize=False), want_half)
+    assert_close(R.infonce_from_embeddings(a, b, temperature=0.5, normalize=False), want_half, rtol=1e-14, atol=0.0)
     # equals infonce of the similarity matrix
-    close(R.infonce_from_embeddings(a, b, temperature=1.0, normalize=False),
-          R.infonce([[6.0, 0.0, 2.0], [0.0, 1.0, 1.0]], [0, 1]))
+    assert_close(R.infonce_from_embeddings(a, b, temperature=1.0, normalize=False), R.infonce([[6.0, 0.0, 2.0], [0.0, 1.0, 1.0]], [0, 1]), rtol=1e-14, atol=0.0)
 
 
 def test_infonce_from_embeddings_zero_row():
@@ -150,12 +144,12 @@ def test_infonce_from_embeddings_zero_row():
     a = np.array([[0.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
     # the zero row has cosine 0 with every candidate: loss log N
     out = R.infonce_from_embeddings(a, e, temperature=0.05)
-    close(out, [math.log(3.0), math.log1p(2.0 * math.exp(-20.0))])
+    assert_close(out, [math.log(3.0), math.log1p(2.0 * math.exp(-20.0))], rtol=1e-14, atol=0.0)
     # a zero candidate: its similarity is 0 for every row
     b = np.array([[1.0, 0.0], [0.0, 0.0]])
-    close(R.infonce_from_embeddings(np.array([[1.0, 0.0]]), b, temperature=1.0), [math.log1p(math.exp(-1.0))])
+    assert_close(R.infonce_from_embeddings(np.array([[1.0, 0.0]]), b, temperature=1.0), [math.log1p(math.exp(-1.0))], rtol=1e-14, atol=0.0)
     # zero dim: every row is the zero vector
-    close(R.infonce_from_embeddings(np.zeros((2, 0)), np.zeros((3, 0))), [math.log(3.0)] * 2)
+    assert_close(R.infonce_from_embeddings(np.zeros((2, 0)), np.zeros((3, 0))), [math.log(3.0)] * 2, rtol=1e-14, atol=0.0)
 
 
 def test_infonce_from_embeddings_simcse():
@@ -165,18 +159,18 @@ def test_infonce_from_embeddings_simcse():
     for tau in (1.0, 0.05):
         # row i: candidates j ≠ i, S = 1/τ for j = i^1, 0 for the two others
         want = math.log1p(2.0 * math.exp(-1.0 / tau))
-        close(R.infonce_from_embeddings(a, temperature=tau, pairing="simcse"), [want] * 4)
+        assert_close(R.infonce_from_embeddings(a, temperature=tau, pairing="simcse"), [want] * 4, rtol=1e-14, atol=0.0)
     # the self-similarity is removed, not masked with a constant: with 2 rows the only candidate is
     # the positive, whatever the similarities
     two = np.array([[1.0, 0.0], [0.3, 0.7]])
-    close(R.infonce_from_embeddings(two, pairing="simcse"), [0.0, 0.0], atol=0)
+    assert_close(R.infonce_from_embeddings(two, pairing="simcse"), [0.0, 0.0], rtol=1e-14, atol=0)
     # equals infonce with the diagonal removed by where
     rng = np.random.default_rng(3)
     x = rng.normal(size=(6, 4))
     xh = x / np.linalg.norm(x, axis=1, keepdims=True)
     s = (xh @ xh.T) / 0.1
     want = R.infonce(s, [1, 0, 3, 2, 5, 4], where=~np.eye(6, dtype=bool))
-    close(R.infonce_from_embeddings(x, temperature=0.1, pairing="simcse"), want, 1e-13)
+    assert_close(R.infonce_from_embeddings(x, temperature=0.1, pairing="simcse"), want, rtol=1e-13, atol=0.0)
     # the hand value of a non-orthogonal case: rows e0, (e0+e1)/√2 ... positives pairwise
     a = np.array([[1.0, 0.0], [1.0, 1.0], [0.0, 1.0], [0.0, 2.0]])
     r = 1.0 / math.sqrt(2.0)
@@ -188,7 +182,7 @@ def test_infonce_from_embeddings_simcse():
         math.log(math.exp(1.0) + 1.0 + math.exp(r)) - 1.0,
         math.log(math.exp(1.0) + 1.0 + math.exp(r)) - 1.0,
     ]
-    close(R.infonce_from_embeddings(a, temperature=1.0, pairing="simcse"), want)
+    assert_close(R.infonce_from_embeddings(a, temperature=1.0, pairing="simcse"), want, rtol=1e-14, atol=0.0)
     assert R.infonce_from_embeddings(np.zeros((0, 3)), pairing="simcse").shape == (0,)
 
 
@@ -216,23 +210,23 @@ def test_flatnce_forms():
         LOG2,
     ]
     got = R.flatnce(s, t)
-    close(got, want)
+    assert_close(got, want, rtol=1e-14, atol=0.0)
     assert got[1] < 0
-    close(R.flatnce(s, t, form="paper"), [1.0, 1.0, 1.0], atol=0)
+    assert_close(R.flatnce(s, t, form="paper"), [1.0, 1.0, 1.0], rtol=1e-14, atol=0)
     # identity: infonce = log(1 + e^{flatnce_log})
     rng = np.random.default_rng(1)
     x = rng.normal(size=(20, 6)) * 3
     y = rng.integers(0, 6, size=20)
     f = R.flatnce(x, y)
-    close(R.infonce(x, y), [math.log1p(math.exp(v)) for v in f], 1e-14)
+    assert_close(R.infonce(x, y), [math.log1p(math.exp(v)) for v in f], rtol=1e-14, atol=0.0)
     # = infonce's lse minus the positive, with the positive removed from the lse
     w = np.ones((20, 6), dtype=bool)
     w[np.arange(20), y] = False
     for i in range(20):
-        close(f[i], math.log(math.fsum(math.exp(v) for v, k in zip(x[i], w[i]) if k)) - x[i, y[i]], 1e-13, 1e-15)
+        assert_close(f[i], math.log(math.fsum(math.exp(v) for v, k in zip(x[i], w[i]) if k)) - x[i, y[i]], rtol=1e-13, atol=1e-15)
     # paper form at extreme scores is still exactly 1
-    close(R.flatnce([[1e4, -1e4, 0.0]], [1], form="paper"), [1.0], atol=0)
-    close(R.flatnce([[1e4, -1e4, 0.0]], [0], form="paper"), [1.0], atol=0)
+    assert_close(R.flatnce([[1e4, -1e4, 0.0]], [1], form="paper"), [1.0], rtol=1e-14, atol=0)
+    assert_close(R.flatnce([[1e4, -1e4, 0.0]], [0], form="paper"), [1.0], rtol=1e-14, atol=0)
 
 
 def test_flatnce_edge_cases():
@@ -248,8 +242,7 @@ def test_flatnce_edge_cases():
         assert R.flatnce([[2.0, -INF]], [1], form=form)[0] == INF
         # NaN participating; NaN removed
         assert math.isnan(R.flatnce([[2.0, NAN]], [0], form=form)[0])
-        close(R.flatnce([[0.0, 0.0, NAN]], [0], form=form, where=np.array([True, True, False])),
-              [0.0 if form == "log" else 1.0], atol=0)
+        assert_close(R.flatnce([[0.0, 0.0, NAN]], [0], form=form, where=np.array([True, True, False])), [0.0 if form == "log" else 1.0], rtol=1e-14, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -259,23 +252,22 @@ def test_flatnce_edge_cases():
 
 def test_am_softmax_values():
     # z = [30·(0.5 - 0.35), 30·0.2] = [4.5, 6]
-    close(R.am_softmax([[0.5, 0.2]], [0]), [math.log1p(math.exp(1.5))])
-    close(R.am_softmax([[0.5, 0.2, -0.1]], [1], scale=10.0, margin=0.2),
-          [math.log1p(math.exp(10 * (0.5 - 0.2 + 0.2)) + math.exp(10 * (-0.1 - 0.2 + 0.2)))])
+    assert_close(R.am_softmax([[0.5, 0.2]], [0]), [math.log1p(math.exp(1.5))], rtol=1e-14, atol=0.0)
+    assert_close(R.am_softmax([[0.5, 0.2, -0.1]], [1], scale=10.0, margin=0.2), [math.log1p(math.exp(10 * (0.5 - 0.2 + 0.2)) + math.exp(10 * (-0.1 - 0.2 + 0.2)))], rtol=1e-14, atol=0.0)
     # margin 0 is infonce(scale·c)
     rng = np.random.default_rng(2)
     c = rng.uniform(-1, 1, size=(10, 5))
     y = rng.integers(0, 5, size=10)
-    close(R.am_softmax(c, y, scale=16.0, margin=0.0), R.infonce(16.0 * c, y), 1e-14)
+    assert_close(R.am_softmax(c, y, scale=16.0, margin=0.0), R.infonce(16.0 * c, y), rtol=1e-14, atol=0.0)
     # one-hot labels (bool / int / float) equal class ids
     oh = np.eye(5)[y]
     ids = R.am_softmax(c, y)
     for lab in (oh, oh.astype(bool), oh.astype(int)):
-        close(R.am_softmax(c, lab), ids, 0)
+        assert_close(R.am_softmax(c, lab), ids, rtol=0, atol=0.0)
     # cosines as given: > 1 is not clipped
-    close(R.am_softmax([[1.5, 0.0]], [0], scale=1.0, margin=0.0), [math.log1p(math.exp(-1.5))])
+    assert_close(R.am_softmax([[1.5, 0.0]], [0], scale=1.0, margin=0.0), [math.log1p(math.exp(-1.5))], rtol=1e-14, atol=0.0)
     # where, positive removed
-    close(R.am_softmax([[0.5, 0.2, 0.9]], [0], where=np.array([True, True, False])), [math.log1p(math.exp(1.5))])
+    assert_close(R.am_softmax([[0.5, 0.2, 0.9]], [0], where=np.array([True, True, False])), [math.log1p(math.exp(1.5))], rtol=1e-14, atol=0.0)
     assert R.am_softmax([[0.5, 0.2]], [[0, 1]], where=np.array([True, False]))[0] == INF
     assert math.isnan(R.am_softmax([[0.5, NAN]], [0])[0])
 
@@ -304,35 +296,33 @@ def test_arcface_target_formula():
 def test_arcface_values():
     s, m = 64.0, 0.5
     # c_t = 1: z_t = s·cos m; other cosine 0
-    close(R.arcface([[1.0, 0.0]], [0]), [math.log1p(math.exp(-s * math.cos(m)))])
-    close(R.arcface([[1.0, 0.0]], [0], scale=1.0), [math.log1p(math.exp(-math.cos(0.5)))])
+    assert_close(R.arcface([[1.0, 0.0]], [0]), [math.log1p(math.exp(-s * math.cos(m)))], rtol=1e-14, atol=0.0)
+    assert_close(R.arcface([[1.0, 0.0]], [0], scale=1.0), [math.log1p(math.exp(-math.cos(0.5)))], rtol=1e-14, atol=0.0)
     # c_t = -1: z_t = -s·cos m
-    close(R.arcface([[-1.0, 0.0]], [0], scale=1.0, margin=0.3), [math.log1p(math.exp(math.cos(0.3)))])
+    assert_close(R.arcface([[-1.0, 0.0]], [0], scale=1.0, margin=0.3), [math.log1p(math.exp(math.cos(0.3)))], rtol=1e-14, atol=0.0)
     # clipped target: 1.7 acts like 1
-    close(R.arcface([[1.7, 0.2]], [0], scale=2.0), R.arcface([[1.0, 0.2]], [0], scale=2.0), 0)
+    assert_close(R.arcface([[1.7, 0.2]], [0], scale=2.0), R.arcface([[1.0, 0.2]], [0], scale=2.0), rtol=0, atol=0.0)
     # raw non-target cosines: 1.7 elsewhere is not clipped
-    close(R.arcface([[0.3, 1.7]], [0], scale=2.0, margin=0.1),
-          [math.log1p(math.exp(2.0 * 1.7 - 2.0 * math.cos(math.acos(0.3) + 0.1)))], 1e-14)
+    assert_close(R.arcface([[0.3, 1.7]], [0], scale=2.0, margin=0.1), [math.log1p(math.exp(2.0 * 1.7 - 2.0 * math.cos(math.acos(0.3) + 0.1)))], rtol=1e-14, atol=0.0)
     # θ + m > π: plain cos(θ + m) (no easy margin, no fix-up)
     c, m = -0.99, 0.5
-    close(R.arcface([[c, 0.1]], [0], scale=3.0, margin=m),
-          [math.log1p(math.exp(3.0 * 0.1 - 3.0 * math.cos(math.acos(c) + m)))], 1e-14)
+    assert_close(R.arcface([[c, 0.1]], [0], scale=3.0, margin=m), [math.log1p(math.exp(3.0 * 0.1 - 3.0 * math.cos(math.acos(c) + m)))], rtol=1e-14, atol=0.0)
     # margin 0 equals am_softmax margin 0 at the same scale (|c| <= 1)
     rng = np.random.default_rng(4)
     cos = rng.uniform(-1, 1, size=(10, 4))
     y = rng.integers(0, 4, size=10)
-    close(R.arcface(cos, y, scale=30.0, margin=0.0), R.am_softmax(cos, y, scale=30.0, margin=0.0), 1e-13)
+    assert_close(R.arcface(cos, y, scale=30.0, margin=0.0), R.am_softmax(cos, y, scale=30.0, margin=0.0), rtol=1e-13, atol=0.0)
     # general margin against the acos form
     for i in range(10):
         zt = 30.0 * math.cos(math.acos(cos[i, y[i]]) + 0.5)
         want = math.log1p(math.fsum(math.exp(30.0 * cos[i, k] - zt) for k in range(4) if k != y[i]))
-        close(R.arcface(cos[i:i + 1], y[i:i + 1], scale=30.0, margin=0.5), [want], 1e-12)
+        assert_close(R.arcface(cos[i:i + 1], y[i:i + 1], scale=30.0, margin=0.5), [want], rtol=1e-12, atol=0.0)
     # one-hot labels, where, NaN, -inf target
-    close(R.arcface(cos, np.eye(4)[y]), R.arcface(cos, y), 0)
+    assert_close(R.arcface(cos, np.eye(4)[y]), R.arcface(cos, y), rtol=0, atol=0.0)
     assert R.arcface([[-INF, 0.2]], [0])[0] == INF
     assert math.isnan(R.arcface([[NAN, 0.2]], [0])[0])
     assert math.isnan(R.arcface([[0.5, NAN]], [0])[0])
-    close(R.arcface([[0.5, NAN]], [0], where=np.array([True, False])), [0.0], atol=0)
+    assert_close(R.arcface([[0.5, NAN]], [0], where=np.array([True, False])), [0.0], rtol=1e-14, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -348,26 +338,24 @@ def test_cosent_by_hand():
         want = math.log1p(math.exp(lam * -0.4) + math.exp(lam * -0.8) + math.exp(lam * -0.4))
         out = R.cosent_loss(s, y, scale=lam)
         assert out.shape == () and out.dtype == np.float64
-        close(out, want, 1e-14)
-    close(R.cosent_loss(s, y), R.cosent_loss(s, y, scale=20.0), 0)
+        assert_close(out, want, rtol=1e-14, atol=0.0)
+    assert_close(R.cosent_loss(s, y), R.cosent_loss(s, y, scale=20.0), rtol=0, atol=0.0)
     # ties are ignored: y = [1, 1, 0] -> pairs (0, 2), (1, 2)
-    close(R.cosent_loss(s, [1, 1, 0], scale=1.0), math.log1p(math.exp(-0.8) + math.exp(-0.4)))
-    close(R.cosent_loss(s, [True, True, False], scale=1.0), math.log1p(math.exp(-0.8) + math.exp(-0.4)))
+    assert_close(R.cosent_loss(s, [1, 1, 0], scale=1.0), math.log1p(math.exp(-0.8) + math.exp(-0.4)), rtol=1e-14, atol=0.0)
+    assert_close(R.cosent_loss(s, [True, True, False], scale=1.0), math.log1p(math.exp(-0.8) + math.exp(-0.4)), rtol=1e-14, atol=0.0)
     # graded float labels: only the order matters
-    close(R.cosent_loss(s, [0.3, 4.5, 0.2], scale=1.0),
-          math.log1p(math.exp(0.9 - 0.5) + math.exp(0.1 - 0.5) + math.exp(0.1 - 0.9)))
+    assert_close(R.cosent_loss(s, [0.3, 4.5, 0.2], scale=1.0), math.log1p(math.exp(0.9 - 0.5) + math.exp(0.1 - 0.5) + math.exp(0.1 - 0.9)), rtol=1e-14, atol=0.0)
     # wrongly ordered similarities give a large loss
-    close(R.cosent_loss([0.1, 0.9], [1, 0], scale=20.0), math.log1p(math.exp(16.0)), 1e-14)
+    assert_close(R.cosent_loss([0.1, 0.9], [1, 0], scale=20.0), math.log1p(math.exp(16.0)), rtol=1e-14, atol=0.0)
 
 
 def test_cosent_where_and_empty():
     s = [0.9, 0.5, 0.1]
     y = [2, 1, 0]
     # removing item 1 leaves the pair (0, 2)
-    close(R.cosent_loss(s, y, scale=1.0, where=np.array([True, False, True])), math.log1p(math.exp(-0.8)))
-    close(R.cosent_loss([0.9, -INF, 0.1], y, scale=1.0), math.log1p(math.exp(-0.8)))
-    close(R.cosent_loss([0.9, NAN, 0.1], y, scale=1.0, where=np.array([True, False, True])),
-          math.log1p(math.exp(-0.8)))
+    assert_close(R.cosent_loss(s, y, scale=1.0, where=np.array([True, False, True])), math.log1p(math.exp(-0.8)), rtol=1e-14, atol=0.0)
+    assert_close(R.cosent_loss([0.9, -INF, 0.1], y, scale=1.0), math.log1p(math.exp(-0.8)), rtol=1e-14, atol=0.0)
+    assert_close(R.cosent_loss([0.9, NAN, 0.1], y, scale=1.0, where=np.array([True, False, True])), math.log1p(math.exp(-0.8)), rtol=1e-14, atol=0.0)
     # no pairs: 0
     assert R.cosent_loss(s, [1, 1, 1])[()] == 0.0
     assert R.cosent_loss([0.3], [1])[()] == 0.0
@@ -390,11 +378,11 @@ def test_unified_pairwise_one_positive():
         got = R.unified_pairwise_loss(s, t, gamma=gamma, margin=m)
         for i in range(8):
             want = log1p_sum_exp([gamma * (s[i, k] - s[i, t[i]] + m) for k in range(5) if k != t[i]])
-            close(got[i], want, 1e-13)
+            assert_close(got[i], want, rtol=1e-13, atol=0.0)
         # one-hot rows are the same
-        close(R.unified_pairwise_loss(s, np.eye(5)[t], gamma=gamma, margin=m), got, 0)
+        assert_close(R.unified_pairwise_loss(s, np.eye(5)[t], gamma=gamma, margin=m), got, rtol=0, atol=0.0)
     # γ = 1, m = 0 is infonce
-    close(R.unified_pairwise_loss(s, t), R.infonce(s, t), 1e-14)
+    assert_close(R.unified_pairwise_loss(s, t), R.infonce(s, t), rtol=1e-14, atol=0.0)
 
 
 def test_unified_pairwise_multi_hot():
@@ -403,7 +391,7 @@ def test_unified_pairwise_multi_hot():
     # neg {0.5, -1}, pos {2, 1}: e^{γ(s_i - s_j + m)}
     g, m = 2.0, 0.25
     want = log1p_sum_exp([g * (si - sj + m) for si in (0.5, -1.0) for sj in (2.0, 1.0)])
-    close(R.unified_pairwise_loss(s, lab, gamma=g, margin=m), [want])
+    assert_close(R.unified_pairwise_loss(s, lab, gamma=g, margin=m), [want], rtol=1e-14, atol=0.0)
     # no positive / no negative -> 0
     assert R.unified_pairwise_loss(s, [[0, 0, 0, 0]])[0] == 0.0
     assert R.unified_pairwise_loss(s, [[1, 1, 1, 1]])[0] == 0.0
@@ -412,12 +400,10 @@ def test_unified_pairwise_multi_hot():
     # the positive removed (class id): no positive -> 0
     assert R.unified_pairwise_loss([[2.0, 1.0]], [0], where=np.array([False, True]))[0] == 0.0
     # where removes entries
-    close(R.unified_pairwise_loss(s, lab, gamma=g, margin=m, where=np.array([True, False, True, True])),
-          [log1p_sum_exp([g * (si - 2.0 + m) for si in (0.5, -1.0)])])
+    assert_close(R.unified_pairwise_loss(s, lab, gamma=g, margin=m, where=np.array([True, False, True, True])), [log1p_sum_exp([g * (si - 2.0 + m) for si in (0.5, -1.0)])], rtol=1e-14, atol=0.0)
     # NaN participating, NaN removed
     assert math.isnan(R.unified_pairwise_loss([[2.0, NAN, 0.0]], [[1, 0, 0]])[0])
-    close(R.unified_pairwise_loss([[2.0, NAN, 0.0]], [[1, 0, 0]], where=np.array([True, False, True])),
-          [math.log1p(math.exp(-2.0))])
+    assert_close(R.unified_pairwise_loss([[2.0, NAN, 0.0]], [[1, 0, 0]], where=np.array([True, False, True])), [math.log1p(math.exp(-2.0))], rtol=1e-14, atol=0.0)
     # +inf: a +inf negative gives +inf, a +inf positive makes its pairs vanish
     assert R.unified_pairwise_loss([[0.0, INF]], [0])[0] == INF
     assert R.unified_pairwise_loss([[INF, 0.0]], [0])[0] == 0.0
@@ -430,12 +416,12 @@ def test_circle_loss_by_hand():
     # pos: α_p = 1.4 - 0.8 = 0.6, s - Δ_p = 0.8 - 0.6 = 0.2: 0.12
     # neg 0.3: α_n = 0.7, s - Δ_n = -0.1: -0.07;  neg -0.5: α_n = max(0, -0.1) = 0: 0
     want = math.log1p(math.exp(g * (-0.07 - 0.12)) + math.exp(g * (0.0 - 0.12)))
-    close(R.circle_loss([[0.8, 0.3, -0.5]], [0]), [want], 1e-13)
-    close(R.circle_loss([[0.3, 0.8, -0.5]], [[0, 1, 0]], gamma=g, margin=m), [want], 1e-13)
+    assert_close(R.circle_loss([[0.8, 0.3, -0.5]], [0]), [want], rtol=1e-13, atol=0.0)
+    assert_close(R.circle_loss([[0.3, 0.8, -0.5]], [[0, 1, 0]], gamma=g, margin=m), [want], rtol=1e-13, atol=0.0)
     # α_p clamps at 0 for s_j >= 1 + m (here the exponent is α_n·(s_i - Δ_n) = 1.15·0.65);
     # α_n clamps at 0 for s_i <= -m
-    close(R.circle_loss([[2.0, 0.9]], [0], gamma=1.0, margin=0.25), [math.log1p(math.exp(1.15 * 0.65))])
-    close(R.circle_loss([[2.0, -0.9]], [0], gamma=1.0, margin=0.25), [LOG2])
+    assert_close(R.circle_loss([[2.0, 0.9]], [0], gamma=1.0, margin=0.25), [math.log1p(math.exp(1.15 * 0.65))], rtol=1e-14, atol=0.0)
+    assert_close(R.circle_loss([[2.0, -0.9]], [0], gamma=1.0, margin=0.25), [LOG2], rtol=1e-14, atol=0.0)
     # m = 0: exponent γ(s_i² - (1 - s_j)(s_j - 1)) = γ(s_i² + (1 - s_j)²) for s_i >= 0, s_j <= 1
     rng = np.random.default_rng(6)
     x = rng.uniform(0, 1, size=(5, 4))
@@ -443,16 +429,15 @@ def test_circle_loss_by_hand():
     got = R.circle_loss(x, lab, gamma=3.0, margin=0.0)
     for i in range(5):
         want = log1p_sum_exp([3.0 * (x[i, a] ** 2 + (1 - x[i, b]) ** 2) for a in (1, 3) for b in (0, 2)])
-        close(got[i], want, 1e-13)
+        assert_close(got[i], want, rtol=1e-13, atol=0.0)
     # multi-hot, where, empty cases
     assert R.circle_loss([[0.5, 0.5]], [[1, 1]])[0] == 0.0
     assert R.circle_loss([[0.5, 0.5]], [[0, 0]])[0] == 0.0
     assert R.circle_loss([[0.5, 0.5]], [0], where=np.array([False, False]))[0] == 0.0
     assert math.isnan(R.circle_loss([[0.5, NAN]], [0])[0])
-    close(R.circle_loss([[0.5, NAN, 0.1]], [0], where=np.array([True, False, True]), gamma=1.0, margin=0.0),
-          [math.log1p(math.exp(0.01 + 0.25))])
+    assert_close(R.circle_loss([[0.5, NAN, 0.1]], [0], where=np.array([True, False, True]), gamma=1.0, margin=0.0), [math.log1p(math.exp(0.01 + 0.25))], rtol=1e-14, atol=0.0)
     # +inf positive: α_p = 0 leaves its term out (no 0·inf)
-    close(R.circle_loss([[INF, 0.1]], [0], gamma=1.0, margin=0.0), [math.log1p(math.exp(0.01))])
+    assert_close(R.circle_loss([[INF, 0.1]], [0], gamma=1.0, margin=0.0), [math.log1p(math.exp(0.01))], rtol=1e-14, atol=0.0)
     assert R.circle_loss([[0.5, INF]], [0])[0] == INF
 
 
@@ -528,11 +513,11 @@ def test_accuracy_tiny_losses_and_extremes():
     want = mp.log(1 + mp.exp(mp.mpf(1e4 - 30.0) - mp.mpf(1e4)) + mp.exp(mp.mpf(-2e4)))
     assert abs(mp.mpf(got) - want) / want < 2 * EPS64
     # a loss of 2e4
-    close(R.infonce([[1e4, -1e4]], [1]), [2e4], 0)
-    close(R.infonce([[-1e4, 1e4]], [1]), [0.0], atol=0)  # log1p(e^{-2e4}) underflows to 0
+    assert_close(R.infonce([[1e4, -1e4]], [1]), [2e4], rtol=0, atol=0.0)
+    assert_close(R.infonce([[-1e4, 1e4]], [1]), [0.0], rtol=1e-14, atol=0)  # log1p(e^{-2e4}) underflows to 0
     # scores whose difference overflows float64: the loss is +inf / the exact difference
-    close(R.infonce([[1.5e308, -1.5e308]], [1]), [INF], 0)
-    close(R.infonce([[1e308, -1e307]], [1]), [1.1e308], 1e-15)
+    assert_close(R.infonce([[1.5e308, -1.5e308]], [1]), [INF], rtol=0, atol=0.0)
+    assert_close(R.infonce([[1e308, -1e307]], [1]), [1.1e308], rtol=1e-15, atol=0.0)
     # cosent with a tiny result at scale 20
     got = R.cosent_loss([0.9, 0.1], [1, 0])[()]
     want = mp.log(1 + mp.exp(20 * (mp.mpf(0.1) - mp.mpf(0.9))))
@@ -540,7 +525,7 @@ def test_accuracy_tiny_losses_and_extremes():
     # embeddings: exact dot products at huge norms
     a = np.array([[1e200, 1e200]])
     b = np.array([[1e200, 1e200], [1e200, -1e200]])
-    close(R.infonce_from_embeddings(a, b, temperature=1.0), [math.log1p(math.exp(-1.0))], 1e-15)
+    assert_close(R.infonce_from_embeddings(a, b, temperature=1.0), [math.log1p(math.exp(-1.0))], rtol=1e-15, atol=0.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Tests of the float64 oracle for SPEC section E (polyloss.reference.metrics) itself.
+"""Tests of the float64 oracle for the metrics (polyloss.reference.metrics) itself.
 
 The expected values come from scikit-learn (precision_recall_fscore_support, f1_score,
 accuracy_score), SciPy (pearsonr, spearmanr, rankdata, gmean, hmean), independent brute force
@@ -18,6 +18,7 @@ import pytest
 
 from polyloss import reference as R
 from polyloss.reference import metrics
+from polyloss.testing import assert_close
 
 sklearn_metrics = pytest.importorskip("sklearn.metrics")
 stats = pytest.importorskip("scipy.stats")
@@ -26,11 +27,6 @@ EPS = float(np.finfo(np.float64).eps)
 INF = math.inf
 NAN = math.nan
 ZERO_DIVISIONS = [0.0, 1.0, NAN]
-
-
-def close(a, b, rtol=4 * EPS, atol=0.0):
-    np.testing.assert_allclose(np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64),
-                               rtol=rtol, atol=atol, equal_nan=True)
 
 
 def same(a, b):
@@ -108,7 +104,7 @@ def test_multilabel_against_sklearn(shape, zero_division):
                           zero_division=zero_division)
             if average == "none":
                 assert all(g.shape == (c,) for g in got)
-            close(got, want)
+            assert_close(got, want, rtol=4*EPS, atol=0.0)
         same(R.accuracy(scores, labels, threshold=threshold), sklearn_metrics.accuracy_score(flat, pred))
         # the macro mean is the exact mean of the rational per-class values, rounded once
         if math.isfinite(zero_division):
@@ -140,10 +136,10 @@ def test_class_ids_against_sklearn(seed, zero_division):
             continue
         want = sk_prf(flat, pred, labels=list(range(c)), average=None if average == "none" else average,
                       zero_division=zero_division)
-        close(got, want)
+        assert_close(got, want, rtol=4*EPS, atol=0.0)
         if average != "none":
-            close(got[2], sklearn_metrics.f1_score(flat, pred, labels=list(range(c)), average=average,
-                                                   zero_division=zero_division))
+            assert_close(got[2], sklearn_metrics.f1_score(flat, pred, labels=list(range(c)), average=average,
+                                                   zero_division=zero_division), rtol=4*EPS, atol=0.0)
     same(R.accuracy(scores, labels), sklearn_metrics.accuracy_score(flat, pred))
 
 
@@ -518,7 +514,7 @@ def test_pearson_against_scipy_and_decimal(seed):
         y[0] += 1
     r = R.pearson(x, y)
     assert r.shape == () and r.dtype == np.float64
-    close(r, stats.pearsonr(x, y).statistic, rtol=16 * EPS, atol=16 * EPS)
+    assert_close(r, stats.pearsonr(x, y).statistic, rtol=16 * EPS, atol=16 * EPS)
     same(r, decimal_pearson(x, y))  # correctly rounded: equal to a 100-digit computation
     same(R.pearson(y.astype(np.float64), x), r)  # symmetric
     same(R.pearson(list(x), list(y)), r)  # nested lists
@@ -537,11 +533,10 @@ def test_pearson_ill_conditioned_and_hand():
     same(R.pearson(x, -x), -1.0)
     # x = [1, 2, 3], y = [2, 4, 7]: Sxy = 5, Sxx = 2, Syy = 114/9 -> 5 / sqrt(2 · 114/9) = 15 / sqrt(228)
     same(R.pearson([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]), decimal_pearson([1, 2, 3], [2, 4, 7]))
-    close(R.pearson([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]), 15 / math.sqrt(228.0))
+    assert_close(R.pearson([1.0, 2.0, 3.0], [2.0, 4.0, 7.0]), 15 / math.sqrt(228.0), rtol=4*EPS, atol=0.0)
     # bool y: point-biserial; uncorrelated -> exactly 0
     same(R.pearson([1.0, 2.0, 3.0, 4.0], [True, False, False, True]), 0.0)
-    close(R.pearson([1.0, 2.0, 3.0, 4.0], np.array([0, 0, 1, 1], dtype=bool)),
-          stats.pearsonr([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0]).statistic)
+    assert_close(R.pearson([1.0, 2.0, 3.0, 4.0], np.array([0, 0, 1, 1], dtype=bool)), stats.pearsonr([1.0, 2.0, 3.0, 4.0], [0.0, 0.0, 1.0, 1.0]).statistic, rtol=4*EPS, atol=0.0)
     # constant -> NaN
     same(R.pearson([1.0, 1.0, 1.0], [1.0, 2.0, 3.0]), NAN)
     same(R.pearson([1.0, 2.0, 3.0], [5, 5, 5]), NAN)
@@ -600,7 +595,7 @@ def test_spearman_against_scipy(seed):
         x[0], y[0] = -1.0, -1
     r = R.spearman(x, y)
     assert r.shape == () and r.dtype == np.float64
-    close(r, stats.spearmanr(x, y).statistic, rtol=16 * EPS, atol=16 * EPS)
+    assert_close(r, stats.spearmanr(x, y).statistic, rtol=16 * EPS, atol=16 * EPS)
     # exactly the Pearson correlation of SciPy's average ranks (half-integers are exact floats)
     same(r, R.pearson(stats.rankdata(x, method="average"), stats.rankdata(y, method="average")))
 
@@ -629,9 +624,9 @@ def test_leaderboard_mean_against_scipy():
     scores = rng.uniform(0.05, 1.0, size=(3, 4, 6))
     a = R.leaderboard_mean(scores)
     assert a.shape == (3, 4) and a.dtype == np.float64
-    close(a, np.mean(scores, axis=-1), rtol=4 * EPS)
-    close(R.leaderboard_mean(scores, kind="geometric"), stats.gmean(scores, axis=-1), rtol=32 * EPS)
-    close(R.leaderboard_mean(scores, kind="harmonic"), stats.hmean(scores, axis=-1), rtol=16 * EPS)
+    assert_close(a, np.mean(scores, axis=-1), rtol=4 * EPS, atol=0.0)
+    assert_close(R.leaderboard_mean(scores, kind="geometric"), stats.gmean(scores, axis=-1), rtol=32 * EPS, atol=0.0)
+    assert_close(R.leaderboard_mean(scores, kind="harmonic"), stats.hmean(scores, axis=-1), rtol=16 * EPS, atol=0.0)
     # exact arithmetic mean: the float of the rational mean
     row = scores[1, 2]
     same(R.leaderboard_mean(row), float(sum(Fraction(v) for v in row) / len(row)))

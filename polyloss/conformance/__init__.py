@@ -5,9 +5,9 @@ devices and dtypes and returns one :class:`Result` per case; ``polyloss check`` 
 table (one row per function x backend x mode x device x dtype). The tests run the same registry.
 """
 
-from polyloss.conformance.registry import CASES, FULL_DTYPES, HALF_DTYPES, Case, cases_for, register
-from polyloss.conformance.runner import Result, relative_error, reference_gradient, run_case, tolerance
 from polyloss.conformance.matrix import Target, check, targets
+from polyloss.conformance.registry import CASES, FULL_DTYPES, HALF_DTYPES, Case, cases_for, register
+from polyloss.conformance.runner import Result, reference_gradient, relative_error, run_case, tolerance
 
 __all__ = [
     "Case",

@@ -1,4 +1,4 @@
-"""Conformance cases of the classification, class-imbalance and regulariser family (SPEC B1-B10)."""
+"""Conformance cases of the classification, class-imbalance and regulariser family (``docs/classification.md``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conformance cases of the contrastive, similarity and margin family (SPEC C1-C5)."""
+"""Conformance cases of the contrastive, similarity and margin family (``docs/contrastive.md``)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Conformance cases of the metrics (SPEC E1-E5): P/R/F1 and accuracy, the exact best threshold,
+"""Conformance cases of the metrics (``docs/metrics.md``): P/R/F1 and accuracy, the exact best threshold,
 entity F1 of GlobalPointer logits, Pearson / Spearman, leaderboard means.
 
 Scores are drawn on coarse grids in many cases, so that ties (equal scores, scores equal to the

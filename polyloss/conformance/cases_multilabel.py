@@ -1,4 +1,4 @@
-"""Conformance cases of the multi-label family (SPEC A1-A4) and of ``reduce``."""
+"""Conformance cases of the multi-label family (``docs/multilabel.md``) and of ``reduce``."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Iterable
 
 from polyloss import backends as _backends
 from polyloss.conformance.registry import Case, cases_for
@@ -24,13 +24,10 @@ class Target:
 
 
 def prepare(backend) -> None:
-    """Turn on JAX's float64 (``jax_enable_x64``), a process-wide setting: the ``polyloss check``
-    command and the test suite call it; :func:`check` does not, so that it leaves a caller's JAX as
-    it found it (without x64 the JAX float64 rows are simply not run)."""
-    if backend.name == "jax":
-        import jax
-
-        jax.config.update("jax_enable_x64", True)
+    """The process-wide settings the matrix needs (``Backend.prepare_conformance``: JAX's float64):
+    the ``polyloss check`` command and the test suite call it; :func:`check` does not, so that it
+    leaves a caller's JAX as it found it (without x64 the JAX float64 rows are simply not run)."""
+    backend.prepare_conformance()
 
 
 def targets(backends: Iterable[str] | None = None, modes: Iterable[str] | None = None,

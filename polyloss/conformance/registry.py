@@ -2,14 +2,15 @@
 
 A :class:`Case` names a public function (looked up in ``polyloss`` and in ``polyloss.reference``),
 a generator of NumPy inputs, the positional arguments to differentiate, and the dtypes it runs
-at. Adding a function to the library means adding its cases here (``cases_*.py``); every backend,
-mode, device and dtype then runs them.
+at. Adding a function to the library means adding its cases to its family's ``cases_<family>.py``
+in this package (found by :func:`cases_for`, nothing to register elsewhere); every backend, mode,
+device and dtype then runs them, in the tests and in ``polyloss check``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -82,10 +83,12 @@ def cases_for(functions=None) -> list[Case]:
 
 
 def _load() -> None:
-    # the case modules register themselves on import
-    from polyloss.conformance import (  # noqa: F401
-        cases_classification,
-        cases_contrastive,
-        cases_metrics,
-        cases_multilabel,
-    )
+    """Import every ``cases_*.py`` module of this package (each registers its cases on import): a new
+    family adds its module and nothing else."""
+    import importlib
+    import pkgutil
+
+    import polyloss.conformance as package
+
+    for module in sorted(m.name for m in pkgutil.iter_modules(package.__path__) if m.name.startswith("cases_")):
+        importlib.import_module(f"{package.__name__}.{module}")

@@ -15,6 +15,7 @@ import numpy as np
 
 import polyloss
 from polyloss import reference
+from polyloss._ops import compute_dtype_name
 from polyloss.conformance.registry import Case
 
 __all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "compute_dtype_name",
@@ -24,10 +25,6 @@ __all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradi
 # float32), so their tolerance follows the compute dtype; gradients come back in the input dtype.
 _VALUE_TOL = {"float64": 1e-12, "float32": 2e-5}
 _GRAD_TOL = {"float64": 1e-7, "float32": 2e-5, "float16": 2e-3, "bfloat16": 1.6e-2}
-
-
-def compute_dtype_name(dtype: str) -> str:
-    return "float64" if dtype == "float64" else "float32"
 
 
 def tolerance(case: Case, dtype: str, kind: str) -> float:
@@ -103,10 +100,6 @@ def library_function(name: str):
     return fn if fn is not None else getattr(polyloss.metrics, name)
 
 
-def _expected_dtype(backend, dtype: str):
-    return backend.dtype(compute_dtype_name(dtype))
-
-
 _FD_CACHE: dict[bytes, tuple] = {}
 
 
@@ -146,79 +139,116 @@ def reference_gradient(case: Case, args, kwargs, weights) -> tuple:
     return _FD_CACHE[key]
 
 
+@dataclass
+class _Call:
+    """One case's inputs on a backend, and what the reference sees."""
+
+    args: list  # positional arguments, arrays converted to the backend
+    kwargs: dict
+    ref_args: list  # the same values as float64 NumPy, rounded as the backend rounded them
+    ref_kwargs: dict
+    positions: list  # the positions of the array arguments (those passed through compile/grad)
+    function: object  # the library function
+
+    def __call__(self, *arrays, options):
+        full = list(self.args)
+        for p, a in zip(self.positions, arrays):
+            full[p] = a
+        return self.function(*full, **self.kwargs, **options)
+
+    @property
+    def arrays(self):
+        return [self.args[p] for p in self.positions]
+
+
+def _prepare_call(case: Case, backend, dtype: str, device) -> _Call:
+    args_np, kwargs_np = case.inputs(np.random.default_rng(case.seed), dtype)
+    args = [_to_backend(backend, a, dtype, device) for a in args_np]
+    kwargs = {k: _to_backend(backend, v, dtype, device) for k, v in kwargs_np.items()}
+    return _Call(
+        args=args,
+        kwargs=kwargs,
+        ref_args=[_rounded(backend, a, o) for a, o in zip(args, args_np)],
+        ref_kwargs={k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()},
+        positions=[i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)],
+        function=library_function(case.function),
+    )
+
+
+def _reference_output(case: Case, call: _Call):
+    out = getattr(reference, case.function)(*call.ref_args, **call.ref_kwargs)
+    return tuple(np.asarray(r) for r in out) if isinstance(out, tuple) else np.asarray(out)
+
+
+def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, problems) -> float:
+    """The largest relative error of the results against the reference; dtype and device problems are
+    appended to ``problems``."""
+    # several results (precision, recall, f1; threshold, value) are compared one by one
+    outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
+    expected_all = expected if isinstance(expected, tuple) else (expected,)
+    if len(outs) != len(expected_all):
+        raise ValueError(f"{len(outs)} results, the reference has {len(expected_all)}")
+    errors = []
+    for o, e in zip(outs, expected_all):
+        actual, e = backend.to_numpy(o), np.asarray(e)
+        if not case.exact:
+            want = backend.dtype(compute_dtype_name(dtype))
+            if o.dtype != want:
+                problems.append(f"output dtype {o.dtype}, expected {want}")
+        if device is not None and mode == "eager" and str(backend.device(o)) != str(backend.device(call.args[0])):
+            problems.append(f"output on {backend.device(o)}, input on {backend.device(call.args[0])}")
+        if case.exact:
+            errors.append(0.0 if np.array_equal(actual, e) else math.inf)
+        else:
+            floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
+            errors.append(relative_error(actual, e, elementwise=True, floor=floor))
+    return max(errors)
+
+
+def _compare_gradients(case, backend, call, expected, *, dtype, device, mode, problems) -> float:
+    """The largest normwise error of the gradients of ``Σ out · w`` (a random cotangent ``w``) against
+    central finite differences of the reference; dtype problems are appended to ``problems``."""
+    weights = np.random.default_rng(case.seed + 1).standard_normal(np.shape(expected))
+    w = backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
+    diff_positions = tuple(call.positions.index(i) for i in case.grad_args)
+    xp = backend.namespace
+
+    def objective(*arrays):
+        return xp.sum(call(*arrays, options=case.options) * w)
+
+    value_and_grad = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
+    _, grads = value_and_grad(*call.arrays)
+    ref_grads = reference_gradient(case, call.ref_args, call.ref_kwargs, weights)
+    for i, g in zip(case.grad_args, grads):
+        if g.dtype != call.args[i].dtype:
+            problems.append(f"gradient of argument {i} has dtype {g.dtype}, input {call.args[i].dtype}")
+    return max(relative_error(backend.to_numpy(g), r) for g, r in zip(grads, ref_grads))
+
+
 def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_label: str = "cpu",
              dtype: str = "float32", check_grad: bool = True) -> Result:
-    """Evaluate ``case`` on ``backend`` and compare with the reference."""
+    """Evaluate ``case`` on ``backend`` and compare with the reference: the values, then (on backends
+    with autograd) the gradients. Any exception is reported as an ERROR row, never hidden."""
     result = Result(case.name, case.function, backend.name, mode, device_label, dtype)
-    rng = np.random.default_rng(case.seed)
-    args_np, kwargs_np = case.inputs(rng, dtype)
-    weights_rng = np.random.default_rng(case.seed + 1)
+    problems: list[str] = []
     try:
-        args = [_to_backend(backend, a, dtype, device) for a in args_np]
-        kwargs = {k: _to_backend(backend, v, dtype, device) for k, v in kwargs_np.items()}
-        ref_args = [_rounded(backend, a, o) for a, o in zip(args, args_np)]
-        ref_kwargs = {k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()}
-        ref_out = getattr(reference, case.function)(*ref_args, **ref_kwargs)
-        ref_out = tuple(np.asarray(r) for r in ref_out) if isinstance(ref_out, tuple) else np.asarray(ref_out)
-
-        fn = library_function(case.function)
-        positions = [i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)]
-
-        def call(*arrays):
-            full = list(args)
-            for p, a in zip(positions, arrays):
-                full[p] = a
-            return fn(*full, **kwargs, **case.options)
-
-        arrays = [args[p] for p in positions]
-        out = backend.compile(call, mode)(*arrays)
-        # several results (precision, recall, f1; threshold, value) are compared one by one
-        outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
-        expected_all = ref_out if isinstance(ref_out, tuple) else (ref_out,)
-        problems = []
-        if len(outs) != len(expected_all):
-            raise ValueError(f"{len(outs)} results, the reference has {len(expected_all)}")
-        errors = []
-        for o, e in zip(outs, expected_all):
-            actual, e = backend.to_numpy(o), np.asarray(e)
-            if not case.exact:
-                want = _expected_dtype(backend, dtype)
-                if o.dtype != want:
-                    problems.append(f"output dtype {o.dtype}, expected {want}")
-            if device is not None and mode == "eager" and str(backend.device(o)) != str(backend.device(args[0])):
-                problems.append(f"output on {backend.device(o)}, input on {backend.device(args[0])}")
-            if case.exact:
-                errors.append(0.0 if np.array_equal(actual, e) else math.inf)
-            else:
-                floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
-                errors.append(relative_error(actual, e, elementwise=True, floor=floor))
-        result.value_error = max(errors)
+        call = _prepare_call(case, backend, dtype, device)
+        expected = _reference_output(case, call)
+        out = backend.compile(lambda *arrays: call(*arrays, options=case.options), mode)(*call.arrays)
+        result.value_error = _compare_values(case, backend, call, out, expected, dtype=dtype, device=device,
+                                             mode=mode, problems=problems)
         if not case.exact and result.value_error > tolerance(case, dtype, "value"):
             problems.append(f"value error {result.value_error:.3g} > {tolerance(case, dtype, 'value'):.1g}")
-
         if check_grad and case.grad_args and backend.has_autograd:
-            weights = weights_rng.standard_normal(np.shape(ref_out))
-            w = backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
-            diff_positions = tuple(positions.index(i) for i in case.grad_args)
-            xp = backend.namespace
-
-            def objective(*arr):
-                return xp.sum(call(*arr) * w)
-
-            vg = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
-            _, grads = vg(*arrays)
-            ref_grads = reference_gradient(case, ref_args, ref_kwargs, weights)
-            errors = [relative_error(backend.to_numpy(g), r) for g, r in zip(grads, ref_grads)]
-            result.grad_error = max(errors)
-            for i, g in zip(case.grad_args, grads):
-                if g.dtype != args[i].dtype:
-                    problems.append(f"gradient of argument {i} has dtype {g.dtype}, input {args[i].dtype}")
+            result.grad_error = _compare_gradients(case, backend, call, expected, dtype=dtype, device=device,
+                                                   mode=mode, problems=problems)
             if result.grad_error > tolerance(case, dtype, "grad"):
                 problems.append(f"gradient error {result.grad_error:.3g} > {tolerance(case, dtype, 'grad'):.1g}")
-        if problems:
-            result.status = "FAIL"
-            result.message = "; ".join(problems)
     except Exception as exc:  # reported, never hidden: the row is an ERROR
         result.status = "ERROR"
         result.message = f"{type(exc).__name__}: {exc}"
+        return result
+    if problems:
+        result.status = "FAIL"
+        result.message = "; ".join(problems)
     return result

@@ -1,4 +1,5 @@
-r"""Contrastive, similarity and margin losses (SPEC C), written once against the array API.
+r"""Contrastive, similarity and margin losses, written once against the array API (formulas, sources
+and conventions in ``docs/contrastive.md``).
 
 Three shapes of input run through this module:
 
@@ -11,7 +12,7 @@ Three shapes of input run through this module:
   optionally with the keys of every process/device (``gather``).
 - **one similarity per pair** (``cosent_loss``): ``[B]`` similarities and labels, one value per batch.
 
-The softmax losses share the statistics of :mod:`polyloss.losses.classification` (``-log p_t`` from a
+The softmax losses share the statistics of :mod:`polyloss._softmax` (``-log p_t`` from a
 stop-gradient-shifted log-sum-exp); the pairwise losses are ``log(1 + Σ_{i,j} e^{x_i + y_j})``, which
 factorises into ``softplus(lse_i x_i + lse_j y_j)``.
 """
@@ -22,9 +23,8 @@ import math
 
 import numpy as np
 
-from polyloss import _checks, _ops
+from polyloss import _checks, _ops, _softmax
 from polyloss._namespace import namespace_of
-from polyloss.losses.classification import _one_hot, _pick, _Softmax, _softmax_inputs, _Targets
 
 __all__ = [
     "infonce",
@@ -48,50 +48,41 @@ _SORTED_FROM = 256
 # Shared pieces
 # --------------------------------------------------------------------------------------------
 def _positive_scores(scores, positive_index, axis, where):
-    """``(xp, be, s, targets)`` for a loss with one positive per row: ``s`` classes last in the
+    """``(xp, backend, s, targets)`` for a loss with one positive per row: ``s`` classes last in the
     compute dtype, removed candidates ``-inf``; ``targets.ids`` the positive's index."""
-    xp, be, _, s, targets = _softmax_inputs(scores, positive_index, axis, where, None, probabilities=False,
-                                            name="scores")
-    return xp, be, s, targets
+    prepared = _softmax.prepare(scores, positive_index, axis=axis, where=where, probabilities=False, name="scores")
+    return prepared.xp, prepared.backend, prepared.values, prepared.targets
 
 
 def _margin_inputs(cosines, labels, axis, where):
-    """``(xp, be, s, targets)`` of a margin softmax: class ids, or one-hot rows turned into ids."""
-    xp, be, _, s, targets = _softmax_inputs(cosines, labels, axis, where, None, name="cosines")
+    """``(xp, backend, s, targets)`` of a margin softmax: class ids, or one-hot rows turned into ids."""
+    prepared = _softmax.prepare(cosines, labels, axis=axis, where=where, name="cosines")
+    xp, backend, s, targets = prepared.xp, prepared.backend, prepared.values, prepared.targets
     if targets.probs is None:
-        return xp, be, s, targets
+        return xp, backend, s, targets
     t = targets.probs
-    if _checks.values_checked(be, s, t):
+    if _checks.values_checked(backend, s, t):
         what = "one-hot labels need exactly one 1 per row and 0 elsewhere"
         bad = (t != 0.0) & (t != 1.0)
         _checks.fail_if_any(xp, bad, lambda: f"{what}; found {_checks.describe_values(xp, t, bad)}")
         ones = xp.sum(t, axis=-1)
         _checks.fail_if_any(xp, ones != 1.0, lambda: f"{what}; found "
                                                       f"{_checks.describe_values(xp, ones, ones != 1.0, 'row sums')}")
-    return xp, be, s, _Targets(ids=xp.astype(xp.argmax(t, axis=-1), be.index_dtype()))
-
-
-def _softmax_nll(xp, be, z, targets):
-    """``-log softmax(z)_t`` per row; 0 for a row with no valid entry, ``+inf`` for a removed target.
-    The precise path of :meth:`_Softmax.log_p_at`: where the target is the maximum the value is
-    ``log1p(Σ_{i≠t} e^{z_i - z_t})``, so a trained model's losses of 1e-8 keep their digits at the
-    scales of 30-64 these losses use (``lse - z_t`` rounds them to 0)."""
-    sm = _Softmax(xp, be, z)
-    return sm.finish(-sm.log_p_at(targets.ids, precise=True), targets)
+    return xp, backend, s, _softmax.Targets(ids=xp.astype(xp.argmax(t, axis=-1), backend.index_dtype()))
 
 
 def _positive_scale(value, name):
     return _checks.hyperparameter(value, name, low=0.0, low_open=True)
 
 
-def _log1p_pairs(xp, be, x, x_mask, y, y_mask):
+def _log1p_pairs(xp, backend, x, x_mask, y, y_mask):
     """``log(1 + Σ_{i∈x_mask} Σ_{j∈y_mask} e^{x_i + y_j})`` per row, as ``softplus(lse x + lse y)``; 0
     when either set is empty (no pair), and then a zero gradient."""
-    lse_x = _ops.logsumexp(xp, be, x, where=x_mask)
-    lse_y = _ops.logsumexp(xp, be, y, where=y_mask)
+    lse_x = _ops.logsumexp(xp, backend, x, where=x_mask)
+    lse_y = _ops.logsumexp(xp, backend, y, where=y_mask)
     has_pairs = xp.any(x_mask, axis=-1) & xp.any(y_mask, axis=-1)
     total = xp.where(has_pairs, lse_x + lse_y, -math.inf)  # +inf + -inf never reaches the sum
-    return be.softplus(total)
+    return _ops.softplus(xp, backend, total)
 
 
 # --------------------------------------------------------------------------------------------
@@ -125,38 +116,38 @@ def infonce(scores, positive_index, *, axis=-1, where=None):
     >>> np.round(polyloss.infonce(np.array([[3.0, 1.0, 0.0], [0.0, 0.0, 0.0]]), np.array([0, 2])), 4)
     array([0.1698, 1.0986])
     """
-    xp, be, s, targets = _positive_scores(scores, positive_index, axis, where)
-    return _softmax_nll(xp, be, s, targets)
+    xp, backend, s, targets = _positive_scores(scores, positive_index, axis, where)
+    return _softmax.negative_log_likelihood(xp, backend, s, targets)
 
 
-def _normalized(xp, be, x):
+def _normalized(xp, backend, x):
     """Rows of ``x [B, D]`` divided by their L2 norm; a zero row stays 0 (and gets gradient 0); NaN
     stays NaN. The norm is taken after a stop-gradient scaling by ``1/peak`` (the row's largest
     ``|x|``, :func:`polyloss._ops.divide_by_peak`; the direction does not change, so neither does the
     gradient), so no square overflows or underflows."""
-    y, nonzero = _ops.divide_by_peak(xp, be, x, axis=-1)
+    y, nonzero = _ops.divide_by_peak(xp, backend, x, axis=-1)
     squares = xp.sum(y * y, axis=-1, keepdims=True)  # >= 1 on a nonzero row
     return xp.where(nonzero, y / xp.sqrt(xp.where(nonzero, squares, 1.0)), 0.0)
 
 
-def _temperature(xp, be, temperature, like):
+def _temperature(xp, backend, temperature, like):
     """``τ`` as a Python float, or a 0-d array of the embeddings' framework (a learnable temperature,
     differentiated through)."""
-    if be.name == "numpy" or not be.is_array(temperature):  # a number: checked, used as a float
+    if backend.name == "numpy" or not backend.is_array(temperature):  # a number: checked, used as a float
         if isinstance(temperature, np.ndarray) and temperature.ndim:
             raise ValueError(f"temperature must be a scalar (0-d), got shape {temperature.shape}")
         return _positive_scale(temperature, "temperature")
-    t = be.asarray(temperature, like=like, dtype=like.dtype, name="temperature")  # tf.Variable: a read
+    t = backend.asarray(temperature, like=like, dtype=like.dtype, name="temperature")  # tf.Variable: a read
     if t.ndim != 0:
         raise ValueError(f"temperature must be a scalar (0-d), got shape {tuple(t.shape)}")
-    if _checks.values_checked(be, like, t):
+    if _checks.values_checked(backend, like, t):
         _checks.fail_if_any(xp, ~((t > 0.0) & xp.isfinite(t)),
                             lambda: f"temperature must lie in (0, inf); got {float(t)}")
     return t
 
 
-def _embeddings(xp, be, x, name):
-    x, v = _checks.prepare_floating(xp, be, x, name)
+def _embeddings(xp, backend, x, name):
+    x, v = _checks.prepare_floating(xp, backend, x, name)
     if x.ndim != 2 or x.shape[1] == 0:
         raise ValueError(f"{name} must be 2-D embeddings [batch, width] with a positive width, got shape "
                          f"{tuple(x.shape)}")
@@ -220,9 +211,9 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
     if not isinstance(normalize, (bool, np.bool_)):
         raise TypeError(f"normalize must be True or False, got {normalize!r}")
     # a temperature array must belong to the embeddings' framework (numbers are checked below)
-    xp, be = namespace_of(a=a, b=b, **({"temperature": temperature} if hasattr(temperature, "shape") else {}))
-    q = _embeddings(xp, be, a, "a")
-    tau = _temperature(xp, be, temperature, q)
+    xp, backend = namespace_of(a=a, b=b, **({"temperature": temperature} if hasattr(temperature, "shape") else {}))
+    q = _embeddings(xp, backend, a, "a")
+    tau = _temperature(xp, backend, temperature, q)
     if pairing == "simcse":
         if b is not None:
             raise ValueError("pairing='simcse' takes one batch a [2M, D] whose rows (2k, 2k+1) are the two "
@@ -235,7 +226,7 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
         if b is None:
             raise ValueError("pairing='diagonal' needs the keys b [N, D] (N >= B); for one batch encoded twice "
                              "use pairing='simcse'")
-        k = _embeddings(xp, be, b, "b")
+        k = _embeddings(xp, backend, b, "b")
         if k.dtype != q.dtype:
             k = xp.astype(k, xp.result_type(q.dtype, k.dtype))
             q = xp.astype(q, k.dtype)
@@ -248,24 +239,24 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
     if q.shape[0] == 0 and gather is None:  # with gather, this member's keys still serve the others
         return xp.sum(q, axis=-1)  # no query: an empty loss, still connected to the input
     if normalize:
-        q = _normalized(xp, be, q)
-        k = q if pairing == "simcse" else _normalized(xp, be, k)
+        q = _normalized(xp, backend, q)
+        k = q if pairing == "simcse" else _normalized(xp, backend, k)
     offset = 0
     if gather is not None:
-        rows = be.shape(k)[0]
-        k, member = be.all_gather(k, gather)
+        rows = backend.shape(k)[0]
+        k, member = backend.all_gather(k, gather)
         offset = member * rows
     scores = xp.matmul(q, xp.permute_dims(k, (1, 0))) / tau
-    index = be.index_dtype()
-    local = xp.arange(be.shape(q)[0], dtype=index, device=be.device(q))
+    index = backend.index_dtype()
+    local = xp.arange(backend.shape(q)[0], dtype=index, device=backend.device(q))
     rows = local + offset
     if pairing == "simcse":
-        candidates = xp.arange(be.shape(k)[0], dtype=index, device=be.device(k))
+        candidates = xp.arange(backend.shape(k)[0], dtype=index, device=backend.device(k))
         scores = xp.where(candidates == rows[:, None], -math.inf, scores)
         positives = rows + 1 - 2 * (local % 2)
     else:
         positives = rows
-    return _softmax_nll(xp, be, scores, _Targets(ids=positives))
+    return _softmax.negative_log_likelihood(xp, backend, scores, _softmax.Targets(ids=positives))
 
 
 # --------------------------------------------------------------------------------------------
@@ -305,26 +296,26 @@ def flatnce(scores, positive_index, *, form="log", axis=-1, where=None):
     """
     if form not in _FORMS:
         raise ValueError(f"form must be one of {_FORMS}, got {form!r}")
-    xp, be, s, targets = _positive_scores(scores, positive_index, axis, where)
-    positive = _one_hot(xp, be, s, targets.ids)
+    xp, backend, s, targets = _positive_scores(scores, positive_index, axis, where)
+    positive = _softmax.one_hot(xp, backend, s, targets.ids)
     negatives = ~positive & (s != -math.inf)
     has_negatives = xp.any(negatives, axis=-1)
     # a row without negatives gets 0 - 0, never -inf - (-inf)
-    log_xi = (xp.where(has_negatives, _ops.logsumexp(xp, be, s, where=negatives), 0.0)
-              - xp.where(has_negatives, _pick(xp, s, targets.ids), 0.0))
+    log_xi = (xp.where(has_negatives, _ops.logsumexp(xp, backend, s, where=negatives), 0.0)
+              - xp.where(has_negatives, _softmax.pick(xp, s, targets.ids), 0.0))
     if form == "paper":  # ξ / sg(ξ) = exp(log ξ - sg(log ξ)), which cannot overflow; ±inf passes through
         finite = ~xp.isinf(log_xi)
         safe = xp.where(finite, log_xi, 0.0)
-        log_xi = xp.where(finite, xp.exp(safe - be.stop_gradient(safe)), log_xi)
+        log_xi = xp.where(finite, xp.exp(safe - backend.stop_gradient(safe)), log_xi)
     return xp.where(has_negatives, log_xi, 0.0)
 
 
 # --------------------------------------------------------------------------------------------
 # C3: AM-Softmax and ArcFace
 # --------------------------------------------------------------------------------------------
-def _with_target(xp, be, z, targets, target_logit):
+def _with_target(xp, backend, z, targets, target_logit):
     """``z [..., C]`` with each row's target entry replaced by ``target_logit [...]``."""
-    return xp.where(_one_hot(xp, be, z, targets.ids), target_logit[..., None], z)
+    return xp.where(_softmax.one_hot(xp, backend, z, targets.ids), target_logit[..., None], z)
 
 
 def am_softmax(cosines, labels, *, scale=30.0, margin=0.35, axis=-1, where=None):
@@ -355,9 +346,9 @@ def am_softmax(cosines, labels, *, scale=30.0, margin=0.35, axis=-1, where=None)
     """
     s_ = _positive_scale(scale, "scale")
     m = _checks.hyperparameter(margin, "margin")
-    xp, be, c, targets = _margin_inputs(cosines, labels, axis, where)
+    xp, backend, c, targets = _margin_inputs(cosines, labels, axis, where)
     z = s_ * c
-    return _softmax_nll(xp, be, _with_target(xp, be, z, targets, _pick(xp, z, targets.ids) - s_ * m), targets)
+    return _softmax.negative_log_likelihood(xp, backend, _with_target(xp, backend, z, targets, _softmax.pick(xp, z, targets.ids) - s_ * m), targets)
 
 
 def _cos_plus(xp, c, margin: float):
@@ -403,27 +394,27 @@ def arcface(cosines, labels, *, scale=64.0, margin=0.5, axis=-1, where=None):
     """
     s_ = _positive_scale(scale, "scale")
     m = _checks.hyperparameter(margin, "margin")
-    xp, be, c, targets = _margin_inputs(cosines, labels, axis, where)
-    c_t = _pick(xp, c, targets.ids)
+    xp, backend, c, targets = _margin_inputs(cosines, labels, axis, where)
+    c_t = _softmax.pick(xp, c, targets.ids)
     removed = c_t == -math.inf
     # clipped through where, not clip: JAX's clip splits the derivative in half at a bound it touches
     c_t = xp.where(c_t > 1.0, 1.0, xp.where(c_t < -1.0, -1.0, c_t))
     phi = _cos_plus(xp, c_t, m)
     phi = xp.where(removed, -math.inf, phi)  # a removed target stays removed
-    return _softmax_nll(xp, be, _with_target(xp, be, s_ * c, targets, s_ * phi), targets)
+    return _softmax.negative_log_likelihood(xp, backend, _with_target(xp, backend, s_ * c, targets, s_ * phi), targets)
 
 
 # --------------------------------------------------------------------------------------------
 # C4: CoSENT
 # --------------------------------------------------------------------------------------------
-def _cosent_pairwise(xp, be, s, y, valid, scale):
+def _cosent_pairwise(xp, backend, s, y, valid, scale):
     """``log(1 + Σ_{y_a > y_b} e^{λ(s_b - s_a)})`` over the ``B × B`` matrix: O(B²) time and memory."""
     d = scale * (s[None, :] - s[:, None])  # d[a, b] = λ(s_b - s_a)
     pairs = (y[:, None] > y[None, :]) & valid[:, None] & valid[None, :]
-    return _ops.logsumexp(xp, be, xp.reshape(d, (-1,)), where=xp.reshape(pairs, (-1,)), append_zero=True)
+    return _ops.logsumexp(xp, backend, xp.reshape(d, (-1,)), where=xp.reshape(pairs, (-1,)), append_zero=True)
 
 
-def _cosent_sorted(xp, be, s, y, valid, scale):
+def _cosent_sorted(xp, backend, s, y, valid, scale):
     """The same sum in O(B log B) time and O(B) memory: ``Σ_b e^{λ s_b} · Σ_{a: y_a > y_b} e^{-λ s_a}``.
 
     Sort by label; ``R_i = lse_{k >= i} (-λ s_k)`` is a reverse log-space scan (the backend's
@@ -431,18 +422,18 @@ def _cosent_sorted(xp, be, s, y, valid, scale):
     exceeds ``y_b`` (``searchsorted(..., side="right")``), so ties never pair. Removed items take the
     smallest valid label and a score of 0: they sort into the first group, which is never anybody's
     partner, and their own terms are masked; nothing infinite enters the scan."""
-    n = be.shape(s)[0]
+    n = backend.shape(s)[0]
     floor = xp.min(xp.where(valid, y, xp.max(y)))
     key = xp.where(valid, y, floor)
     order = xp.argsort(key, stable=True)
     key = xp.take(key, order)
     v = xp.take(xp.where(valid, scale * s, 0.0), order)
-    suffix = be.logcumsumexp(-v, reverse=True)
-    suffix = xp.concat([suffix, xp.full((1,), -math.inf, dtype=suffix.dtype, device=be.device(s))])
+    suffix = _ops.logcumsumexp(xp, backend, -v, reverse=True)
+    suffix = xp.concat([suffix, xp.full((1,), -math.inf, dtype=suffix.dtype, device=backend.device(s))])
     start = xp.searchsorted(key, key, side="right")
     terms = v + xp.take(suffix, start)
     keep = xp.take(valid, order) & (start < n)
-    return _ops.logsumexp(xp, be, terms, where=keep, append_zero=True)
+    return _ops.logsumexp(xp, backend, terms, where=keep, append_zero=True)
 
 
 def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
@@ -486,20 +477,20 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     lam = _positive_scale(scale, "scale")
-    xp, be = namespace_of(similarities=similarities, labels=labels, where=where)
-    similarities, s = _checks.prepare_floating(xp, be, similarities, "similarities")
+    xp, backend = namespace_of(similarities=similarities, labels=labels, where=where)
+    similarities, s = _checks.prepare_floating(xp, backend, similarities, "similarities")
     if s.ndim != 1:
         raise ValueError(f"similarities must be 1-D (one per sentence pair), got shape {tuple(s.shape)}")
-    y = be.asarray(labels, like=similarities, name="labels")
+    y = backend.asarray(labels, like=similarities, name="labels")
     _checks.require_same_shape(similarities, y, "similarities", "labels")
     if xp.isdtype(y.dtype, "bool"):
-        y = xp.astype(y, be.index_dtype())
+        y = xp.astype(y, backend.index_dtype())
     elif not xp.isdtype(y.dtype, ("integral", "real floating")):
         raise TypeError(f"labels must be boolean, integer or real floating, got dtype {y.dtype}")
-    valid = _checks.prepare_where(xp, be, where, similarities, "similarities")
+    valid = _checks.prepare_where(xp, backend, where, similarities, "similarities")
     if valid is None:
-        valid = xp.ones(be.shape(s), dtype=xp.bool, device=be.device(s))
-    if _checks.values_checked(be, s, y) and xp.isdtype(y.dtype, "real floating"):
+        valid = xp.ones(backend.shape(s), dtype=xp.bool, device=backend.device(s))
+    if _checks.values_checked(backend, s, y) and xp.isdtype(y.dtype, "real floating"):
         _checks.fail_if_any(xp, ~xp.isfinite(y) & valid, lambda: "labels must be finite (NaN or inf found)")
     valid = valid & (s != -math.inf)  # a -inf similarity removes its pair, as where=False does
     s = xp.where(valid, s, 0.0)  # removed pairs never reach the arithmetic (no inf - inf)
@@ -507,8 +498,8 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
     if n == 0:
         return xp.sum(s)  # no pair: 0, still connected to the input
     if method == "pairwise" or (method == "auto" and n is not None and n < _SORTED_FROM):
-        return _cosent_pairwise(xp, be, s, y, valid, lam)
-    return _cosent_sorted(xp, be, s, y, valid, lam)
+        return _cosent_pairwise(xp, backend, s, y, valid, lam)
+    return _cosent_sorted(xp, backend, s, y, valid, lam)
 
 
 # --------------------------------------------------------------------------------------------
@@ -517,18 +508,19 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
 def _positive_sets(scores, labels, axis, where):
     """``(xp, be, s, positive, negative)``: boolean ``[..., C]`` sets of valid positive and negative
     candidates, from class ids or from multi-hot 0/1 labels."""
-    xp, be, _, s, targets = _softmax_inputs(scores, labels, axis, where, None, name="scores")
+    prepared = _softmax.prepare(scores, labels, axis=axis, where=where, name="scores")
+    xp, backend, s, targets = prepared.xp, prepared.backend, prepared.values, prepared.targets
     if targets.ids is not None:
-        positive = _one_hot(xp, be, s, targets.ids)
+        positive = _softmax.one_hot(xp, backend, s, targets.ids)
     else:
         t = targets.probs
-        if _checks.values_checked(be, s, t):
+        if _checks.values_checked(backend, s, t):
             bad = (t != 0.0) & (t != 1.0)
             _checks.fail_if_any(xp, bad, lambda: "multi-hot labels must be 0 or 1 (a set of positives, not soft "
                                                  f"targets); found {_checks.describe_values(xp, t, bad)}")
         positive = t == 1.0
     valid = s != -math.inf
-    return xp, be, s, positive & valid, ~positive & valid
+    return xp, backend, s, positive & valid, ~positive & valid
 
 
 def unified_pairwise_loss(scores, labels, *, gamma=1.0, margin=0.0, axis=-1, where=None):
@@ -562,9 +554,9 @@ def unified_pairwise_loss(scores, labels, *, gamma=1.0, margin=0.0, axis=-1, whe
     """
     g = _positive_scale(gamma, "gamma")
     m = _checks.hyperparameter(margin, "margin")
-    xp, be, s, positive, negative = _positive_sets(scores, labels, axis, where)
-    r = _ops.masked_max(xp, be, s, positive)
-    return _log1p_pairs(xp, be, g * (s - r) + g * m, negative, g * (r - s), positive)
+    xp, backend, s, positive, negative = _positive_sets(scores, labels, axis, where)
+    r = _ops.masked_max(xp, backend, s, positive)
+    return _log1p_pairs(xp, backend, g * (s - r) + g * m, negative, g * (r - s), positive)
 
 
 def circle_loss(scores, labels, *, gamma=80.0, margin=0.4, axis=-1, where=None):
@@ -600,8 +592,8 @@ def circle_loss(scores, labels, *, gamma=80.0, margin=0.4, axis=-1, where=None):
     """
     g = _positive_scale(gamma, "gamma")
     m = _checks.hyperparameter(margin, "margin")
-    xp, be, s, positive, negative = _positive_sets(scores, labels, axis, where)
+    xp, backend, s, positive, negative = _positive_sets(scores, labels, axis, where)
     s = xp.where(positive | negative, s, 0.0)  # removed entries: no inf·0 in the weights' products
-    alpha_pos = be.stop_gradient(xp.clip(1.0 + m - s, min=0.0))
-    alpha_neg = be.stop_gradient(xp.clip(s + m, min=0.0))
-    return _log1p_pairs(xp, be, g * alpha_neg * (s - m), negative, -g * alpha_pos * (s - (1.0 - m)), positive)
+    alpha_pos = backend.stop_gradient(xp.clip(1.0 + m - s, min=0.0))
+    alpha_neg = backend.stop_gradient(xp.clip(s + m, min=0.0))
+    return _log1p_pairs(xp, backend, g * alpha_neg * (s - m), negative, -g * alpha_pos * (s - (1.0 - m)), positive)

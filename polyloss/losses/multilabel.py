@@ -1,5 +1,6 @@
-"""The multi-label family (SPEC A1-A4): ZLPR "softmax + cross-entropy" for multi-label
-classification with hard, soft and sparse labels, GlobalPointer, and the multi-label divergence.
+"""The multi-label family: ZLPR "softmax + cross-entropy" for multi-label classification with hard,
+soft and sparse labels, GlobalPointer, and the multi-label divergence (formulas, sources and
+conventions in ``docs/multilabel.md``).
 
 Sources: kexue.fm/archives/7359 (hard labels), 9064 (soft labels), 8373 and 8877
 (GlobalPointer), 9039 (divergence); Su et al., "ZLPR: A Novel Loss for Multi-label
@@ -12,19 +13,19 @@ positives of a row (hard labels), or the weighted sets of soft labels,
       = softplus(lse_N) + softplus(lse_P)
 
 and its gradient is closed-form: a softmax over the negatives (with the implicit zero class)
-minus one over the positives. The kernel (``_kernel``) is registered through the backend's
-``custom_vjp``: the forward pass keeps four numbers per row, and the backward pass rebuilds the two
-softmaxes from the inputs with one exponential per set, so no ``[..., C]`` residual is kept beyond
-the inputs. On an eager CPU backend both passes run over blocks of rows (``_ops.by_rows``).
+minus one over the positives. The kernel (``_ZLPR``, a :class:`polyloss._kernels.Kernel`) keeps four
+numbers per row from the forward pass, and the backward pass rebuilds the two softmaxes from the
+inputs with one exponential per set, so no ``[..., C]`` residual is kept beyond the inputs. On an
+eager CPU backend both passes run over blocks of rows (``_ops.by_rows``).
 """
 
 from __future__ import annotations
 
 import math
 
-from polyloss import _checks, _ops
+from polyloss import _checks, _inputs, _ops
+from polyloss._kernels import Kernel
 from polyloss._namespace import namespace_of
-from polyloss.backends import get_backend
 
 __all__ = [
     "multilabel_crossentropy",
@@ -59,9 +60,9 @@ def _soft_sets(xp, s, t):
 
     Folding rounds ``log w`` to the resolution of the logit: the shares carry a relative error of
     about ``|s|·eps`` (6e-4 at ``|s| = 1e4`` in float32), the size of the change that rounding ``s``
-    itself to the dtype makes in them. Keeping ``log w`` apart (``e^{(v - c) + log w}``) is exact
-    but XLA then materialises the pieces: 3.5x slower under ``jax.jit``; multiplying ``w`` after the
-    exponential, 4x."""
+    itself to the dtype makes in them. Keeping ``log w`` apart (``e^{(v - c) + log w}``), or
+    multiplying by ``w`` after the exponential, is exact but XLA then materialises the pieces
+    (measured in ``benchmarks/README.md``)."""
     t = xp.where(s != _NEG_INF, t, 0.0)
     full, empty = t >= 1.0, t <= 0.0
     v_neg = xp.where(full, _NEG_INF, s + xp.log1p(-xp.where(full, 0.0, t)))
@@ -69,86 +70,79 @@ def _soft_sets(xp, s, t):
     return v_neg, v_pos
 
 
-def _shares(xp, v, c, total=None):
+def _set_shares(xp, v, c, total=None):
     """``e^{v - c}`` (0 where ``v`` is ``-inf``), divided by ``total`` when given: then the set's softmax
     shares with the implicit zero class, ``w_i e^{±s_i} / (1 + Σ w e^{±s})``."""
     share = xp.exp(v - c)
     return share if total is None else share / total
 
 
-def _kernel(xp, be, hard: bool):
-    """``fwd``/``bwd`` of ``L = log(1 + Σ_N w e^{s}) + log(1 + Σ_P w e^{-s})``, from the sets' values
-    ``v`` (``±s`` plus the log-weight, ``-inf`` outside the set).
-
-    Forward: per row and set, the shift ``c = max(0, max v)`` (stop-gradient) and the shifted sum
-    ``S = Σ e^{v - c}``, so that ``1 + Σ = e^{c}(e^{-c} + S)``: four numbers per row are the only
-    residuals. Backward: ``∂L/∂s = shares_N - shares_P``, rebuilt from the inputs with one
-    exponential per set. A share is computed exactly as the forward pass computed its term,
-    ``e^{v - c} / (e^{-c} + S)``, so value and gradient agree at any magnitude (written as
-    ``e^{s - log(1 + Σ)}`` it would lose the weight of the largest entry at logits of ~1e37).
-
-    Soft labels: the second derivatives with respect to labels that are exactly 0 or 1 are not
-    those of the formula (such an entry leaves its set through the mask, which the differentiated
-    backward pass sees as constant); first derivatives are exact everywhere.
-    """
-    sets = _hard_sets if hard else _soft_sets
-    # the adapter is looked up from the registry at each call rather than held in a closure:
-    # torch.compile traces a custom autograd.Function only when everything it closes over is a
-    # module, a function or a constant
-    name = be.name
-
-    def totals(s, labels):
-        be = get_backend(name)
-        v_neg, v_pos = sets(xp, s, labels)
-        c_neg, c_pos = _ops.appended_zero_shift(xp, be, v_neg), _ops.appended_zero_shift(xp, be, v_pos)
-        sum_neg = xp.sum(_shares(xp, v_neg, c_neg), axis=-1)
-        sum_pos = xp.sum(_shares(xp, v_pos, c_pos), axis=-1)
-        return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
-
-    def grad(s, labels, c_neg, sum_neg, c_pos, sum_pos, g, needs):
-        v_neg, v_pos = sets(xp, s, labels)
-        t_neg, t_pos = xp.exp(-c_neg) + sum_neg, xp.exp(-c_pos) + sum_pos  # 1 + Σ = e^{c} t
-        c_neg, t_neg, c_pos, t_pos, g = (a[..., None] for a in (c_neg, t_neg, c_pos, t_pos, g))
-        out = []
-        if needs[0]:
-            out.append(g * (_shares(xp, v_neg, c_neg, t_neg) - _shares(xp, v_pos, c_pos, t_pos)))
-        if needs[1]:
-            # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, labels 0 and 1
-            # included (outside its set the term may legitimately overflow: the derivative is that large)
-            valid = s != _NEG_INF
-            up = _shares(xp, xp.where(valid, s, _NEG_INF), c_neg, t_neg)
-            down = _shares(xp, xp.where(valid, -s, _NEG_INF), c_pos, t_pos)
-            out.append(g * (down - up))
-        return tuple(out)
-
-    def fwd(s, labels):
-        res = _ops.by_rows(xp, get_backend(name), totals, s, labels)
-        c_neg, sum_neg, c_pos, sum_pos = res
-        return _ops.log1p_shifted(xp, c_neg, sum_neg) + _ops.log1p_shifted(xp, c_pos, sum_pos), res
-
-    def bwd(args, res, g, needs):
-        needs = (needs[0], needs[1] and not hard)  # hard labels (booleans) have no cotangent
-        grads = iter(_ops.by_rows(xp, get_backend(name), lambda *a: grad(*a, needs), *args, *res, g))
-        return tuple(next(grads) if n else None for n in needs)
-
-    return fwd, bwd
+# The kernel: ``L = log(1 + Σ_N w e^{s}) + log(1 + Σ_P w e^{-s})`` from the sets' values ``v`` (``±s`` plus
+# the log-weight, ``-inf`` outside the set).
+#
+# Forward: per row and set, the shift ``c = max(0, max v)`` (stop-gradient) and the shifted sum
+# ``S = Σ e^{v - c}``, so that ``1 + Σ = e^{c}(e^{-c} + S)``: four numbers per row are the only residuals.
+# Backward: ``∂L/∂s = shares_N - shares_P``, rebuilt from the inputs with one exponential per set. A share
+# is computed exactly as the forward pass computed its term, ``e^{v - c} / (e^{-c} + S)``, so value and
+# gradient agree at any magnitude (written as ``e^{s - log(1 + Σ)}`` it would lose the weight of the
+# largest entry at logits of ~1e37).
+#
+# Soft labels: the second derivatives with respect to labels that are exactly 0 or 1 are not those of the
+# formula (such an entry leaves its set through the mask, which the differentiated backward pass sees as
+# constant); first derivatives are exact everywhere.
 
 
-_KERNELS: dict = {}
+def _zlpr_set_sums(xp, backend, s, labels, hard):
+    """``(c_N, S_N, c_P, S_P)`` per row (see above)."""
+    v_neg, v_pos = (_hard_sets if hard else _soft_sets)(xp, s, labels)
+    c_neg, c_pos = _ops.appended_zero_shift(xp, backend, v_neg), _ops.appended_zero_shift(xp, backend, v_pos)
+    sum_neg = xp.sum(_set_shares(xp, v_neg, c_neg), axis=-1)
+    sum_pos = xp.sum(_set_shares(xp, v_pos, c_pos), axis=-1)
+    return c_neg[..., 0], sum_neg, c_pos[..., 0], sum_pos
 
 
-def _multilabel(xp, be, s, labels, hard: bool):
+def _zlpr_gradients(xp, s, labels, c_neg, sum_neg, c_pos, sum_pos, g, needs, hard):
+    """``g·∂L/∂s`` and ``g·∂L/∂t`` (where ``needs`` asks) of a block of rows."""
+    v_neg, v_pos = (_hard_sets if hard else _soft_sets)(xp, s, labels)
+    t_neg, t_pos = xp.exp(-c_neg) + sum_neg, xp.exp(-c_pos) + sum_pos  # 1 + Σ = e^{c} t
+    c_neg, t_neg, c_pos, t_pos, g = (a[..., None] for a in (c_neg, t_neg, c_pos, t_pos, g))
+    out = []
+    if needs[0]:
+        out.append(g * (_set_shares(xp, v_neg, c_neg, t_neg) - _set_shares(xp, v_pos, c_pos, t_pos)))
+    if needs[1]:
+        # ∂L/∂t_i = e^{-s_i}/(1 + Σ_P) - e^{s_i}/(1 + Σ_N) on every valid entry, labels 0 and 1 included
+        # (outside its set the term may legitimately overflow: the derivative is that large)
+        valid = s != _NEG_INF
+        up = _set_shares(xp, xp.where(valid, s, _NEG_INF), c_neg, t_neg)
+        down = _set_shares(xp, xp.where(valid, -s, _NEG_INF), c_pos, t_pos)
+        out.append(g * (down - up))
+    return tuple(out)
+
+
+def _zlpr_fwd(xp, backend, s, labels, *, hard):
+    sums = _ops.by_rows(xp, backend, lambda *a: _zlpr_set_sums(xp, backend, *a, hard), s, labels)
+    c_neg, sum_neg, c_pos, sum_pos = sums
+    return _ops.log1p_shifted(xp, c_neg, sum_neg) + _ops.log1p_shifted(xp, c_pos, sum_pos), sums
+
+
+def _zlpr_bwd(xp, backend, arrays, residuals, g, needs, *, hard):
+    needs = (needs[0], needs[1] and not hard)  # hard labels (booleans) have no cotangent
+    grads = iter(_ops.by_rows(xp, backend, lambda *a: _zlpr_gradients(xp, *a, needs, hard), *arrays, *residuals, g))
+    return tuple(next(grads) if n else None for n in needs)
+
+
+_ZLPR = Kernel("zlpr", _zlpr_fwd, _zlpr_bwd)
+
+
+def _multilabel(xp, backend, s, labels, hard: bool):
     """The loss of ``s [..., C]`` (compute dtype; masked entries already ``-inf``) and ``labels``
-    (boolean for hard labels, floating for soft ones), through the backend's ``custom_vjp``."""
+    (boolean for hard labels, floating for soft ones), through the kernel."""
     if s.shape[-1] == 0:
         return xp.sum(s, axis=-1)  # no class: both sums are empty, the loss is 0 (and differentiable)
-    key = (be.name, hard)
-    if key not in _KERNELS:
-        _KERNELS[key] = be.custom_vjp(*_kernel(xp, be, hard))
-    return _KERNELS[key](s, labels)
+    return _ZLPR(backend, s, labels, hard=hard)
 
 
-def _as_kernel_labels(xp, be, labels, s):
+def _as_kernel_labels(xp, backend, labels, s):
     """``(labels, hard)`` for the kernel: hard labels as a boolean array, soft labels in the compute
     dtype. ``s`` is the masked logits (classes last).
 
@@ -162,20 +156,15 @@ def _as_kernel_labels(xp, be, labels, s):
     if not integral and not xp.isdtype(labels.dtype, "real floating"):
         raise TypeError(f"labels must be boolean, integer or real floating, got dtype {labels.dtype}")
     t = labels if integral or labels.dtype == s.dtype else xp.astype(labels, s.dtype)
-    if _checks.values_checked(be, s, labels):
+    if _checks.values_checked(backend, s, labels):
         ones = t == 1
         binary = ones | (t == 0)
         if bool(xp.all(binary)):
-            if integral or not be.may_need_grad(labels):
+            if integral or not backend.may_need_grad(labels):
                 return ones, True
         else:
             _checks.check_label_values(xp, labels if integral else t, s != _NEG_INF)
     return (t != 0, True) if integral else (t, False)
-
-
-def _classes_last(xp, be, s, axes, *others):
-    """``s`` and ``others`` (same shape, None allowed) with the class axes moved last and merged."""
-    return tuple(None if a is None else _ops.classes_last(xp, be, a, axes) for a in (s, *others))
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,32 +206,25 @@ def multilabel_crossentropy(logits, labels, *, axis=-1, where=None):
 
       Row 0 by hand: ``log(1 + e^{-1}) + log(1 + e^{-2} + e^{-0.5}) = 0.3133 + 0.5550``.
     """
-    xp, be = namespace_of(logits=logits, labels=labels, where=where)
-    logits, s = _checks.prepare_floating(xp, be, logits)
-    labels = be.asarray(labels, like=logits, dtype=s.dtype, name="labels")
-    _checks.require_same_shape(logits, labels, "logits", "labels")
-    where = _checks.prepare_where(xp, be, where, logits)
-    axes = _checks.normalize_axes(axis, logits.ndim)
-    s, labels, where = _classes_last(xp, be, s, axes, labels, where)
-    s = _ops.mask_logits(xp, s, where)
-    labels, hard = _as_kernel_labels(xp, be, labels, s)
-    return _multilabel(xp, be, s, labels, hard)
+    scores = _inputs.scores(logits, axis=axis, where=where, labels=labels)
+    labels, hard = _as_kernel_labels(scores.xp, scores.backend, scores.secondary(labels, "labels"), scores.values)
+    return _multilabel(scores.xp, scores.backend, scores.values, labels, hard)
 
 
 # --------------------------------------------------------------------------------------------
 # A2: sparse labels
 # --------------------------------------------------------------------------------------------
-def _sparse(xp, be, s, indices, pad_index, what):
+def _sparse(xp, backend, s, indices, pad_index, what):
     """The sparse loss on ``s [..., C]`` and ``indices [..., K]`` (classes last, masked entries of
     ``s`` already ``-inf``).
 
     The listed classes become a boolean mask by a scatter, after the eager checks (in range, no
     repeats). Padding entries (== pad_index) are ignored; in compiled code, where values cannot
     be checked, out-of-range entries are ignored as well and a repeated class counts once."""
-    num_classes = be.shape(s)[-1]
+    num_classes = backend.shape(s)[-1]
     in_range = (indices >= 0) & (indices < num_classes)
     listed = in_range if pad_index is None else in_range & (indices != pad_index)
-    if _checks.values_checked(be, s, indices):
+    if _checks.values_checked(backend, s, indices):
         allowed = in_range if pad_index is None else in_range | (indices == pad_index)
         _checks.fail_if_any(
             xp, ~allowed,
@@ -262,8 +244,8 @@ def _sparse(xp, be, s, indices, pad_index, what):
                     "each positive may appear once"
                 ),
             )
-    positives = be.index_mask(indices, num_classes, listed)
-    return _multilabel(xp, be, s, positives, True)
+    positives = backend.index_mask(indices, num_classes, listed)
+    return _multilabel(xp, backend, s, positives, True)
 
 
 def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, where=None):
@@ -310,23 +292,20 @@ def sparse_multilabel_crossentropy(logits, indices, *, axis=-1, pad_index=None, 
       >>> np.round(polyloss.sparse_multilabel_crossentropy(logits, indices, pad_index=-1), 4)
       array([0.8682, 0.188 ])
     """
-    xp, be = namespace_of(logits=logits, indices=indices, where=where)
-    logits, s = _checks.prepare_floating(xp, be, logits)
-    indices = _checks.as_index_array(xp, be, indices, logits, "indices")
     if isinstance(axis, (tuple, list)):
         raise TypeError(f"axis must be a single int for sparse labels (the K axis of indices), got {axis!r}")
-    (ax,) = _checks.normalize_axes(axis, logits.ndim)
-    others = [i for i in range(logits.ndim) if i != ax]
-    if indices.ndim != logits.ndim or not _checks.same_dims(
-        [indices.shape[i] for i in others], [logits.shape[i] for i in others]
+    scores = _inputs.scores(logits, axis=axis, where=where, single_axis=True, indices=indices)
+    xp, backend, native = scores.xp, scores.backend, scores.native
+    indices = _checks.as_index_array(xp, backend, indices, native, "indices")
+    others = [i for i in range(native.ndim) if i not in scores.axes]
+    if indices.ndim != native.ndim or not _checks.same_dims(
+        [indices.shape[i] for i in others], [native.shape[i] for i in others]
     ):
         raise ValueError(
-            f"indices has shape {tuple(indices.shape)} but logits has shape {tuple(logits.shape)}; "
+            f"indices has shape {tuple(indices.shape)} but logits has shape {tuple(native.shape)}; "
             f"they must be equal except on axis {axis} (K positives vs C classes)"
         )
-    where = _checks.prepare_where(xp, be, where, logits)
-    s, indices, where = _classes_last(xp, be, s, (ax,), indices, where)
-    return _sparse(xp, be, _ops.mask_logits(xp, s, where), indices, pad_index, "indices")
+    return _sparse(xp, backend, scores.values, scores.classes_last(indices), pad_index, "indices")
 
 
 # --------------------------------------------------------------------------------------------
@@ -391,23 +370,24 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
       >>> np.round(polyloss.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), 4)
       array([[2.4849, 1.9459]])
     """
-    xp, be = namespace_of(logits=logits, spans=spans, where=where)
-    logits, s = _checks.prepare_floating(xp, be, logits)
+    namespace_of(logits=logits, spans=spans, where=where)  # the framework checks come first
     _require_square_spans(logits)
-    spans = _checks.as_index_array(xp, be, spans, logits, "spans")
-    if spans.ndim != logits.ndim or spans.shape[-1] not in (2, None) or not _checks.same_dims(
-        spans.shape[:-2], logits.shape[:-2]
+    scores = _inputs.scores(logits, axis=(-2, -1), where=where, spans=spans)
+    xp, backend, native = scores.xp, scores.backend, scores.native
+    spans = _checks.as_index_array(xp, backend, spans, native, "spans")
+    if spans.ndim != native.ndim or spans.shape[-1] not in (2, None) or not _checks.same_dims(
+        spans.shape[:-2], native.shape[:-2]
     ):
-        lead = "".join(f"{d}, " for d in logits.shape[:-2])
+        lead = "".join(f"{d}, " for d in native.shape[:-2])
         raise ValueError(
-            f"spans has shape {tuple(spans.shape)} but logits has shape {tuple(logits.shape)}; "
+            f"spans has shape {tuple(spans.shape)} but logits has shape {tuple(native.shape)}; "
             f"spans must be [{lead}K, 2]"
         )
-    length = be.shape(logits)[-1]
+    length = backend.shape(native)[-1]
     start, end = spans[..., 0], spans[..., 1]
     padding = (start == pad_index) & (end == pad_index) if pad_index is not None else start != start
     outside = ~padding & ((start < 0) | (end >= length) | (start > end))
-    if _checks.values_checked(be, s, spans):
+    if _checks.values_checked(backend, scores.values, spans):
         if pad_index is not None:
             _checks.fail_if_any(
                 xp, (start == pad_index) != (end == pad_index),
@@ -419,11 +399,7 @@ def sparse_global_pointer_crossentropy(logits, spans, *, pad_index=None, where=N
         )
     # flat span id i·L + j; padding, and under compilation any span outside the grid, is ignored
     flat = xp.where(padding | outside, -1, start * length + end)
-    s = xp.reshape(s, be.shape(s)[:-2] + (-1,))
-    where = _checks.prepare_where(xp, be, where, logits)
-    if where is not None:
-        where = xp.reshape(where, be.shape(where)[:-2] + (-1,))
-    return _sparse(xp, be, _ops.mask_logits(xp, s, where), flat, -1, "spans")
+    return _sparse(xp, backend, scores.values, flat, -1, "spans")
 
 
 def global_pointer_mask(sequence_mask, *, lower_triangle: bool = False):
@@ -439,16 +415,16 @@ def global_pointer_mask(sequence_mask, *, lower_triangle: bool = False):
            [0, 1, 0],
            [0, 0, 0]])
     """
-    xp, be = namespace_of(sequence_mask=sequence_mask)
-    sequence_mask = be.asarray(sequence_mask, like=sequence_mask, name="sequence_mask")
+    xp, backend = namespace_of(sequence_mask=sequence_mask)
+    sequence_mask = backend.asarray(sequence_mask, like=sequence_mask, name="sequence_mask")
     if sequence_mask.ndim != 2:
         raise ValueError(f"sequence_mask must have shape [B, L], got {tuple(sequence_mask.shape)}")
     valid = sequence_mask if sequence_mask.dtype == xp.bool else sequence_mask != 0
     pair = valid[:, None, :, None] & valid[:, None, None, :]
     if lower_triangle:
         return pair
-    length = be.shape(sequence_mask)[-1]
-    positions = xp.arange(length, device=be.device(sequence_mask))
+    length = backend.shape(sequence_mask)[-1]
+    positions = xp.arange(length, device=backend.device(sequence_mask))
     return pair & (positions[:, None] <= positions[None, :])
 
 
@@ -488,25 +464,17 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     >>> np.round(polyloss.multilabel_divergence(a, b), 6)
     array([0.231059])
     """
-    xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
-    logits_a, s = _checks.prepare_floating(xp, be, logits_a, "logits_a")
-    # a Python or NumPy logits_b takes logits_a's compute dtype; two arrays of the framework keep theirs
-    host = None if be.is_array(logits_b) else s.dtype
-    _, t = _checks.prepare_floating(xp, be, be.asarray(logits_b, like=logits_a, dtype=host, name="logits_b"), "logits_b")
-    _checks.require_same_shape(logits_a, t, "logits_a", "logits_b")
-    if s.dtype != t.dtype:  # float64 beside float32: compute in float64
-        s, t = xp.astype(s, xp.float64), xp.astype(t, xp.float64)
-    axes = _checks.normalize_axes(axis, logits_a.ndim)
-    # equal infinities (GlobalPointer padding, -inf in both) contribute exactly 0: drop them first,
-    # and keep every other tie, where the second derivative (VAT's power iteration) is 2σ'(s)
+    scores = _inputs.scores(logits_a, name="logits_a", axis=axis, where=where, logits_b=logits_b)
+    xp = scores.xp
+    # removed entries are -inf in both inputs (where=False, and the GlobalPointer padding): equal
+    # infinities contribute exactly 0 and are dropped first; every other tie is kept, where the second
+    # derivative (VAT's power iteration) is 2σ'(s)
+    s, t = _inputs.paired(scores, logits_b, "logits_b", where=where)
     keep = ~(xp.isinf(s) & (s == t))
-    where = _checks.prepare_where(xp, be, where, logits_a)
-    if where is not None:
-        keep = keep & where
     # double where: dropped entries see 0 inside the formula, so no NaN reaches value or gradient
     s0, t0 = xp.where(keep, s, 0.0), xp.where(keep, t, 0.0)
     first = s0 >= t0
     hi, lo = xp.where(first, s0, t0), xp.where(first, t0, s0)
     gap = hi - lo
     term = _ops.sigmoid(xp, hi) * _ops.sigmoid(xp, -lo) * -xp.expm1(-gap) * gap
-    return xp.sum(xp.where(keep, term, 0.0), axis=axes)
+    return xp.sum(xp.where(keep, term, 0.0), axis=-1)

@@ -1,13 +1,14 @@
-r"""Regularisers (SPEC B8-B10): flooding, R-Drop, and the SquarePlus activation."""
+r"""Regularisers: flooding, R-Drop, and the SquarePlus activation (formulas and sources in
+``docs/classification.md``)."""
 
 from __future__ import annotations
 
 import math
 
-from polyloss import _checks, _ops
+from polyloss import _checks, _inputs, _softmax
+from polyloss._kernels import Kernel
 from polyloss._namespace import namespace_of
 from polyloss._reduce import reduce
-from polyloss.losses.classification import _crossentropy, _smoothing, _Softmax, _softmax_inputs, _softmax_logits
 
 __all__ = ["flooding", "rdrop_divergence", "rdrop_loss", "squareplus"]
 
@@ -44,9 +45,9 @@ def flooding(loss, level, *, where=None):
     0.8
     """
     b = _checks.hyperparameter(level, "level", low=0.0)
-    xp, be = namespace_of(loss=loss, where=where)
-    loss, _ = _checks.prepare_floating(xp, be, loss, "loss")
-    mean = reduce(loss, "mean", where=_checks.prepare_where(xp, be, where, loss, "loss"))
+    xp, backend = namespace_of(loss=loss, where=where)
+    loss, _ = _checks.prepare_floating(xp, backend, loss, "loss")
+    mean = reduce(loss, "mean", where=_checks.prepare_where(xp, backend, where, loss, "loss"))
     return xp.where(mean >= b, mean, 2.0 * b - mean)
 
 
@@ -79,17 +80,6 @@ def _divergence(xp, sm_a, sm_b):
     return xp.where(sm_a.nonempty[..., 0] | sm_b.nonempty[..., 0], value, 0.0)
 
 
-def _second_logits(xp, be, logits_a, s, logits_b, axis, where):
-    """``logits_b`` prepared as ``logits_a`` was (classes last, masked), and both in one compute dtype."""
-    host = None if be.is_array(logits_b) else s.dtype
-    logits_b, t, _ = _softmax_logits(xp, be, be.asarray(logits_b, like=logits_a, dtype=host, name="logits_b"),
-                                     axis, where, "logits_b")
-    _checks.require_same_shape(logits_a, logits_b, "logits_a", "logits_b")
-    if s.dtype != t.dtype:  # float64 beside float32: compute in float64
-        s, t = xp.astype(s, xp.float64), xp.astype(t, xp.float64)
-    return s, t
-
-
 def rdrop_divergence(logits_a, logits_b, *, axis=-1, where=None):
     r"""R-Drop's symmetric KL between the softmax outputs of two dropout passes (kexue 8496).
 
@@ -117,10 +107,10 @@ def rdrop_divergence(logits_a, logits_b, *, axis=-1, where=None):
     >>> np.round(polyloss.rdrop_divergence(a, b), 6)   # ½ [(-¼) log(2/3) + ¼ log 2] = ⅛ log 3
     array([0.137327])
     """
-    xp, be = namespace_of(logits_a=logits_a, logits_b=logits_b, where=where)
-    logits_a, s, _ = _softmax_logits(xp, be, logits_a, axis, where, "logits_a")
-    s, t = _second_logits(xp, be, logits_a, s, logits_b, axis, where)
-    return _divergence(xp, _Softmax(xp, be, s), _Softmax(xp, be, t))
+    scores = _inputs.scores(logits_a, name="logits_a", axis=axis, where=where, single_axis=True, logits_b=logits_b)
+    s, t = _inputs.paired(scores, logits_b, "logits_b", where=where)
+    xp, backend = scores.xp, scores.backend
+    return _divergence(xp, _softmax.Softmax(xp, backend, s), _softmax.Softmax(xp, backend, t))
 
 
 def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothing=0.0, where=None,
@@ -151,13 +141,15 @@ def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothin
     >>> np.round(polyloss.rdrop_loss(a, b, np.array([0]), alpha=4.0), 4)   # 2 log 2 + 0
     array([1.3863])
     """
-    eps = _smoothing(label_smoothing)
+    eps = _softmax.label_smoothing(label_smoothing)
     alpha = _checks.hyperparameter(alpha, "alpha", low=0.0)
-    xp, be, logits_a, s_a, targets = _softmax_inputs(logits_a, labels, axis, where, ignore_index,
-                                                     extra={"logits_b": logits_b})
-    s_a, s_b = _second_logits(xp, be, logits_a, s_a, logits_b, axis, where)
-    sm_a, sm_b = _Softmax(xp, be, s_a), _Softmax(xp, be, s_b)
-    value = _crossentropy(sm_a, targets, eps) + _crossentropy(sm_b, targets, eps) + alpha * _divergence(xp, sm_a, sm_b)
+    prepared = _softmax.prepare(logits_a, labels, axis=axis, where=where, ignore_index=ignore_index,
+                                logits_b=logits_b)
+    s_a, s_b = _inputs.paired(prepared.scores, logits_b, "logits_b", where=where)
+    xp, backend, targets = prepared.xp, prepared.backend, prepared.targets
+    sm_a, sm_b = _softmax.Softmax(xp, backend, s_a), _softmax.Softmax(xp, backend, s_b)
+    value = (_softmax.crossentropy(sm_a, targets, eps) + _softmax.crossentropy(sm_b, targets, eps)
+             + alpha * _divergence(xp, sm_a, sm_b))
     return sm_a.finish(value, targets)
 
 
@@ -193,35 +185,28 @@ def squareplus(x, *, b=4.0):
     array([0.30277564, 1.        , 3.30277564])
     """
     b = _checks.hyperparameter(b, "b", low=0.0, low_open=True)
-    xp, be = namespace_of(x=x)
-    _, x = _checks.prepare_floating(xp, be, x, "x")
-    key = (be.name, b)
-    if key not in _SQUAREPLUS:
-        _SQUAREPLUS[key] = be.custom_vjp(*_squareplus_kernel(xp, b))
-    return _SQUAREPLUS[key](x)
+    x = _inputs.scores(x, name="x", axis=None)
+    return _SQUAREPLUS(x.backend, x.values, b=b)
 
 
-_SQUAREPLUS: dict = {}
+def _squareplus_fwd(xp, backend, x, *, b):
+    """The value, and the closed-form derivative ``squareplus(x) / r`` (``= (1 + x/r) / 2``,
+    ``r = sqrt(x² + b)``) kept as the one residual: the backward pass is one multiplication, where
+    autograd through the branches would cost several passes (and ``where``s)."""
+    # r without overflowing x²: beyond |x| = sqrt(max)/4 (4.6e18 in float32), sqrt(x² + b) is |x|
+    # to within b/(2x²) relative, far below the dtype's resolution
+    limit = math.sqrt(float(xp.finfo(x.dtype).max)) / 4.0
+    clipped = xp.clip(x, min=-limit, max=limit)
+    r = xp.maximum(xp.sqrt(clipped * clipped + b), xp.abs(x))
+    x_neg = xp.clip(x, max=0.0)  # the x < 0 branch sees x <= 0 only: its denominator stays >= sqrt(b)/2
+    # halves first, so that neither x + r nor r - x can overflow
+    value = xp.where(x >= 0.0, x * 0.5 + r * 0.5, (b * 0.25) / (r * 0.5 - x_neg * 0.5))
+    return value, (value / r,)
 
 
-def _squareplus_kernel(xp, b: float):
-    """``fwd``/``bwd`` of squareplus with the closed-form derivative ``squareplus(x) / r``
-    (``= (1 + x/r) / 2``, ``r = sqrt(x² + b)``) kept as the one residual: the backward pass is one
-    multiplication, where autograd through the branches would cost several passes (and ``where``s)."""
+def _squareplus_bwd(xp, backend, arrays, residuals, g, needs, *, b):
+    (slope,) = residuals
+    return (g * slope,)
 
-    def fwd(x):
-        # r without overflowing x²: beyond |x| = sqrt(max)/4 (4.6e18 in float32), sqrt(x² + b) is |x|
-        # to within b/(2x²) relative, far below the dtype's resolution
-        limit = math.sqrt(float(xp.finfo(x.dtype).max)) / 4.0
-        clipped = xp.clip(x, min=-limit, max=limit)
-        r = xp.maximum(xp.sqrt(clipped * clipped + b), xp.abs(x))
-        x_neg = xp.clip(x, max=0.0)  # the x < 0 branch sees x <= 0 only: its denominator stays >= sqrt(b)/2
-        # halves first, so that neither x + r nor r - x can overflow
-        value = xp.where(x >= 0.0, x * 0.5 + r * 0.5, (b * 0.25) / (r * 0.5 - x_neg * 0.5))
-        return value, (value / r,)
 
-    def bwd(args, res, g, needs):
-        (slope,) = res
-        return (g * slope,)
-
-    return fwd, bwd
+_SQUAREPLUS = Kernel("squareplus", _squareplus_fwd, _squareplus_bwd)

@@ -1,4 +1,4 @@
-"""Evaluation metrics (SPEC E), each written once against the array API, with mergeable state.
+"""Evaluation metrics (``docs/metrics.md``), each written once against the array API, with mergeable state.
 
 Functions: :func:`precision_recall_f1`, :func:`accuracy`, :func:`best_threshold`,
 :func:`best_threshold_vector`, :func:`global_pointer_f1`, :func:`span_f1`, :func:`pearson`,

@@ -13,16 +13,25 @@ import math
 from dataclasses import dataclass
 
 import array_api_compat.numpy as _host_xp
-import numpy as np
 
 from polyloss import _checks
 from polyloss._namespace import namespace_of
 
-__all__ = ["Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts",
+__all__ = ["METRICS", "CLASS_ID_HINT", "check_metric", "Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts",
            "ratio", "fraction", "filled", "zero_division_value", "threshold_value", "as_count", "total",
            "check_average", "precision_recall_f1_from_counts", "elementwise_truth", "class_histogram", "id_counts"]
 
 AVERAGES = ("micro", "macro", "none")
+METRICS = ("f1", "accuracy")  # what a threshold search optimises
+# the end of a threshold search's error for class-id labels
+CLASS_ID_HINT = " (for multi-class scores see best_threshold_vector)"
+
+
+def check_metric(metric) -> str:
+    """``metric`` of a threshold search, checked to be one of :data:`METRICS`."""
+    if metric not in METRICS:
+        raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {metric!r}")
+    return metric
 
 
 def settings_key(value):
@@ -36,31 +45,19 @@ def settings_key(value):
 
 
 def check_threshold_kind(threshold) -> None:
-    """Strings and booleans are not thresholds (``float("0.5")`` and ``float(True)`` would pass)."""
-    if isinstance(threshold, (str, bytes, bool, np.bool_)):
-        raise TypeError(f"threshold must be a real number or a 0-d array, got {threshold!r}")
-
-
-def _python_float(value, message: str) -> float:
-    """``float(value)``, or ``TypeError(message)`` for strings, booleans and non-numbers
-    (``float("0.5")`` and ``float(True)`` would pass)."""
-    if isinstance(value, (str, bytes, bool, np.bool_)):
-        raise TypeError(message)
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        raise TypeError(message) from None
+    """Strings and booleans are not thresholds."""
+    _checks.refuse_text_and_bool(threshold, f"threshold must be a real number or a 0-d array, got {threshold!r}")
 
 
 def zero_division_value(zero_division) -> float:
     """``zero_division`` as a Python float: any real number, or NaN (never guessed)."""
-    value = _python_float(zero_division, f"zero_division must be a real number or nan, got {zero_division!r}")
+    value = _checks.real_number(zero_division, f"zero_division must be a real number or nan, got {zero_division!r}")
     if math.isinf(value):
         raise ValueError(f"zero_division must be finite or nan, got {zero_division!r}")
     return value
 
 
-def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
+def threshold_value(xp, backend, threshold, scores_c, name: str = "threshold"):
     """The threshold as a Python float, or as a 0-d array of the scores' framework, in the scores'
     compute dtype (a threshold returned by :func:`best_threshold` reproduces its decisions exactly).
 
@@ -68,18 +65,18 @@ def threshold_value(xp, be, threshold, scores_c, name: str = "threshold"):
     toward -inf, not to nearest: for a float32 score ``x`` and the largest float32 ``d <= t``,
     ``x > t`` exactly when ``x > d`` (rounding to nearest could go above ``t`` and turn
     ``float32(0.1) > 0.1`` false)."""
-    if be.is_array(threshold):
+    if backend.is_array(threshold):
         if threshold.ndim != 0:
             raise ValueError(f"{name} must be a scalar (0-d), got shape {tuple(threshold.shape)}")
         _checks.require_floating(xp, threshold, name)
-        if _checks.values_checked(be, threshold):
+        if _checks.values_checked(backend, threshold):
             _checks.fail_if_any(xp, xp.isnan(threshold), lambda: f"{name} is NaN")
         if threshold.dtype == scores_c.dtype:
             return threshold
         if xp.finfo(threshold.dtype).bits <= xp.finfo(scores_c.dtype).bits:
             return xp.astype(threshold, scores_c.dtype)  # a widening conversion is exact
         return _round_down(xp, threshold, scores_c.dtype)
-    value = _python_float(threshold, f"{name} must be a real number or a 0-d array, got {threshold!r}")
+    value = _checks.real_number(threshold, f"{name} must be a real number or a 0-d array, got {threshold!r}")
     if math.isnan(value):
         raise ValueError(f"{name} is NaN")
     if scores_c.dtype == xp.float64:
@@ -110,7 +107,7 @@ class Decisions:
     """
 
     xp: object
-    be: object
+    backend: object
     pred: object
     truth: object
     elementwise: bool
@@ -119,20 +116,20 @@ class Decisions:
     scores: object  # the scores in their compute dtype
 
 
-def _check_no_nan(xp, be, x, name):
-    if _checks.values_checked(be, x):
+def _check_no_nan(xp, backend, x, name):
+    if _checks.values_checked(backend, x):
         _checks.fail_if_any(xp, xp.isnan(x), lambda: f"{name} contains NaN; a score must be a number to be "
                                                      f"compared with a threshold")
 
 
-def elementwise_truth(xp, be, labels, scores, name: str = "labels"):
+def elementwise_truth(xp, backend, labels, scores, name: str = "labels"):
     """Labels of the scores' shape as booleans; values must be exactly 0 or 1 (bool, int or float)."""
-    labels = be.asarray(labels, like=scores, name=name)
+    labels = backend.asarray(labels, like=scores, name=name)
     if xp.isdtype(labels.dtype, "bool"):
         return labels
     if not xp.isdtype(labels.dtype, ("integral", "real floating")):
         raise TypeError(f"{name} must be a bool, integer or floating array of 0/1, got dtype {labels.dtype}")
-    if _checks.values_checked(be, labels):
+    if _checks.values_checked(backend, labels):
         bad = (labels != 0) & (labels != 1)
 
         def message():
@@ -146,7 +143,7 @@ def elementwise_truth(xp, be, labels, scores, name: str = "labels"):
     return labels != 0
 
 
-def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "labels"),
+def decisions(scores, labels, *, threshold=0.0, caller: str, names=("scores", "labels"),
               allow_class_ids: bool = True, class_id_hint: str = "", decide: bool = True) -> Decisions:
     """Check ``scores`` and ``labels`` and turn them into predictions and truth.
 
@@ -157,101 +154,101 @@ def decisions(scores, labels, *, threshold=0.0, fn: str, names=("scores", "label
     search the decision themselves."""
     s_name, l_name = names
     check_threshold_kind(threshold)
-    xp, be = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
-    scores, scores_c = _checks.prepare_floating(xp, be, scores, s_name)
+    xp, backend = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
+    scores, scores_c = _checks.prepare_floating(xp, backend, scores, s_name)
     if scores.ndim == 0:
-        raise ValueError(f"{fn}: {s_name} must have at least one dimension, got a 0-d array")
-    labels_arr = be.asarray(labels, like=scores, name=l_name)
+        raise ValueError(f"{caller}: {s_name} must have at least one dimension, got a 0-d array")
+    labels_arr = backend.asarray(labels, like=scores, name=l_name)
     s_shape, l_shape = tuple(scores.shape), tuple(labels_arr.shape)
     if _checks.same_dims(s_shape, l_shape):
         if scores.ndim >= 2 and s_shape[-1] == 0:
-            raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
-        pred = scores_c > threshold_value(xp, be, threshold, scores_c) if decide else None
-        _check_no_nan(xp, be, scores, s_name)
-        truth = elementwise_truth(xp, be, labels_arr, scores, l_name)
-        return Decisions(xp, be, pred, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
+            raise ValueError(f"{caller}: {s_name} has shape {s_shape}, with no classes on its last axis")
+        pred = scores_c > threshold_value(xp, backend, threshold, scores_c) if decide else None
+        _check_no_nan(xp, backend, scores, s_name)
+        truth = elementwise_truth(xp, backend, labels_arr, scores, l_name)
+        return Decisions(xp, backend, pred, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
     if allow_class_ids and _checks.same_dims(s_shape[:-1], l_shape):
         if not xp.isdtype(labels_arr.dtype, "integral"):
-            raise TypeError(f"{fn}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
+            raise TypeError(f"{caller}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
                             f"be integers, got dtype {labels_arr.dtype}")
         if s_shape[-1] == 0:
-            raise ValueError(f"{fn}: {s_name} has shape {s_shape}, with no classes on its last axis")
-        if be.is_array(threshold) or threshold != 0.0:
-            raise ValueError(f"{fn}: with class-id {l_name} the prediction is the argmax over the classes; "
+            raise ValueError(f"{caller}: {s_name} has shape {s_shape}, with no classes on its last axis")
+        if backend.is_array(threshold) or threshold != 0.0:
+            raise ValueError(f"{caller}: with class-id {l_name} the prediction is the argmax over the classes; "
                              f"threshold is not used and must be left at 0.0 (got {threshold!r})")
-        ids = _checks.as_index_array(xp, be, labels_arr, scores, l_name)
-        n_classes = be.shape(scores)[-1]
-        if _checks.values_checked(be, ids):
+        ids = _checks.as_index_array(xp, backend, labels_arr, scores, l_name)
+        n_classes = backend.shape(scores)[-1]
+        if _checks.values_checked(backend, ids):
             bad = (ids < 0) | (ids >= n_classes)
-            _checks.fail_if_any(xp, bad, lambda: f"{fn}: class ids in {l_name} must lie in [0, {n_classes}); "
+            _checks.fail_if_any(xp, bad, lambda: f"{caller}: class ids in {l_name} must lie in [0, {n_classes}); "
                                                  f"found {_checks.describe(xp, ids, bad)}")
-        _check_no_nan(xp, be, scores, s_name)
+        _check_no_nan(xp, backend, scores, s_name)
         pred = None
         if decide:
             pred = xp.argmax(scores_c, axis=-1)
             pred = pred if pred.dtype == ids.dtype else xp.astype(pred, ids.dtype)
-        return Decisions(xp, be, pred, ids, False, False, n_classes, scores_c)
+        return Decisions(xp, backend, pred, ids, False, False, n_classes, scores_c)
     expected = f"{s_shape} (0/1 per entry)"
     if allow_class_ids:
         expected += f" or integer class ids of shape {s_shape[:-1]}"
     elif _checks.same_dims(s_shape[:-1], l_shape):
         expected += f"; class ids are not accepted here{class_id_hint}"
-    raise ValueError(f"{fn}: {l_name} has shape {l_shape}; for {s_name} of shape {s_shape} it must be {expected}")
+    raise ValueError(f"{caller}: {l_name} has shape {l_shape}; for {s_name} of shape {s_shape} it must be {expected}")
 
 
-def as_count(xp, be, mask, axis=None):
+def as_count(xp, backend, mask, axis=None):
     """The number of True entries of ``mask`` (over ``axis``), as an exact integer array."""
-    return _as_index(xp, be, xp.count_nonzero(mask, axis=axis))  # no integer copy of the mask (20x a cast and a sum)
+    return _as_index(xp, backend, xp.count_nonzero(mask, axis=axis))  # no integer copy of the mask
 
 
-def _as_index(xp, be, counts):
+def _as_index(xp, backend, counts):
     """Integer ``counts`` in the namespace's indexing dtype, the dtype of every count."""
-    return counts if counts.dtype == be.index_dtype() else xp.astype(counts, be.index_dtype())
+    return counts if counts.dtype == backend.index_dtype() else xp.astype(counts, backend.index_dtype())
 
 
 def class_counts(d: Decisions):
     """``(tp, fp, fn)``: per class ``[C]`` (0-d for binary), exact integers."""
-    xp, be = d.xp, d.be
+    xp, backend = d.xp, d.backend
     if d.elementwise:
         axes = tuple(range(d.pred.ndim - 1)) if not d.binary else None
-        tp = as_count(xp, be, d.pred & d.truth, axes)
-        predicted = as_count(xp, be, d.pred, axes)
-        actual = as_count(xp, be, d.truth, axes)
+        tp = as_count(xp, backend, d.pred & d.truth, axes)
+        predicted = as_count(xp, backend, d.pred, axes)
+        actual = as_count(xp, backend, d.truth, axes)
         return tp, predicted - tp, actual - tp
-    tp, predicted = id_counts(xp, be, d.pred, d.truth, d.n_classes)
-    return tp, predicted - tp, class_histogram(xp, be, d.truth, d.n_classes) - tp
+    tp, predicted = id_counts(xp, backend, d.pred, d.truth, d.n_classes)
+    return tp, predicted - tp, class_histogram(xp, backend, d.truth, d.n_classes) - tp
 
 
-def id_counts(xp, be, pred, ids, n_classes):
+def id_counts(xp, backend, pred, ids, n_classes):
     """``(tp, predicted)`` per class ``[C]`` of predicted class ids ``pred`` against true ``ids``:
-    histograms by sorting, not a one-hot ``[N, C]`` (4-100x faster, and no ``N·C`` memory)."""
+    histograms by sorting, not a one-hot ``[N, C]`` (no ``N·C`` memory or time)."""
     hits = xp.where(pred == ids, ids, filled(xp, ids, n_classes))  # a miss becomes C: not counted
-    return class_histogram(xp, be, hits, n_classes), class_histogram(xp, be, pred, n_classes)
+    return class_histogram(xp, backend, hits, n_classes), class_histogram(xp, backend, pred, n_classes)
 
 
-def class_histogram(xp, be, ids, n_classes):
+def class_histogram(xp, backend, ids, n_classes):
     """``[C]``: how many entries of the integer array ``ids`` equal each class ``0 .. C-1`` (others,
     e.g. ``C``, are not counted). One sort; the boundaries of the classes are searches into it."""
     ranked = xp.sort(xp.reshape(ids, (-1,)))
-    bounds = xp.arange(n_classes + 1, dtype=ranked.dtype, device=be.device(ranked))
+    bounds = xp.arange(n_classes + 1, dtype=ranked.dtype, device=backend.device(ranked))
     edges = xp.searchsorted(ranked, bounds, side="left")  # edges[c]: entries below class c
-    return _as_index(xp, be, edges[1:] - edges[:-1])
+    return _as_index(xp, backend, edges[1:] - edges[:-1])
 
 
 def correct_counts(d: Decisions):
     """``(correct, total)`` for accuracy: entries (binary), rows whose every entry is right
     (multi-label: subset accuracy) or rows whose argmax is the class id."""
-    xp, be = d.xp, d.be
+    xp, backend = d.xp, d.backend
     right = d.pred == d.truth
     if d.elementwise and not d.binary:
         right = xp.all(right, axis=-1)
-    return as_count(xp, be, right), total(be, right)
+    return as_count(xp, backend, right), total(backend, right)
 
 
-def total(be, x):
+def total(backend, x):
     """The number of entries of ``x``, as a Python int (or a 0-d array when only known at run time)."""
     n = 1
-    for dim in be.shape(x):
+    for dim in backend.shape(x):
         n = n * dim
     return n
 

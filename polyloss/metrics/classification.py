@@ -1,4 +1,4 @@
-r"""Thresholded precision, recall, F1 and accuracy, and the exact best threshold (SPEC E1, E2).
+r"""Thresholded precision, recall, F1 and accuracy, and the exact best threshold (``docs/metrics.md``).
 
 Scores are never interpreted from their range: the decision is ``scores > threshold`` with an
 explicit ``threshold`` (0 for logits and for ZLPR-trained scores, 0.5 for probabilities), or the
@@ -19,17 +19,12 @@ for the averaging conventions.
 from __future__ import annotations
 
 import math
-import operator
-
-import numpy as np
 
 from polyloss import _checks
 from polyloss.metrics import _counts
 
 __all__ = ["precision_recall_f1", "accuracy", "best_threshold", "best_threshold_vector"]
 
-METRICS = ("f1", "accuracy")
-CLASS_ID_HINT = " (for multi-class scores see best_threshold_vector)"
 
 
 def precision_recall_f1(scores, labels, *, threshold=0.0, average="micro", zero_division=0.0):
@@ -67,7 +62,7 @@ def precision_recall_f1(scores, labels, *, threshold=0.0, average="micro", zero_
     """
     average = _counts.check_average(average)
     zd = _counts.zero_division_value(zero_division)
-    d = _counts.decisions(scores, labels, threshold=threshold, fn="precision_recall_f1")
+    d = _counts.decisions(scores, labels, threshold=threshold, caller="precision_recall_f1")
     tp, fp, fn = _counts.class_counts(d)
     return _counts.precision_recall_f1_from_counts(d.xp, tp, fp, fn, dtype=d.scores.dtype, average=average,
                                                    zero_division=zd)
@@ -87,21 +82,15 @@ def accuracy(scores, labels, *, threshold=0.0):
     >>> float(accuracy(np.array([[3.0, -1.0], [0.2, 0.1]]), np.array([0, 1])))   # argmax 0, 0
     0.5
     """
-    d = _counts.decisions(scores, labels, threshold=threshold, fn="accuracy")
+    d = _counts.decisions(scores, labels, threshold=threshold, caller="accuracy")
     correct, total = _counts.correct_counts(d)
     if isinstance(total, int) and total == 0:
         raise ValueError(f"accuracy: no examples (scores have shape {tuple(d.scores.shape)})")
     return _counts.fraction(d.xp, correct, total, d.scores.dtype)
 
 
-def _check_metric(metric):
-    if metric not in METRICS:
-        raise ValueError(f"metric must be one of {', '.join(map(repr, METRICS))}; got {metric!r}")
-    return metric
-
-
-def _one(xp, be, value, like):
-    return xp.full((1,), value, dtype=like.dtype, device=be.device(like))
+def _one(xp, backend, value, like):
+    return xp.full((1,), value, dtype=like.dtype, device=backend.device(like))
 
 
 def _at(xp, x, index):
@@ -109,7 +98,7 @@ def _at(xp, x, index):
     return xp.reshape(xp.take(x, xp.reshape(index, (1,))), ())
 
 
-def _midpoint_threshold(xp, be, low, high):
+def _midpoint_threshold(xp, backend, low, high):
     """A threshold ``t`` with ``low <= t < high``: the midpoint where it is one, else ``low`` (an
     infinite end has no midpoint: ``low``, the only end that works, e.g. ``-inf`` below everything)."""
     finite = xp.isfinite(low) & xp.isfinite(high)
@@ -155,23 +144,23 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     >>> round(float(t), 3), round(float(f1), 4)
     (0.225, 0.8)
     """
-    _check_metric(metric)
+    _counts.check_metric(metric)
     zd = _counts.zero_division_value(zero_division)
-    d = _counts.decisions(scores, labels, decide=False, fn="best_threshold", allow_class_ids=False,
-                          class_id_hint=CLASS_ID_HINT)
-    xp, be, s = d.xp, d.be, d.scores
-    n = _counts.total(be, s)
+    d = _counts.decisions(scores, labels, decide=False, caller="best_threshold", allow_class_ids=False,
+                          class_id_hint=_counts.CLASS_ID_HINT)
+    xp, backend, s = d.xp, d.backend, d.scores
+    n = _counts.total(backend, s)
     if isinstance(n, int) and n == 0:
         raise ValueError(f"best_threshold: no scores (shape {tuple(s.shape)})")
-    idx = be.index_dtype()
+    idx = backend.index_dtype()
     flat = xp.reshape(s, (-1,))
     order = xp.argsort(flat, stable=True)
     ranked = xp.take(flat, order)
     positive = xp.astype(xp.take(xp.reshape(d.truth, (-1,)), order), idx)
     missed = xp.cumulative_sum(positive, include_initial=True)  # FN_k: positives among the k lowest
     total_pos = missed[-1]
-    k = xp.arange(n + 1, dtype=idx, device=be.device(s))
-    true = xp.ones((1,), dtype=xp.bool, device=be.device(s))
+    k = xp.arange(n + 1, dtype=idx, device=backend.device(s))
+    true = xp.ones((1,), dtype=xp.bool, device=backend.device(s))
     # candidate k is real when k = 0 ("every entry positive": impossible with a -inf score) or
     # when the k-th lowest score ends a run of equal scores
     valid = xp.concat([ranked[:1] > -math.inf, ranked[:-1] != ranked[1:], true])
@@ -181,28 +170,28 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
         correct = (total_pos - missed) + (k - missed)  # TP + TN
         value = _counts.fraction(xp, correct, n, s.dtype)
     else:
-        value = _subset_accuracy_sweep(xp, be, d, ranked)
+        value = _subset_accuracy_sweep(xp, backend, d, ranked)
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
     # negative" with no positives, always real: that one is chosen when no other is real
     rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
     low = _at(xp, ranked, xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
-    high = _at(xp, xp.concat([ranked, _one(xp, be, math.inf, ranked)]), best)
+    high = _at(xp, xp.concat([ranked, _one(xp, backend, math.inf, ranked)]), best)
     # the float just below the smallest score; below a score within the subnormal range the normal
     # -smallest_normal instead (JAX and TensorFlow flush subnormals to zero: nextafter(0, -inf) is -0)
     tiny = xp.finfo(s.dtype).smallest_normal
     below_all = xp.where(xp.abs(ranked[0]) < tiny, -tiny, xp.nextafter(ranked[0], xp.full_like(ranked[0], -math.inf)))
-    threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, be, low, high))
+    threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, backend, low, high))
     return threshold, _at(xp, value, best)
 
 
-def _subset_accuracy_sweep(xp, be, d, ranked):
+def _subset_accuracy_sweep(xp, backend, d, ranked):
     """Subset accuracy of every candidate threshold (``t = -inf`` then each sorted score): row ``r``
     is right for ``lo_r <= t < hi_r``, with ``lo`` its largest negative score and ``hi`` its smallest
     positive one, so the count at ``t`` is ``#{lo <= t} - #{hi <= t}`` over rows with ``lo < hi``."""
     s, truth = d.scores, d.truth
-    n_classes = be.shape(s)[-1]
+    n_classes = backend.shape(s)[-1]
     rows_s = xp.reshape(s, (-1, n_classes))
     rows_t = xp.reshape(truth, (-1, n_classes))
     lo = xp.max(xp.where(rows_t, -math.inf, rows_s), axis=-1)
@@ -213,13 +202,13 @@ def _subset_accuracy_sweep(xp, be, d, ranked):
     # a row that is never right enters and leaves at the same place: it adds 0 everywhere
     lo = xp.where(possible, lo, -math.inf)
     hi = xp.where(possible & ~never_leaves, hi, xp.where(possible, xp.full_like(hi, math.inf), -math.inf))
-    at = xp.concat([_one(xp, be, -math.inf, ranked), ranked])
+    at = xp.concat([_one(xp, backend, -math.inf, ranked), ranked])
     left = xp.searchsorted(xp.sort(hi), at, side="right")
     # hi = +inf of those rows counts as "left" at t = +inf: it must not
-    stay = _counts.as_count(xp, be, possible & never_leaves)
+    stay = _counts.as_count(xp, backend, possible & never_leaves)
     left = left - xp.where(at == math.inf, stay, xp.zeros_like(stay))
     right = xp.searchsorted(xp.sort(lo), at, side="right") - left
-    return _counts.fraction(xp, right, _counts.total(be, lo), s.dtype)
+    return _counts.fraction(xp, right, _counts.total(backend, lo), s.dtype)
 
 
 def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
@@ -251,33 +240,33 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     >>> float(value), float(accuracy(scores + offsets, labels))
     (1.0, 1.0)
     """
-    _check_metric(metric)
+    _counts.check_metric(metric)
+    message = f"rounds must be a positive int, got {rounds!r}"
     try:
-        valid_rounds = not isinstance(rounds, (bool, np.bool_)) and operator.index(rounds) >= 1
+        rounds = _checks.integer(rounds, message)
     except TypeError:
-        valid_rounds = False
-    if not valid_rounds:
-        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
-    rounds = operator.index(rounds)
-    d = _counts.decisions(scores, labels, decide=False, fn="best_threshold_vector")
-    xp, be, s = d.xp, d.be, d.scores
+        raise ValueError(message) from None
+    if rounds < 1:
+        raise ValueError(message)
+    d = _counts.decisions(scores, labels, decide=False, caller="best_threshold_vector")
+    xp, backend, s = d.xp, d.backend, d.scores
     if d.elementwise or s.ndim != 2:
         raise ValueError(f"best_threshold_vector needs scores [N, C] and integer class ids [N]; got scores "
                          f"{tuple(s.shape)} and labels {tuple(d.truth.shape)} (for 0/1 labels use best_threshold)")
-    if _checks.values_checked(be, s):
+    if _checks.values_checked(backend, s):
         _checks.fail_if_any(xp, ~xp.isfinite(s), lambda: "best_threshold_vector: scores must be finite")
-    n_rows, n_classes = be.shape(s)
+    n_rows, n_classes = backend.shape(s)
     if isinstance(n_rows, int) and n_rows == 0:
         raise ValueError("best_threshold_vector: no examples (scores have shape (0, C))")
-    classes = xp.arange(n_classes, dtype=d.truth.dtype, device=be.device(s))
+    classes = xp.arange(n_classes, dtype=d.truth.dtype, device=backend.device(s))
     truth = d.truth[:, None] == classes  # [N, C]
-    support = _counts.as_count(xp, be, truth, axis=0)
-    offsets = xp.zeros((n_classes,), dtype=s.dtype, device=be.device(s))
-    current = _class_metric(xp, be, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
+    support = _counts.as_count(xp, backend, truth, axis=0)
+    offsets = xp.zeros((n_classes,), dtype=s.dtype, device=backend.device(s))
+    current = _class_metric(xp, backend, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
     for _ in range(rounds):
         for k in range(n_classes):
-            candidate = _line_search(xp, be, s, offsets, k, d.truth, truth, classes, support, metric)
-            value = _class_metric(xp, be, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
+            candidate = _line_search(xp, backend, s, offsets, k, d.truth, truth, classes, support, metric)
+            value = _class_metric(xp, backend, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
                                   s.dtype)
             keep = value >= current
             offsets = xp.where(keep, candidate, offsets)
@@ -285,17 +274,17 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     return offsets, current
 
 
-def _class_metric(xp, be, pred, ids, n_classes, support, metric, dtype):
+def _class_metric(xp, backend, pred, ids, n_classes, support, metric, dtype):
     pred = xp.astype(pred, ids.dtype) if pred.dtype != ids.dtype else pred
     if metric == "accuracy":
-        n = _counts.total(be, ids)
-        correct = _counts.as_count(xp, be, pred == ids)
+        n = _counts.total(backend, ids)
+        correct = _counts.as_count(xp, backend, pred == ids)
         return _counts.fraction(xp, correct, n, dtype)
-    tp, predicted = _counts.id_counts(xp, be, pred, ids, n_classes)
+    tp, predicted = _counts.id_counts(xp, backend, pred, ids, n_classes)
     return xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0))
 
 
-def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
+def _line_search(xp, backend, s, offsets, k, ids, truth, classes, support, metric):
     """``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed."""
     is_k = classes == k
     shifted = s + xp.where(is_k, 0.0, offsets)
@@ -304,9 +293,9 @@ def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
     gap = xp.max(others, axis=-1) - s[:, k]  # example n moves to k when offsets[k] > gap[n]
     order = xp.argsort(gap, stable=True)
     gap = xp.take(gap, order)
-    rival_hot = xp.take(xp.astype(rival[:, None] == classes, be.index_dtype()), order, axis=0)  # [N, C]
-    truth_sorted = xp.take(xp.astype(truth, be.index_dtype()), order, axis=0)
-    k_hot = xp.astype(is_k, be.index_dtype())
+    rival_hot = xp.take(xp.astype(rival[:, None] == classes, backend.index_dtype()), order, axis=0)  # [N, C]
+    truth_sorted = xp.take(xp.astype(truth, backend.index_dtype()), order, axis=0)
+    k_hot = xp.astype(is_k, backend.index_dtype())
     y_is_k = truth_sorted[:, k:k + 1]
     y_is_rival = xp.sum(truth_sorted * rival_hot, axis=-1, keepdims=True)
     # moving example n from its rival to k: predictions and true positives change by these
@@ -318,13 +307,13 @@ def _line_search(xp, be, s, offsets, k, ids, truth, classes, support, metric):
     tp = tp0 + xp.cumulative_sum(d_tp, axis=0, include_initial=True)
     dtype = s.dtype
     if metric == "accuracy":
-        n = _counts.total(be, gap)
+        n = _counts.total(backend, gap)
         correct = xp.sum(tp, axis=-1)
         value = _counts.fraction(xp, correct, n, dtype)
     else:
         value = xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0), axis=-1)
-    n = be.shape(gap)[0]
-    true = xp.ones((1,), dtype=xp.bool, device=be.device(s))
+    n = backend.shape(gap)[0]
+    true = xp.ones((1,), dtype=xp.bool, device=backend.device(s))
     valid = xp.concat([true, gap[:-1] != gap[1:], true])  # j moved: only where the run of equal gaps ends
     best = xp.argmax(xp.where(valid, value, -math.inf))
     low = _at(xp, gap, xp.clip(best - 1, 0, n - 1))

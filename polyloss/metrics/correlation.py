@@ -1,4 +1,4 @@
-r"""Pearson and Spearman correlation (SPEC E4), the evaluation of CoSENT / SimCSE models on STS.
+r"""Pearson and Spearman correlation (``docs/metrics.md``), the evaluation of CoSENT / SimCSE models on STS.
 
 Spearman's coefficient is Pearson's on the ranks; tied values share the average of the ranks they
 occupy (``scipy.stats.rankdata(method="average")``), so it equals ``scipy.stats.spearmanr``.
@@ -15,7 +15,7 @@ from polyloss._namespace import namespace_of
 __all__ = ["pearson", "spearman"]
 
 
-def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2, keep_y_dtype: bool = False):
+def paired(x, y, caller: str, *, finite: bool, min_pairs: int = 2, keep_y_dtype: bool = False):
     """``(xp, be, x, y)``: 1-D ``x`` (floating, in its compute dtype) and ``y`` (floating, integer
     or bool) converted to it, of the same length ``N >= min_pairs``; NaN (and, when ``finite``, ±inf) is a
     ValueError in eager mode.
@@ -23,34 +23,34 @@ def paired(x, y, fn: str, *, finite: bool, min_pairs: int = 2, keep_y_dtype: boo
     ``keep_y_dtype``: ``y`` keeps its own values for ranking instead (integers as they are, floats
     in their compute dtype, bool as integers): converting first could tie distinct values, e.g.
     integers above 2^24 next to float32 ``x``."""
-    xp, be = namespace_of(x=x, y=y)
-    x, xc = _checks.prepare_floating(xp, be, x, "x")
-    y = be.asarray(y, like=x, name="y")
+    xp, backend = namespace_of(x=x, y=y)
+    x, xc = _checks.prepare_floating(xp, backend, x, "x")
+    y = backend.asarray(y, like=x, name="y")
     if not xp.isdtype(y.dtype, ("real floating", "integral", "bool")):
-        raise TypeError(f"{fn}: y must be a real array, got dtype {y.dtype}")
+        raise TypeError(f"{caller}: y must be a real array, got dtype {y.dtype}")
     if x.ndim != 1 or y.ndim != 1 or not _checks.same_dims(x.shape, y.shape):
-        raise ValueError(f"{fn}: x and y must be 1-D of the same length; got shapes {tuple(x.shape)} and "
+        raise ValueError(f"{caller}: x and y must be 1-D of the same length; got shapes {tuple(x.shape)} and "
                          f"{tuple(y.shape)}")
     n = x.shape[0]
     if n is not None and n < min_pairs:
-        raise ValueError(f"{fn}: needs at least {min_pairs} pairs, got {n}")
+        raise ValueError(f"{caller}: needs at least {min_pairs} pairs, got {n}")
     if not keep_y_dtype:
         yc = xp.astype(y, xc.dtype) if y.dtype != xc.dtype else y
     elif xp.isdtype(y.dtype, "bool"):
-        yc = xp.astype(y, be.index_dtype())
+        yc = xp.astype(y, backend.index_dtype())
     else:
         yc = _ops.upcast(xp, y) if xp.isdtype(y.dtype, "real floating") else y
-    if _checks.values_checked(be, x, y):
+    if _checks.values_checked(backend, x, y):
         for name, v in (("x", xc), ("y", yc)):
             if not xp.isdtype(v.dtype, "real floating"):
                 continue  # integers are finite
             bad = ~xp.isfinite(v) if finite else xp.isnan(v)
-            _checks.fail_if_any(xp, bad, lambda name=name: f"{fn}: {name} contains "
+            _checks.fail_if_any(xp, bad, lambda name=name: f"{caller}: {name} contains "
                                                            f"{'NaN or infinite values' if finite else 'NaN'}")
-    return xp, be, xc, yc
+    return xp, backend, xc, yc
 
 
-def _centred_unit_scale(xp, be, v):
+def _centred_unit_scale(xp, backend, v):
     """``v - mean(v)`` scaled so that its largest magnitude is about 1, and whether ``v`` is constant.
 
     A large common offset must not cost digits: the first mean is taken of ``v / peak`` (no
@@ -59,16 +59,16 @@ def _centred_unit_scale(xp, be, v):
     first one missed. The scalings are constants for the gradient (the correlation does not depend
     on them)."""
     constant = xp.max(v) == xp.min(v)
-    peak = be.stop_gradient(xp.max(xp.abs(v)))
-    m = be.stop_gradient(xp.mean(_ops.divide_by_peak(xp, be, v)[0]) * peak)
-    d, _ = _ops.divide_by_peak(xp, be, v / 2 - m / 2)
+    peak = backend.stop_gradient(xp.max(xp.abs(v)))
+    m = backend.stop_gradient(xp.mean(_ops.divide_by_peak(xp, backend, v)[0]) * peak)
+    d, _ = _ops.divide_by_peak(xp, backend, v / 2 - m / 2)
     return d - xp.mean(d), constant
 
 
-def correlation(xp, be, x, y):
+def correlation(xp, backend, x, y):
     """Pearson's r of two 1-D arrays of the same floating dtype, NaN when either is constant."""
-    dx, cx = _centred_unit_scale(xp, be, x)
-    dy, cy = _centred_unit_scale(xp, be, y)
+    dx, cx = _centred_unit_scale(xp, backend, x)
+    dy, cy = _centred_unit_scale(xp, backend, y)
     norms = xp.sqrt(xp.sum(dx * dx)) * xp.sqrt(xp.sum(dy * dy))  # each at least ~1/2: no underflow
     constant = cx | cy
     r = xp.sum(dx * dy) / xp.where(constant, 1.0, norms)
@@ -94,8 +94,8 @@ def pearson(x, y):
     >>> round(float(pearson(np.array([1.0, 2.0, 3.0, 4.0]), np.array([1, 3, 2, 5]))), 6)   # 5.5 / sqrt(5 * 8.75)
     0.831522
     """
-    xp, be, x, y = paired(x, y, "pearson", finite=True)
-    return correlation(xp, be, x, y)
+    xp, backend, x, y = paired(x, y, "pearson", finite=True)
+    return correlation(xp, backend, x, y)
 
 
 def _ranks_of_sorted(xp, v, dtype):
@@ -133,5 +133,5 @@ def spearman(x, y):
     >>> round(float(spearman(np.array([0.1, 0.4, 0.4, 0.9]), np.array([1, 2, 3, 4]))), 12)  # ranks 1, 2.5, 2.5, 4
     0.948683298051
     """
-    xp, be, x, y = paired(x, y, "spearman", finite=False, keep_y_dtype=True)
-    return correlation(xp, be, *ranked_pairs(xp, x, y))
+    xp, backend, x, y = paired(x, y, "spearman", finite=False, keep_y_dtype=True)
+    return correlation(xp, backend, *ranked_pairs(xp, x, y))

@@ -1,4 +1,4 @@
-r"""Entity-level precision, recall and F1 (SPEC E3, kexue.fm/archives/8373).
+r"""Entity-level precision, recall and F1 (kexue.fm/archives/8373; ``docs/metrics.md``).
 
 An entity is a ``(type, start, end)`` span. With ``X = |pred ∩ true|``, ``Y = |pred|`` and
 ``Z = |true|`` pooled over the whole evaluation set,
@@ -47,14 +47,14 @@ def global_pointer_f1(logits, labels, *, threshold=0.0, zero_division=0.0):
 
 def entity_counts(logits, labels, *, threshold=0.0):
     """``(X, Y, Z, compute dtype, xp)`` of :func:`global_pointer_f1`, as exact integer arrays."""
-    d = _counts.decisions(logits, labels, threshold=threshold, fn="global_pointer_f1", names=("logits", "labels"),
+    d = _counts.decisions(logits, labels, threshold=threshold, caller="global_pointer_f1", names=("logits", "labels"),
                           allow_class_ids=False)
     shape = tuple(d.scores.shape)
     if len(shape) < 2 or (None not in shape[-2:] and shape[-1] != shape[-2]):
         raise ValueError(f"global_pointer_f1: logits must have shape [..., L, L] (start, end), got {shape}")
-    xp, be = d.xp, d.be
-    x = _counts.as_count(xp, be, d.pred & d.truth)
-    return x, _counts.as_count(xp, be, d.pred), _counts.as_count(xp, be, d.truth), d.scores.dtype, xp
+    xp, backend = d.xp, d.backend
+    x = _counts.as_count(xp, backend, d.pred & d.truth)
+    return x, _counts.as_count(xp, backend, d.pred), _counts.as_count(xp, backend, d.truth), d.scores.dtype, xp
 
 
 def _span_set(entry, name: str, position: int) -> set:

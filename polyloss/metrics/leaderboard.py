@@ -1,4 +1,4 @@
-r"""Leaderboard aggregation (SPEC E5, kexue.fm/archives/8783): one number per system from its
+r"""Leaderboard aggregation (kexue.fm/archives/8783; ``docs/metrics.md``): one number per system from its
 per-task scores, by the arithmetic, geometric or harmonic mean.
 
 .. math::
@@ -13,7 +13,6 @@ of different tasks ranks nothing. Given per-system mappings, this function refus
 from __future__ import annotations
 
 import math
-import numbers
 from collections.abc import Mapping
 
 import numpy as np
@@ -27,10 +26,8 @@ KINDS = ("arithmetic", "geometric", "harmonic")
 
 
 def _score(value, system, task) -> float:
-    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
-        raise TypeError(f"leaderboard_mean: the score of {system!r} on {task!r} must be a real number, "
-                        f"got {value!r}")
-    return float(value)
+    return _checks.real_number(value, f"leaderboard_mean: the score of {system!r} on {task!r} must be a real "
+                                      f"number, got {value!r}")
 
 
 def _table(scores: Mapping):
@@ -86,13 +83,13 @@ def leaderboard_mean(scores, *, kind="arithmetic"):
         systems, _, table = _table(scores)
         means = leaderboard_mean(table, kind=kind)
         return {system: float(v) for system, v in zip(systems, means)}
-    xp, be = namespace_of(scores=scores)
-    scores, s = _checks.prepare_floating(xp, be, scores, "scores")
+    xp, backend = namespace_of(scores=scores)
+    scores, s = _checks.prepare_floating(xp, backend, scores, "scores")
     if s.ndim == 0:
         raise ValueError("leaderboard_mean: scores must be [..., tasks], got a 0-d array")
     if s.shape[-1] == 0:
         raise ValueError(f"leaderboard_mean: no tasks (scores have shape {tuple(s.shape)})")
-    if _checks.values_checked(be, s):
+    if _checks.values_checked(backend, s):
         _checks.fail_if_any(xp, xp.isnan(s), lambda: "leaderboard_mean: scores contain NaN (a missing task?)")
         if kind != "arithmetic":
             bad = s <= 0.0
@@ -101,7 +98,7 @@ def leaderboard_mean(scores, *, kind="arithmetic"):
     if kind == "arithmetic":
         # scaled by 2^-ceil(log2 T) (exact), the sum of T scores cannot overflow near the dtype's
         # maximum; in the normal range the result is bit for bit the plain mean
-        n_tasks = be.shape(s)[-1]
+        n_tasks = backend.shape(s)[-1]
         scale = 2.0 ** -math.ceil(math.log2(n_tasks)) if isinstance(n_tasks, int) else 1.0
         return xp.mean(s * scale, axis=-1) / scale
     if kind == "geometric":

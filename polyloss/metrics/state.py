@@ -87,10 +87,10 @@ class Metric:
             self._dtype = dtype
             return
         first, batch = next(iter(self._state.values())), next(iter(state.values()))
-        xp, be = namespace_of(state=first, update=batch)
-        if not be.is_array(batch):  # NumPy next to another framework: one framework per object
-            raise TypeError(f"{type(self).__name__}: state is a {be.name} array but update is a "
-                            f"{framework_name(batch)} array; pass update as a {be.name} array")
+        xp, backend = namespace_of(state=first, update=batch)
+        if not backend.is_array(batch):  # NumPy next to another framework: one framework per object
+            raise TypeError(f"{type(self).__name__}: state is a {backend.name} array but update is a "
+                            f"{framework_name(batch)} array; pass update as a {backend.name} array")
         merged = {}
         for name, mine in self._state.items():
             theirs = state[name]
@@ -121,8 +121,8 @@ class Metric:
         if self._state is None:
             raise ValueError(f"{type(self).__name__}.all_reduce(): update at least once first (a member with "
                              "no data can update with an empty batch)")
-        _, be = namespace_of(state=next(iter(self._state.values())))
-        combine = be.all_gather_varying if self._concatenated else be.all_reduce
+        _, backend = namespace_of(state=next(iter(self._state.values())))
+        combine = backend.all_gather_varying if self._concatenated else backend.all_reduce
         self._state = {name: combine(v, group) for name, v in self._state.items()}
         return self
 
@@ -162,7 +162,7 @@ class PrecisionRecallF1(Metric):
         return (_counts.settings_key(self.threshold), self.average, _counts.settings_key(self.zero_division))
 
     def _measure(self, scores, labels):
-        d = _counts.decisions(scores, labels, threshold=self.threshold, fn="PrecisionRecallF1.update")
+        d = _counts.decisions(scores, labels, threshold=self.threshold, caller="PrecisionRecallF1.update")
         tp, fp, fn = _counts.class_counts(d)
         return {"tp": tp, "fp": fp, "fn": fn}, d.scores.dtype
 
@@ -187,14 +187,14 @@ class Accuracy(Metric):
         return (_counts.settings_key(self.threshold),)
 
     def _measure(self, scores, labels):
-        d = _counts.decisions(scores, labels, threshold=self.threshold, fn="Accuracy.update")
+        d = _counts.decisions(scores, labels, threshold=self.threshold, caller="Accuracy.update")
         correct, total = _counts.correct_counts(d)
         return {"correct": correct, "total": _counts.filled(d.xp, correct, total)}, d.scores.dtype
 
     def _result(self, state, dtype):
-        xp, be = namespace_of(correct=state["correct"])
+        xp, backend = namespace_of(correct=state["correct"])
         total = state["total"]
-        if be.is_eager(total) and int(total) == 0:
+        if backend.is_eager(total) and int(total) == 0:
             raise ValueError("Accuracy.compute(): no examples")
         return _counts.ratio(xp, state["correct"], total, dtype, math.nan)
 
@@ -273,7 +273,7 @@ class BestThreshold(_Values):
     every score); ``compute()`` returns ``(threshold, value)``."""
 
     def __init__(self, *, metric="f1", zero_division=0.0):
-        self.metric = classification._check_metric(metric)
+        self.metric = _counts.check_metric(metric)
         self.zero_division = _counts.zero_division_value(zero_division)
         super().__init__()
 
@@ -284,10 +284,10 @@ class BestThreshold(_Values):
         return (self.metric, _counts.settings_key(self.zero_division))
 
     def _measure(self, scores, labels):
-        d = _counts.decisions(scores, labels, decide=False, fn="BestThreshold.update", allow_class_ids=False,
-                              class_id_hint=classification.CLASS_ID_HINT)
-        xp, be = d.xp, d.be
-        shape = (-1,) if d.binary else (-1, be.shape(d.scores)[-1])
+        d = _counts.decisions(scores, labels, decide=False, caller="BestThreshold.update", allow_class_ids=False,
+                              class_id_hint=_counts.CLASS_ID_HINT)
+        xp, backend = d.xp, d.backend
+        shape = (-1,) if d.binary else (-1, backend.shape(d.scores)[-1])
         return {"scores": xp.reshape(d.scores, shape), "labels": xp.reshape(d.truth, shape)}, d.scores.dtype
 
     def _result(self, state, dtype):
@@ -302,7 +302,7 @@ class _Correlation(_Values):
 
     def _measure(self, x, y):
         # a batch may hold one pair, or none (a worker without data): compute() needs two in all
-        xp, be, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=self._finite, min_pairs=0,
+        xp, backend, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=self._finite, min_pairs=0,
                                             keep_y_dtype=self._keep_y_dtype)
         return {"x": xc, "y": yc}, xc.dtype
 

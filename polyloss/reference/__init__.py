@@ -1,7 +1,7 @@
 """polyloss.reference: the independent oracle.
 
 Plain NumPy float64 versions of the library's functions, written in the most obvious form
-(the formula from the SPEC, Python loops over rows, plain lists, ``math`` functions, exactly
+(the formula of the family's page in ``docs/``, Python loops over rows, plain lists, ``math`` functions, exactly
 rounded sums). They share no code with the array-API core. The tests and ``polyloss check``
 compare every backend against these functions; you can call them too, to check your own
 implementation or a port of a loss on small inputs::

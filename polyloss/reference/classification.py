@@ -1,4 +1,4 @@
-"""Reference (oracle) versions of SPEC section B: classification, class imbalance, regularisers.
+"""Reference (oracle) versions of the classification family (``docs/classification.md``): classification, class imbalance, regularisers.
 
 Plain NumPy float64 and Python ``math``, row by row, straight from the formulas of the contract; no
 code is shared with the array-API core. Being obviously right (and accurate) is the goal, not speed.
@@ -32,7 +32,6 @@ import math
 import numpy as np
 
 from polyloss.reference import _common
-
 
 __all__ = [
     "softmax_crossentropy",

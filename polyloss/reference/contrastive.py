@@ -1,4 +1,4 @@
-"""Reference (oracle) versions of SPEC section C: contrastive, similarity and margin losses.
+"""Reference (oracle) versions of the contrastive family (``docs/contrastive.md``): contrastive, similarity and margin losses.
 
 Plain NumPy float64 and Python ``math``, row by row and pair by pair, straight from the formulas;
 no code is shared with the array-API core. Being obviously right (and accurate) is the goal, not
@@ -45,7 +45,6 @@ from fractions import Fraction
 import numpy as np
 
 from polyloss.reference import _common
-
 
 __all__ = [
     "infonce",
@@ -279,7 +278,7 @@ def infonce(scores, positive_index, *, axis=-1, where=None):
 
     L = -log softmax(s)_t = lse_{valid i}(s_i) - s_t = log(1 + Σ_{i ≠ t, valid} e^{s_i - s_t})
 
-    (van den Oord et al. 2018, arXiv 1807.03748; SPEC C1). ``positive_index``: integer class ids,
+    (van den Oord et al. 2018, arXiv 1807.03748; ``docs/contrastive.md``). ``positive_index``: integer class ids,
     the scores' shape without ``axis``. ``where`` False (or a ``-inf`` score) removes a candidate.
     A row with no valid candidate gives 0; the positive on a removed entry gives ``+inf``; NaN or
     ``+inf`` in a valid entry gives NaN.
@@ -346,7 +345,7 @@ def _norms(rows, normalize):
 
 
 def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", normalize=True):
-    """In-batch InfoNCE from embeddings, per row of ``a`` (reference). SPEC C1; SimCSE: kexue 8348.
+    """In-batch InfoNCE from embeddings, per row of ``a`` (reference, ``docs/contrastive.md``); SimCSE: kexue 8348.
 
     ``normalize=True``: every row is divided by its L2 norm (a zero row stays the zero vector,
     so its cosine with everything is 0); ``normalize=False``: raw dot products.

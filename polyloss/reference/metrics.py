@@ -1,4 +1,4 @@
-"""Reference (oracle) versions of SPEC section E: evaluation metrics.
+"""Reference (oracle) versions of the metrics (``docs/metrics.md``): evaluation metrics.
 
 Plain Python loops over the entries, exact integer counts, and ``fractions.Fraction`` for every
 ratio, mean and comparison, so that each value is the exactly rounded float64 of the rational number
@@ -37,7 +37,6 @@ from fractions import Fraction
 import numpy as np
 
 from polyloss.reference import _common
-
 
 __all__ = [
     "precision_recall_f1",

@@ -1,7 +1,7 @@
 """Reference (oracle) versions of the multi-label family: ZLPR, GlobalPointer, their divergence.
 
 Plain NumPy float64 and Python ``math``: every loss is evaluated row by row, straight from its
-formula in SPEC section A, with Python lists and loops. Speed is not a goal; being obviously right is.
+formula in ``docs/multilabel.md``, with Python lists and loops. Speed is not a goal; being obviously right is.
 Sums use ``math.fsum`` (exactly rounded), ``log(1 + Σ e^v)`` uses ``log1p`` after factoring out the
 largest exponent, so the values are accurate to a few ulps even for ±1e4 logits and for losses near 0.
 
