@@ -184,7 +184,10 @@ def ones(shape, *, dtype=None, device=None):
 
 def full(shape, fill_value, *, dtype=None, device=None):
     if dtype is None:
-        dtype = tf.bool if isinstance(fill_value, builtins.bool) else float64 if isinstance(fill_value, float) else int64
+        if isinstance(fill_value, builtins.bool):
+            dtype = tf.bool
+        else:
+            dtype = float64 if isinstance(fill_value, float) else int64
     with _placed(device):
         return tf.fill(shape, tf.constant(fill_value, dtype=dtype))
 
@@ -248,6 +251,7 @@ logical_and = _binary(tf.logical_and, "logical_and")
 logical_or = _binary(tf.logical_or, "logical_or")
 logical_xor = _binary(tf.math.logical_xor, "logical_xor")
 nextafter = _binary(tf.math.nextafter, "nextafter")
+
 
 def _logaddexp(a, b):
     m = tf.maximum(a, b)

@@ -78,32 +78,41 @@ def torch_candidates(fw):
         lp, lq = F.log_softmax(s, -1), F.log_softmax(b, -1)
         kl = F.kl_div(lq, lp, log_target=True, reduction="none").sum(-1) + \
             F.kl_div(lp, lq, log_target=True, reduction="none").sum(-1)
-        return F.cross_entropy(s, ids, reduction="none") + F.cross_entropy(b, ids, reduction="none") + RDROP_ALPHA / 2 * kl
+        return (
+            F.cross_entropy(s, ids, reduction="none") + F.cross_entropy(b, ids, reduction="none") + RDROP_ALPHA / 2 * kl
+        )
 
     return {
         "softmax_crossentropy": (
             lambda s, y: polyloss.softmax_crossentropy(s, y),
             lambda s, y: F.cross_entropy(s, y, reduction="none"),
-            lambda s, y: -(onehot(y, s.shape[-1]) * torch.log_softmax(s, -1)).sum(-1)),
+            lambda s, y: -(onehot(y, s.shape[-1]) * torch.log_softmax(s, -1)).sum(-1),
+        ),
         "softmax_crossentropy ε=0.1": (
             lambda s, y: polyloss.softmax_crossentropy(s, y, label_smoothing=EPS_SMOOTH),
             lambda s, y: F.cross_entropy(s, y, reduction="none", label_smoothing=EPS_SMOOTH),
-            lambda s, y: -((onehot(y, s.shape[-1]) * (1 - EPS_SMOOTH) + EPS_SMOOTH / s.shape[-1])
-                           * torch.log_softmax(s, -1)).sum(-1)),
+            lambda s, y: (
+                -(
+                    (onehot(y, s.shape[-1]) * (1 - EPS_SMOOTH) + EPS_SMOOTH / s.shape[-1]) * torch.log_softmax(s, -1)
+                ).sum(-1)
+            ),
+        ),
         "sigmoid_crossentropy": (
             lambda s, y: polyloss.sigmoid_crossentropy(s, y),
             lambda s, y: F.binary_cross_entropy_with_logits(s, y, reduction="none"),
-            lambda s, y: -(y * torch.log(torch.sigmoid(s)) + (1 - y) * torch.log(1 - torch.sigmoid(s)))),
-        "focal_loss (sigmoid)": (
-            lambda s, y: polyloss.focal_loss(s, y, gamma=GAMMA, alpha=ALPHA), None, focal_port),
+            lambda s, y: -(y * torch.log(torch.sigmoid(s)) + (1 - y) * torch.log(1 - torch.sigmoid(s))),
+        ),
+        "focal_loss (sigmoid)": (lambda s, y: polyloss.focal_loss(s, y, gamma=GAMMA, alpha=ALPHA), None, focal_port),
         "poly1_crossentropy": (
-            lambda s, y: polyloss.poly1_crossentropy(s, y, epsilon=POLY_EPS), None,
-            lambda s, y: F.cross_entropy(s, y, reduction="none")
-            + POLY_EPS * (1 - torch.softmax(s, -1).gather(-1, y[:, None])[:, 0])),
-        "rdrop_loss": (
-            lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
-        "squareplus": (
-            lambda s, _: polyloss.squareplus(s), None, lambda s, _: (s + torch.sqrt(s * s + 4.0)) / 2),
+            lambda s, y: polyloss.poly1_crossentropy(s, y, epsilon=POLY_EPS),
+            None,
+            lambda s, y: (
+                F.cross_entropy(s, y, reduction="none")
+                + POLY_EPS * (1 - torch.softmax(s, -1).gather(-1, y[:, None])[:, 0])
+            ),
+        ),
+        "rdrop_loss": (lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
+        "squareplus": (lambda s, _: polyloss.squareplus(s), None, lambda s, _: (s + torch.sqrt(s * s + 4.0)) / 2),
     }
 
 
@@ -130,31 +139,45 @@ def jax_candidates(fw):
         "softmax_crossentropy": (
             lambda s, y: polyloss.softmax_crossentropy(s, y),
             (lambda s, y: optax.losses.softmax_cross_entropy_with_integer_labels(s, y)) if optax else None,
-            lambda s, y: -jnp.sum(jax.nn.one_hot(y, s.shape[-1]) * jax.nn.log_softmax(s), -1)),
+            lambda s, y: -jnp.sum(jax.nn.one_hot(y, s.shape[-1]) * jax.nn.log_softmax(s), -1),
+        ),
         "softmax_crossentropy ε=0.1": (
             lambda s, y: polyloss.softmax_crossentropy(s, y, label_smoothing=EPS_SMOOTH),
             (lambda s, y: optax.softmax_cross_entropy(s, smoothed(y, s.shape[-1]))) if optax else None,
-            lambda s, y: -jnp.sum((jax.nn.one_hot(y, s.shape[-1]) * (1 - EPS_SMOOTH) + EPS_SMOOTH / s.shape[-1])
-                                  * jax.nn.log_softmax(s), -1)),
+            lambda s, y: (
+                -jnp.sum(
+                    (jax.nn.one_hot(y, s.shape[-1]) * (1 - EPS_SMOOTH) + EPS_SMOOTH / s.shape[-1])
+                    * jax.nn.log_softmax(s),
+                    -1,
+                )
+            ),
+        ),
         "sigmoid_crossentropy": (
             lambda s, y: polyloss.sigmoid_crossentropy(s, y),
             (lambda s, y: optax.losses.sigmoid_binary_cross_entropy(s, y)) if optax else None,
-            lambda s, y: -(y * jnp.log(jax.nn.sigmoid(s)) + (1 - y) * jnp.log(1 - jax.nn.sigmoid(s)))),
+            lambda s, y: -(y * jnp.log(jax.nn.sigmoid(s)) + (1 - y) * jnp.log(1 - jax.nn.sigmoid(s))),
+        ),
         "focal_loss (sigmoid)": (
             lambda s, y: polyloss.focal_loss(s, y, gamma=GAMMA, alpha=ALPHA),
             (lambda s, y: optax.losses.sigmoid_focal_loss(s, y, alpha=ALPHA, gamma=GAMMA)) if optax else None,
-            focal_port),
+            focal_port,
+        ),
         "poly1_crossentropy": (
             lambda s, y: polyloss.poly1_crossentropy(s, y, epsilon=POLY_EPS),
             (lambda s, y: optax.losses.poly_loss_cross_entropy(s, jax.nn.one_hot(y, s.shape[-1]), epsilon=POLY_EPS))
-            if optax else None,
-            lambda s, y: -jnp.take_along_axis(jax.nn.log_softmax(s), y[:, None], -1)[:, 0]
-            + POLY_EPS * (1 - jnp.take_along_axis(jax.nn.softmax(s), y[:, None], -1)[:, 0])),
-        "rdrop_loss": (
-            lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
+            if optax
+            else None,
+            lambda s, y: (
+                -jnp.take_along_axis(jax.nn.log_softmax(s), y[:, None], -1)[:, 0]
+                + POLY_EPS * (1 - jnp.take_along_axis(jax.nn.softmax(s), y[:, None], -1)[:, 0])
+            ),
+        ),
+        "rdrop_loss": (lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
         "squareplus": (
-            lambda s, _: polyloss.squareplus(s), lambda s, _: jax.nn.squareplus(s),
-            lambda s, _: (s + jnp.sqrt(s * s + 4.0)) / 2),
+            lambda s, _: polyloss.squareplus(s),
+            lambda s, _: jax.nn.squareplus(s),
+            lambda s, _: (s + jnp.sqrt(s * s + 4.0)) / 2,
+        ),
     }
 
 
@@ -165,7 +188,9 @@ def tf_candidates(fw):
         b, ids = aux
         lp, lq = tf.nn.log_softmax(s), tf.nn.log_softmax(b)
         kl = tf.reduce_sum(tf.exp(lp) * (lp - lq), -1) + tf.reduce_sum(tf.exp(lq) * (lq - lp), -1)
-        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(ids, s) + tf.nn.sparse_softmax_cross_entropy_with_logits(ids, b)
+        ce = tf.nn.sparse_softmax_cross_entropy_with_logits(ids, s) + tf.nn.sparse_softmax_cross_entropy_with_logits(
+            ids, b
+        )
         return ce + RDROP_ALPHA / 2 * kl
 
     def focal_port(s, y):
@@ -181,39 +206,55 @@ def tf_candidates(fw):
         "softmax_crossentropy": (
             lambda s, y: polyloss.softmax_crossentropy(s, y),
             lambda s, y: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s),
-            lambda s, y: -tf.reduce_sum(tf.one_hot(y, s.shape[-1]) * tf.nn.log_softmax(s), -1)),
+            lambda s, y: -tf.reduce_sum(tf.one_hot(y, s.shape[-1]) * tf.nn.log_softmax(s), -1),
+        ),
         "softmax_crossentropy ε=0.1": (
             lambda s, y: polyloss.softmax_crossentropy(s, y, label_smoothing=EPS_SMOOTH),
             lambda s, y: tf.nn.softmax_cross_entropy_with_logits(smoothed(y, s.shape[-1]), s),
-            lambda s, y: -tf.reduce_sum(smoothed(y, s.shape[-1]) * tf.nn.log_softmax(s), -1)),
+            lambda s, y: -tf.reduce_sum(smoothed(y, s.shape[-1]) * tf.nn.log_softmax(s), -1),
+        ),
         "sigmoid_crossentropy": (
             lambda s, y: polyloss.sigmoid_crossentropy(s, y),
             lambda s, y: tf.nn.sigmoid_cross_entropy_with_logits(labels=y, logits=s),
-            lambda s, y: -(y * tf.math.log(tf.sigmoid(s)) + (1 - y) * tf.math.log(1 - tf.sigmoid(s)))),
-        "focal_loss (sigmoid)": (
-            lambda s, y: polyloss.focal_loss(s, y, gamma=GAMMA, alpha=ALPHA), None, focal_port),
+            lambda s, y: -(y * tf.math.log(tf.sigmoid(s)) + (1 - y) * tf.math.log(1 - tf.sigmoid(s))),
+        ),
+        "focal_loss (sigmoid)": (lambda s, y: polyloss.focal_loss(s, y, gamma=GAMMA, alpha=ALPHA), None, focal_port),
         "poly1_crossentropy": (
-            lambda s, y: polyloss.poly1_crossentropy(s, y, epsilon=POLY_EPS), None,
-            lambda s, y: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s)
-            + POLY_EPS * (1 - tf.gather(tf.nn.softmax(s), y, batch_dims=1))),
-        "rdrop_loss": (
-            lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
-        "squareplus": (
-            lambda s, _: polyloss.squareplus(s), None, lambda s, _: (s + tf.sqrt(s * s + 4.0)) / 2),
+            lambda s, y: polyloss.poly1_crossentropy(s, y, epsilon=POLY_EPS),
+            None,
+            lambda s, y: (
+                tf.nn.sparse_softmax_cross_entropy_with_logits(y, s)
+                + POLY_EPS * (1 - tf.gather(tf.nn.softmax(s), y, batch_dims=1))
+            ),
+        ),
+        "rdrop_loss": (lambda s, aux: polyloss.rdrop_loss(s, aux[0], aux[1], alpha=RDROP_ALPHA), None, rdrop_port),
+        "squareplus": (lambda s, _: polyloss.squareplus(s), None, lambda s, _: (s + tf.sqrt(s * s + 4.0)) / 2),
     }
 
 
-CANDIDATES = {"torch": torch_candidates, "torch.compile": torch_candidates, "jax": jax_candidates,
-              "tensorflow": tf_candidates}
-AUX = {"softmax_crossentropy": "ids", "softmax_crossentropy ε=0.1": "ids", "poly1_crossentropy": "ids",
-       "sigmoid_crossentropy": "binary", "focal_loss (sigmoid)": "binary", "rdrop_loss": "rdrop",
-       "squareplus": "ids"}
+CANDIDATES = {
+    "torch": torch_candidates,
+    "torch.compile": torch_candidates,
+    "jax": jax_candidates,
+    "tensorflow": tf_candidates,
+}
+AUX = {
+    "softmax_crossentropy": "ids",
+    "softmax_crossentropy ε=0.1": "ids",
+    "poly1_crossentropy": "ids",
+    "sigmoid_crossentropy": "binary",
+    "focal_loss (sigmoid)": "binary",
+    "rdrop_loss": "rdrop",
+    "squareplus": "ids",
+}
 
 
 def run(fw, shape: Shape) -> list[tuple]:
     host = host_inputs(shape)
-    dev = {k: fw.asarray(v.astype(np.int32) if k == "ids" and fw.name != "torch" and "torch" not in fw.name else v)
-           for k, v in host.items()}
+    dev = {
+        k: fw.asarray(v.astype(np.int32) if k == "ids" and fw.name != "torch" and "torch" not in fw.name else v)
+        for k, v in host.items()
+    }
     dev["rdrop"] = (dev["logits_b"], dev["ids"])
     logits = dev["logits"]
     rows = []
@@ -243,11 +284,22 @@ def report(label: str, rows: list[tuple]) -> None:
     header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max |Δ| native", "max |Δ| port")
     table = []
     for loss, med, diffs in rows:
+
         def ratio(k):
             return f"{med['p'] / med[k]:.2f}x" if k in med else "—"
-        table.append((loss, f"{med['p']:.2f}", f"{med['n']:.2f}" if "n" in med else "—",
-                      f"{med['h']:.2f}", ratio("n"), ratio("h"),
-                      f"{diffs['n']:.1e}" if "n" in diffs else "—", f"{diffs['h']:.1e}" if "h" in diffs else "—"))
+
+        table.append(
+            (
+                loss,
+                f"{med['p']:.2f}",
+                f"{med['n']:.2f}" if "n" in med else "—",
+                f"{med['h']:.2f}",
+                ratio("n"),
+                ratio("h"),
+                f"{diffs['n']:.1e}" if "n" in diffs else "—",
+                f"{diffs['h']:.1e}" if "h" in diffs else "—",
+            )
+        )
     base.print_table(header, table, right_from=1)
 
 
@@ -259,8 +311,10 @@ def main(argv=None) -> int:
     parser.add_argument("--classes", type=int, default=Shape.classes)
     args = parser.parse_args(argv)
     shape = Shape(args.examples, args.classes, 8 if args.quick else Shape.repeats)
-    print(f"logits float32 [{shape.examples}, {shape.classes}]; binary labels 1% positives; "
-          f"{shape.repeats} rounds; {os.cpu_count()} CPUs")
+    print(
+        f"logits float32 [{shape.examples}, {shape.classes}]; binary labels 1% positives; "
+        f"{shape.repeats} rounds; {os.cpu_count()} CPUs"
+    )
     for name in args.frameworks.split(","):
         fw, line = base.load_framework(name)
         print(f"{name}: {line}")

@@ -165,7 +165,8 @@ def log_or_neg_inf(xp, x):
     """``log(x)`` for ``x >= 0`` (a sum of exponentials, ``1 - e^{y}``): ``-inf`` at 0, without a
     divide-by-zero warning and with a zero (not NaN) gradient there; NaN below 0, as ``log``."""
     positive = x > 0.0
-    return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), xp.where(x == 0.0, -math.inf, xp.full_like(x, math.nan)))
+    at_zero_or_below = xp.where(x == 0.0, -math.inf, xp.full_like(x, math.nan))
+    return xp.where(positive, xp.log(xp.where(positive, x, 1.0)), at_zero_or_below)
 
 
 def softmax_terms(xp, backend, x, *, axis=-1):

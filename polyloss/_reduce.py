@@ -51,7 +51,9 @@ def reduce(values, reduction: str = "mean", *, weights=None, where=None):
         w = backend.asarray(weights, like=values, name="weights")
         if not xp.isdtype(w.dtype, ("real floating", "integral", "bool")):
             raise TypeError(f"weights must be real numbers, got dtype {w.dtype}")
-        w = _checks.broadcast_like(xp, backend, xp.astype(w, v.dtype) if w.dtype != v.dtype else w, v, "weights", "values")
+        w = _checks.broadcast_like(
+            xp, backend, xp.astype(w, v.dtype) if w.dtype != v.dtype else w, v, "weights", "values"
+        )
         if keep is not None:
             w = xp.where(keep, w, 0.0)
         v = v * w

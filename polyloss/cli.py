@@ -119,9 +119,11 @@ def _check(args) -> int:
         print(f"{name}: {reason}; its rows were not run")
     ran = sorted({key[1] for key in rows})
     passed = sum(1 for row in rows.values() if not row["bad"])
-    print(f"\n{len(rows)} rows ({sum(r['cases'] for r in rows.values())} case runs) on {', '.join(ran) or 'no backend'}: "
-          f"{passed} PASS, {len(rows) - passed} FAIL; not installed: {', '.join(missing) or 'none'} "
-          f"({time.perf_counter() - started:.0f} s)")
+    print(
+        f"\n{len(rows)} rows ({sum(r['cases'] for r in rows.values())} case runs) on {', '.join(ran) or 'no backend'}: "
+        f"{passed} PASS, {len(rows) - passed} FAIL; not installed: {', '.join(missing) or 'none'} "
+        f"({time.perf_counter() - started:.0f} s)"
+    )
     if not rows:
         return 1
     return 0 if passed == len(rows) else 1
@@ -138,8 +140,11 @@ def main(argv=None) -> int:
         "differences of the reference). Exits non-zero when a row fails.",
     )
     check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,tensorflow (default: all)")
-    check.add_argument("--modes", help="comma-separated modes to run: eager,jit,function,compile (default: "
-                       "eager,jit,function; compile, for torch.compile, is slow)")
+    check.add_argument(
+        "--modes",
+        help="comma-separated modes to run: eager,jit,function,compile (default: "
+        "eager,jit,function; compile, for torch.compile, is slow)",
+    )
     check.add_argument("--devices", help="comma-separated device labels or kinds: cpu,cuda,gpu,device1 (default: all)")
     check.add_argument("--dtypes", help="comma-separated: float64,float32,float16,bfloat16 (default: all)")
     check.add_argument("--functions", help="comma-separated public function names (default: all)")

@@ -90,7 +90,11 @@ def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.
     if dtype is not None:
         if actual_dtype is None or _dtype_name(actual_dtype) != _dtype_name(dtype):
             raise AssertionError(f"{prefix}actual has dtype {actual_dtype}, expected {_dtype_name(dtype)}")
-    elif frame_d == frame_a and frame_a not in (None, "numpy") and _dtype_name(actual_dtype) != _dtype_name(desired.dtype):
+    elif (
+        frame_d == frame_a
+        and frame_a not in (None, "numpy")
+        and _dtype_name(actual_dtype) != _dtype_name(desired.dtype)
+    ):
         raise AssertionError(f"{prefix}actual has dtype {actual_dtype} but desired has dtype {desired.dtype}")
     a, d = _host(actual), _host(desired)
     if isinstance(desired, (int, float)):
@@ -102,8 +106,9 @@ def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.
     if a.dtype.kind not in "fc" or d.dtype.kind not in "fc":
         if not np.array_equal(a, d):
             bad = np.argwhere(a != d)[0] if a.shape else ()
-            raise AssertionError(f"{prefix}values differ at {tuple(int(i) for i in bad)}: "
-                                 f"{a[tuple(bad)]!r} != {d[tuple(bad)]!r}")
+            raise AssertionError(
+                f"{prefix}values differ at {tuple(int(i) for i in bad)}: {a[tuple(bad)]!r} != {d[tuple(bad)]!r}"
+            )
         return
     nan_a, nan_d = np.isnan(a), np.isnan(d)
     if equal_nan and not np.array_equal(nan_a, nan_d):
@@ -123,4 +128,5 @@ def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.
         relative = error / abs(d[where]) if d[where] != 0 else math.inf
         raise AssertionError(
             f"{prefix}{int(np.sum(bad))} of {a.size} entries differ beyond rtol={rtol:g}, atol={atol:g}; worst at "
-            f"{where}: actual {a[where]!r}, desired {d[where]!r} (absolute {error:.3g}, relative {relative:.3g})")
+            f"{where}: actual {a[where]!r}, desired {d[where]!r} (absolute {error:.3g}, relative {relative:.3g})"
+        )

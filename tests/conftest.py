@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from helpers import AUTOGRAD_BACKENDS, INSTALLED, LOSS_BACKENDS, REQUIRED, get
 from polyloss import backends
+
+from helpers import AUTOGRAD_BACKENDS, INSTALLED, LOSS_BACKENDS, REQUIRED, get
 
 
 def pytest_configure(config):

@@ -14,12 +14,15 @@ import pathlib
 import shutil
 import subprocess
 import sys
-import tomllib
 
 import pytest
+import tomllib
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-CONTRACTS = {c["id"]: c["name"] for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]}
+CONTRACTS = {
+    c["id"]: c["name"]
+    for c in tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["importlinter"]["contracts"]
+}
 
 pytest.importorskip("importlinter", reason="import-linter (a test extra) not installed")
 
@@ -86,8 +89,11 @@ def private_name_uses(source: str, module: str) -> list[str]:
         return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
 
     for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and (node.module.split(".")[0] in ("polyloss", "backends")
-                                                                  or node.level):
+        if (
+            isinstance(node, ast.ImportFrom)
+            and node.module
+            and (node.module.split(".")[0] in ("polyloss", "backends") or node.level)
+        ):
             base = node.module if not node.level else f"<relative>.{node.module or ''}"
             for alias in node.names:
                 target = f"{base}.{alias.name}"
@@ -99,9 +105,14 @@ def private_name_uses(source: str, module: str) -> list[str]:
                 if alias.name.split(".")[0] == "polyloss":
                     modules[alias.asname or alias.name.split(".")[0]] = alias.name
     for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id in modules
-                and private(node.attr) and not _is_module(f"{modules[node.value.id]}.{node.attr}")
-                and modules[node.value.id] != module):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.value, ast.Name)
+            and node.value.id in modules
+            and private(node.attr)
+            and not _is_module(f"{modules[node.value.id]}.{node.attr}")
+            and modules[node.value.id] != module
+        ):
             problems.append(f"{node.lineno}: {node.value.id}.{node.attr}")
     return problems
 
@@ -127,19 +138,25 @@ def test_no_module_uses_another_modules_private_names():
     assert not problems, "private names used outside their module:\n" + "\n".join(problems)
 
 
-@pytest.mark.parametrize("source", [
-    "from polyloss.losses.classification import _Softmax\n",
-    "from polyloss.losses import classification\nclassification._pick(1, 2, 3)\n",
-    "import polyloss.losses.multilabel as ml\nml._ZLPR\n",
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from polyloss.losses.classification import _Softmax\n",
+        "from polyloss.losses import classification\nclassification._pick(1, 2, 3)\n",
+        "import polyloss.losses.multilabel as ml\nml._ZLPR\n",
+    ],
+)
 def test_the_private_name_check_catches_a_violation(source):
     assert private_name_uses(source, "polyloss.losses.contrastive")
 
 
-@pytest.mark.parametrize("source", [
-    "from polyloss import _ops, _softmax\n_softmax.Softmax\n",  # private modules, public names
-    "from polyloss.metrics import _counts\n_counts.fraction\n",
-    "class A:\n    def f(self):\n        return self._x\n",  # attributes of objects are not module names
-])
+@pytest.mark.parametrize(
+    "source",
+    [
+        "from polyloss import _ops, _softmax\n_softmax.Softmax\n",  # private modules, public names
+        "from polyloss.metrics import _counts\n_counts.fraction\n",
+        "class A:\n    def f(self):\n        return self._x\n",  # attributes of objects are not module names
+    ],
+)
 def test_the_private_name_check_allows_private_modules(source):
     assert not private_name_uses(source, "polyloss.losses.contrastive")

@@ -119,5 +119,7 @@ def test_compiled_code_skips_value_checks(name):
     be = get(name)
     s = be.from_numpy(S34, dtype="float32")
     y = be.from_numpy(np.array([0, 7, 2]))
-    out = be.to_numpy(be.compile(lambda a, b: polyloss.softmax_crossentropy(a, b), "jit" if name == "jax" else "function")(s, y))
+    out = be.to_numpy(
+        be.compile(lambda a, b: polyloss.softmax_crossentropy(a, b), "jit" if name == "jax" else "function")(s, y)
+    )
     assert np.all(np.isfinite(out))  # out of range under compilation reads class 0 (documented)

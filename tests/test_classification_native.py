@@ -37,12 +37,12 @@ import numpy as np
 import pytest
 
 import polyloss
+from polyloss.testing import assert_close
 
 from helpers import get, tolerance
 from helpers import jax_modules as _jax
 from helpers import keras_modules as _keras
 from helpers import tensorflow_module as _tf
-from polyloss.testing import assert_close
 
 TOL = {"float32": dict(rtol=1e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
 DTYPES = ("float32", "float64")
@@ -195,9 +195,14 @@ def test_torch_cross_entropy_class_axis_1(dtype):
         assert tuple(ours.shape) == (3, 4, 2)
         assert_close(ours, F.cross_entropy(st, tt, reduction="none", label_smoothing=eps), **tolerance(TOL, dtype))
     # axis=-3 is the same axis
-    assert_close(polyloss.softmax_crossentropy(st, yt, axis=-3, ignore_index=-100), F.cross_entropy(st, yt, reduction="none"), **tolerance(TOL, dtype))
+    assert_close(polyloss.softmax_crossentropy(st, yt, axis=-3, ignore_index=-100),
+                 F.cross_entropy(st, yt, reduction="none"), **tolerance(TOL, dtype))
     # the mean over valid positions
-    assert_close(polyloss.reduce(polyloss.softmax_crossentropy(st, yt, axis=1, ignore_index=-100), where=yt != -100), F.cross_entropy(st, yt), **tolerance(TOL, dtype))
+    assert_close(
+        polyloss.reduce(polyloss.softmax_crossentropy(st, yt, axis=1, ignore_index=-100), where=yt != -100),
+        F.cross_entropy(st, yt),
+        **tolerance(TOL, dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -212,12 +217,17 @@ def test_torch_binary_cross_entropy_with_logits(dtype, soft):
     tt = torch.tensor(t, dtype=getattr(torch, dtype))
     v_pl, g_pl = value_and_grad("torch", lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
     v_t, g_t = value_and_grad(
-        "torch", lambda s: F.binary_cross_entropy_with_logits(s, tt, reduction="none"), s, dtype, w)
+        "torch", lambda s: F.binary_cross_entropy_with_logits(s, tt, reduction="none"), s, dtype, w
+    )
     assert v_pl.shape == (5, 7)
     assert_close(v_pl, v_t, **tolerance(TOL, dtype, scale=10))  # values up to 30
     assert_close(g_pl, g_t, **tolerance(TOL, dtype))
     if not soft:  # bool labels give the same values
-        assert_close(polyloss.sigmoid_crossentropy(torch.tensor(s, dtype=getattr(torch, dtype)), tt > 0.5), v_t, **tolerance(TOL, dtype, scale=10))
+        assert_close(
+            polyloss.sigmoid_crossentropy(torch.tensor(s, dtype=getattr(torch, dtype)), tt > 0.5),
+            v_t,
+            **tolerance(TOL, dtype, scale=10),
+        )
 
 
 # ============================================================================================
@@ -247,16 +257,23 @@ def test_optax_softmax_cross_entropy_with_integer_labels(dtype):
     w = rng.random(6)
     v_pl, g_pl = value_and_grad("jax", lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
     v_o, g_o = value_and_grad(
-        "jax", lambda s: optax.losses.softmax_cross_entropy_with_integer_labels(s, y), s, dtype, w)
+        "jax", lambda s: optax.losses.softmax_cross_entropy_with_integer_labels(s, y), s, dtype, w
+    )
     assert_close(v_pl, v_o, **tolerance(TOL, dtype))
     assert_close(g_pl, g_o, **tolerance(TOL, dtype))
     # under jax.jit too (float32 only: compiling costs a second per dtype)
     if dtype == "float32":
-        assert_close(jax.jit(polyloss.softmax_crossentropy)(jnp.asarray(s, dtype=dtype), y), v_o, **tolerance(TOL, dtype))
+        assert_close(
+            jax.jit(polyloss.softmax_crossentropy)(jnp.asarray(s, dtype=dtype), y), v_o, **tolerance(TOL, dtype)
+        )
     # a class axis in the middle
     s3 = jnp.asarray(logits(rng, (2, 5, 3)), dtype=dtype)
     y3 = jnp.asarray(rng.integers(0, 5, (2, 3)))
-    assert_close(polyloss.softmax_crossentropy(s3, y3, axis=1), optax.losses.softmax_cross_entropy_with_integer_labels(s3, y3, axis=1), **tolerance(TOL, dtype))
+    assert_close(
+        polyloss.softmax_crossentropy(s3, y3, axis=1),
+        optax.losses.softmax_cross_entropy_with_integer_labels(s3, y3, axis=1),
+        **tolerance(TOL, dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -270,7 +287,8 @@ def test_optax_smooth_labels_equals_label_smoothing(dtype, eps):
     v_o, g_o = value_and_grad("jax", lambda s: optax.losses.softmax_cross_entropy(s, sm), s, dtype, w)
     for labels in (jnp.asarray(y), jnp.asarray(one_hot(y, 5), dtype=dtype)):
         v_pl, g_pl = value_and_grad(
-            "jax", lambda s: polyloss.softmax_crossentropy(s, labels, label_smoothing=eps), s, dtype, w)
+            "jax", lambda s: polyloss.softmax_crossentropy(s, labels, label_smoothing=eps), s, dtype, w
+        )
         assert_close(v_pl, v_o, **tolerance(TOL, dtype))
         assert_close(g_pl, g_o, **tolerance(TOL, dtype))
 
@@ -297,7 +315,11 @@ def test_optax_where_removes_classes(dtype):
     tj = jnp.asarray(t, dtype=dtype)
     eps = 0.2
     sm = optax.losses.smooth_labels(tj[1:], eps, where=wj[1:])
-    assert_close(polyloss.softmax_crossentropy(s, tj, where=wj, label_smoothing=eps)[1:], optax.losses.softmax_cross_entropy(s[1:], sm, where=wj[1:]), **tolerance(TOL, dtype))
+    assert_close(
+        polyloss.softmax_crossentropy(s, tj, where=wj, label_smoothing=eps)[1:],
+        optax.losses.softmax_cross_entropy(s[1:], sm, where=wj[1:]),
+        **tolerance(TOL, dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -325,9 +347,11 @@ def test_optax_sigmoid_focal_loss_hard_labels(dtype, alpha, gamma):
     t = jnp.asarray((rng.random((6, 5)) < 0.4).astype(float), dtype=dtype)
     w = rng.random((6, 5))
     v_pl, g_pl = value_and_grad(
-        "jax", lambda s: polyloss.focal_loss(s, t, gamma=gamma, alpha=alpha, activation="sigmoid"), s, dtype, w)
+        "jax", lambda s: polyloss.focal_loss(s, t, gamma=gamma, alpha=alpha, activation="sigmoid"), s, dtype, w
+    )
     v_o, g_o = value_and_grad(
-        "jax", lambda s: optax.losses.sigmoid_focal_loss(s, t, alpha=alpha, gamma=gamma), s, dtype, w)
+        "jax", lambda s: optax.losses.sigmoid_focal_loss(s, t, alpha=alpha, gamma=gamma), s, dtype, w
+    )
     assert_close(v_pl, v_o, **tolerance(TOL, dtype))
     assert_close(g_pl, g_o, **tolerance(TOL, dtype))
 
@@ -366,15 +390,20 @@ def test_optax_poly_loss_cross_entropy(dtype, epsilon):
     w = rng.random(6)
     for t in (one_hot(y, 5), prob_labels(rng, (6, 5))):
         tj = jnp.asarray(t, dtype=dtype)
-        v_pl, g_pl = value_and_grad(
-            "jax", lambda s: polyloss.poly1_crossentropy(s, tj, epsilon=epsilon), s, dtype, w)
+        v_pl, g_pl = value_and_grad("jax", lambda s: polyloss.poly1_crossentropy(s, tj, epsilon=epsilon), s, dtype, w)
         v_o, g_o = value_and_grad(
-            "jax", lambda s: optax.losses.poly_loss_cross_entropy(s, tj, epsilon=epsilon), s, dtype, w)
+            "jax", lambda s: optax.losses.poly_loss_cross_entropy(s, tj, epsilon=epsilon), s, dtype, w
+        )
         assert_close(v_pl, v_o, **tolerance(TOL, dtype))
         assert_close(g_pl, g_o, **tolerance(TOL, dtype))
     # class ids are the one-hot labels
-    assert_close(polyloss.poly1_crossentropy(jnp.asarray(s, dtype=dtype), jnp.asarray(y), epsilon=epsilon), optax.losses.poly_loss_cross_entropy(jnp.asarray(s, dtype=dtype), jnp.asarray(one_hot(y, 5), dtype=dtype),
-                                               epsilon=epsilon), **tolerance(TOL, dtype))
+    assert_close(
+        polyloss.poly1_crossentropy(jnp.asarray(s, dtype=dtype), jnp.asarray(y), epsilon=epsilon),
+        optax.losses.poly_loss_cross_entropy(
+            jnp.asarray(s, dtype=dtype), jnp.asarray(one_hot(y, 5), dtype=dtype), epsilon=epsilon
+        ),
+        **tolerance(TOL, dtype),
+    )
 
 
 @pytest.mark.parametrize("epsilon", [1.0, 2.0])
@@ -427,8 +456,6 @@ def test_jax_squareplus_cancellation_for_negative_x():
 # ============================================================================================
 
 
-
-
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("eps", [0.0, 0.1, 0.3])
 def test_keras_categorical_crossentropy(dtype, eps):
@@ -440,8 +467,16 @@ def test_keras_categorical_crossentropy(dtype, eps):
     for t in (one_hot(y, 5), prob_labels(rng, (7, 5))):
         tt = tf.constant(t, dtype=dtype)
         theirs = loss(tt, tf.constant(s, dtype=dtype))
-        assert_close(polyloss.softmax_crossentropy(tf.constant(s, dtype=dtype), tt, label_smoothing=eps), theirs, **tolerance(TOL, dtype))
-    assert_close(polyloss.softmax_crossentropy(tf.constant(s, dtype=dtype), tf.constant(y), label_smoothing=eps), loss(tf.constant(one_hot(y, 5), dtype=dtype), tf.constant(s, dtype=dtype)), **tolerance(TOL, dtype))
+        assert_close(
+            polyloss.softmax_crossentropy(tf.constant(s, dtype=dtype), tt, label_smoothing=eps),
+            theirs,
+            **tolerance(TOL, dtype),
+        )
+    assert_close(
+        polyloss.softmax_crossentropy(tf.constant(s, dtype=dtype), tf.constant(y), label_smoothing=eps),
+        loss(tf.constant(one_hot(y, 5), dtype=dtype), tf.constant(s, dtype=dtype)),
+        **tolerance(TOL, dtype),
+    )
 
 
 def test_keras_categorical_crossentropy_smoothing_uses_last_axis_size():
@@ -452,10 +487,13 @@ def test_keras_categorical_crossentropy_smoothing_uses_last_axis_size():
     rng = np.random.default_rng(21)
     s, t = logits(rng, (3, 5, 2)), one_hot(rng.integers(0, 5, (3, 2)), 5, axis=1)
     eps = 0.3
-    theirs = keras.losses.categorical_crossentropy(tf.constant(t), tf.constant(s), from_logits=True,
-                                                   label_smoothing=eps, axis=1)
+    theirs = keras.losses.categorical_crossentropy(
+        tf.constant(t), tf.constant(s), from_logits=True, label_smoothing=eps, axis=1
+    )
     quirk = t * (1 - eps) + eps / s.shape[-1]
-    assert_close(polyloss.softmax_crossentropy(tf.constant(s), tf.constant(quirk), axis=1), theirs, **tolerance(TOL, "float64"))
+    assert_close(
+        polyloss.softmax_crossentropy(tf.constant(s), tf.constant(quirk), axis=1), theirs, **tolerance(TOL, "float64")
+    )
     ours = polyloss.softmax_crossentropy(tf.constant(s), tf.constant(t), axis=1, label_smoothing=eps)
     assert np.max(np.abs(ours.numpy() - theirs.numpy())) > 1e-3
 
@@ -489,8 +527,9 @@ def test_keras_binary_crossentropy_averages_last_axis(dtype, eps):
         loss = keras.losses.BinaryCrossentropy(from_logits=True, label_smoothing=eps, reduction=None, dtype=dtype)
         theirs = loss(tf.constant(t, dtype=dtype), tf.constant(s, dtype=dtype))
         assert tuple(theirs.shape) == (5, 3)
-        ours = polyloss.sigmoid_crossentropy(tf.constant(s, dtype=dtype),
-                                             tf.constant(t * (1 - eps) + eps / 2, dtype=dtype))
+        ours = polyloss.sigmoid_crossentropy(
+            tf.constant(s, dtype=dtype), tf.constant(t * (1 - eps) + eps / 2, dtype=dtype)
+        )
         assert tuple(ours.shape) == (5, 3, 4)
         assert_close(tf.reduce_mean(ours, axis=-1), theirs, **tolerance(TOL, dtype))
 
@@ -509,8 +548,9 @@ def test_keras_binary_focal_crossentropy(dtype, gamma, balancing, alpha):
     s = np.clip(logits(rng, (6, 4), scale=2.0), -5, 5)
     t = (rng.random((6, 4)) < 0.4).astype(float)
     s[0], t[0] = [-30.0, 30.0, 30.0, -30.0], [1.0, 0.0, 1.0, 0.0]
-    loss = keras.losses.BinaryFocalCrossentropy(from_logits=True, gamma=gamma, apply_class_balancing=balancing,
-                                                alpha=alpha, reduction=None, dtype=dtype)
+    loss = keras.losses.BinaryFocalCrossentropy(
+        from_logits=True, gamma=gamma, apply_class_balancing=balancing, alpha=alpha, reduction=None, dtype=dtype
+    )
     st, tt = tf.constant(s, dtype=dtype), tf.constant(t, dtype=dtype)
     theirs = loss(tt, st)
     ours = polyloss.focal_loss(st, tt, gamma=gamma, alpha=alpha if balancing else None, activation="sigmoid")
@@ -526,8 +566,9 @@ def test_keras_categorical_focal_crossentropy_clips_probabilities():
     tf, keras = _keras()
     s = np.array([[30.0, 0.0, 0.0], [30.0, 0.0, 0.0]])
     t = np.array([[0.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
-    theirs = keras.losses.CategoricalFocalCrossentropy(from_logits=True, alpha=1.0, gamma=0.0, reduction=None,
-                                                       dtype="float64")(tf.constant(t), tf.constant(s))
+    theirs = keras.losses.CategoricalFocalCrossentropy(
+        from_logits=True, alpha=1.0, gamma=0.0, reduction=None, dtype="float64"
+    )(tf.constant(t), tf.constant(s))
     ours = polyloss.focal_loss(tf.constant(s), tf.constant(t), gamma=0.0, activation="softmax")
     exact = np.array([30.0 + np.log1p(2 * np.exp(-30.0)), np.log1p(2 * np.exp(-30.0))])
     assert_close(ours, exact, **tolerance(TOL, "float64", rtol=1e-12, atol=1e-15))
@@ -543,16 +584,17 @@ def test_keras_binary_focal_crossentropy_soft_label_convention(gamma, balancing)
     rng = np.random.default_rng(25)
     s, t = np.clip(logits(rng, (5, 4)), -5, 5), rng.uniform(0.05, 0.95, (5, 4))
     alpha = 0.3
-    theirs = keras.losses.BinaryFocalCrossentropy(from_logits=True, gamma=gamma, apply_class_balancing=balancing,
-                                                  alpha=alpha, reduction=None, dtype="float64")(
-        tf.constant(t), tf.constant(s))
+    theirs = keras.losses.BinaryFocalCrossentropy(
+        from_logits=True, gamma=gamma, apply_class_balancing=balancing, alpha=alpha, reduction=None, dtype="float64"
+    )(tf.constant(t), tf.constant(s))
     bce = polyloss.sigmoid_crossentropy(tf.constant(s), tf.constant(t)).numpy()
     a_t = alpha * t + (1 - alpha) * (1 - t) if balancing else 1.0
     p = sigmoid(s)
     expected = (a_t * (1 - (t * p + (1 - t) * (1 - p))) ** gamma * bce).mean(-1)
     assert_close(theirs, expected, **tolerance(TOL, "float64", rtol=1e-6))  # Keras' log of clipped probabilities
-    ours = polyloss.focal_loss(tf.constant(s), tf.constant(t), gamma=gamma, alpha=alpha if balancing else None,
-                               activation="sigmoid")
+    ours = polyloss.focal_loss(
+        tf.constant(s), tf.constant(t), gamma=gamma, alpha=alpha if balancing else None, activation="sigmoid"
+    )
     assert np.max(np.abs(ours.numpy().mean(-1) - theirs.numpy())) > 1e-3
 
 
@@ -568,8 +610,9 @@ def test_keras_categorical_focal_crossentropy(dtype, gamma, alpha):
     # Keras turns a per-class alpha list into a float32 tensor even for dtype="float64": use values
     # that float32 represents exactly
     a = [0.125, 0.5, 1.0, 2.0, 0.375] if alpha == "per-class" else alpha
-    loss = keras.losses.CategoricalFocalCrossentropy(from_logits=True, alpha=a, gamma=gamma, reduction=None,
-                                                     dtype=dtype)
+    loss = keras.losses.CategoricalFocalCrossentropy(
+        from_logits=True, alpha=a, gamma=gamma, reduction=None, dtype=dtype
+    )
     st = tf.constant(s, dtype=dtype)
     ours_alpha = np.array(a) if alpha == "per-class" else a
     for t in (one_hot(y, 5), prob_labels(rng, (7, 5))):
@@ -577,7 +620,11 @@ def test_keras_categorical_focal_crossentropy(dtype, gamma, alpha):
         ours = polyloss.focal_loss(st, tt, gamma=gamma, alpha=ours_alpha, activation="softmax")
         assert_close(ours, loss(tt, st), **tolerance(TOL, dtype, scale=1.0 if dtype == "float32" else 1e4))
     ours = polyloss.focal_loss(st, tf.constant(y), gamma=gamma, alpha=ours_alpha, activation="softmax")
-    assert_close(ours, loss(tf.constant(one_hot(y, 5), dtype=dtype), st), **tolerance(TOL, dtype, scale=1.0 if dtype == "float32" else 1e4))
+    assert_close(
+        ours,
+        loss(tf.constant(one_hot(y, 5), dtype=dtype), st),
+        **tolerance(TOL, dtype, scale=1.0 if dtype == "float32" else 1e4),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -588,14 +635,19 @@ def test_tf_nn_softmax_cross_entropy_with_logits(dtype):
     w = rng.random(6)
     tt = tf.constant(t, dtype=dtype)
     v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.softmax_crossentropy(s, tt), s, dtype, w)
-    v_tf, g_tf = value_and_grad(
-        "tensorflow", lambda s: tf.nn.softmax_cross_entropy_with_logits(tt, s), s, dtype, w)
+    v_tf, g_tf = value_and_grad("tensorflow", lambda s: tf.nn.softmax_cross_entropy_with_logits(tt, s), s, dtype, w)
     assert_close(v_pl, v_tf, **tolerance(TOL, dtype))
     assert_close(g_pl, g_tf, **tolerance(TOL, dtype))
     # a class axis in the middle
-    s3, t3 = tf.constant(logits(rng, (2, 5, 3)), dtype=dtype), tf.constant(prob_labels(rng, (2, 5, 3), axis=1),
-                                                                             dtype=dtype)
-    assert_close(polyloss.softmax_crossentropy(s3, t3, axis=1), tf.nn.softmax_cross_entropy_with_logits(t3, s3, axis=1), **tolerance(TOL, dtype))
+    s3, t3 = (
+        tf.constant(logits(rng, (2, 5, 3)), dtype=dtype),
+        tf.constant(prob_labels(rng, (2, 5, 3), axis=1), dtype=dtype),
+    )
+    assert_close(
+        polyloss.softmax_crossentropy(s3, t3, axis=1),
+        tf.nn.softmax_cross_entropy_with_logits(t3, s3, axis=1),
+        **tolerance(TOL, dtype),
+    )
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -606,7 +658,8 @@ def test_tf_nn_sparse_softmax_cross_entropy_with_logits(dtype):
     w = rng.random((4, 3))
     v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.softmax_crossentropy(s, y), s, dtype, w)
     v_tf, g_tf = value_and_grad(
-        "tensorflow", lambda s: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s), s, dtype, w)
+        "tensorflow", lambda s: tf.nn.sparse_softmax_cross_entropy_with_logits(y, s), s, dtype, w
+    )
     assert_close(v_pl, v_tf, **tolerance(TOL, dtype))
     assert_close(g_pl, g_tf, **tolerance(TOL, dtype))
 
@@ -620,7 +673,6 @@ def test_tf_nn_sigmoid_cross_entropy_with_logits(dtype):
     w = rng.random((5, 6))
     tt = tf.constant(t, dtype=dtype)
     v_pl, g_pl = value_and_grad("tensorflow", lambda s: polyloss.sigmoid_crossentropy(s, tt), s, dtype, w)
-    v_tf, g_tf = value_and_grad(
-        "tensorflow", lambda s: tf.nn.sigmoid_cross_entropy_with_logits(tt, s), s, dtype, w)
+    v_tf, g_tf = value_and_grad("tensorflow", lambda s: tf.nn.sigmoid_cross_entropy_with_logits(tt, s), s, dtype, w)
     assert_close(v_pl, v_tf, **tolerance(TOL, dtype, scale=5))
     assert_close(g_pl, g_tf, **tolerance(TOL, dtype))

@@ -1,5 +1,6 @@
-"""The identities of the classification family (``docs/classification.md``) as property tests, closed-form gradients, and the numerics at the
-extremes (finite values and gradients for ±1e4 logits in float32 and across the half-precision range).
+"""The identities of the classification family (``docs/classification.md``) as property tests,
+closed-form gradients, and the numerics at the extremes (finite values and gradients for ±1e4 logits in
+float32 and across the half-precision range).
 
 The conformance matrix compares every backend with the reference on fixed cases; these tests check
 the mathematics itself on generated inputs (hypothesis, NumPy float64) and on the autograd backends.
@@ -17,9 +18,11 @@ from hypothesis.extra import numpy as hnp
 
 import polyloss
 from polyloss import reference
+from polyloss.testing import assert_close
 
 from helpers import get
-from polyloss.testing import assert_close
+
+TIGHT = dict(rtol=1e-12, atol=1e-13)  # float64 identities
 
 SETTINGS = settings(max_examples=40, deadline=None)
 FINITE = st.floats(-30.0, 30.0, allow_nan=False, allow_infinity=False, width=64)
@@ -49,23 +52,29 @@ def softmax_case(max_rows=4, max_classes=7):
 @given(binary_case())
 def test_focal_with_gamma_0_is_the_sigmoid_crossentropy(data):
     s, t = data
-    assert_close(polyloss.focal_loss(s, t, gamma=0.0), polyloss.sigmoid_crossentropy(s, t), rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.focal_loss(s, t, gamma=0.0), polyloss.sigmoid_crossentropy(s, t), **TIGHT)
     # with α: the α-balanced cross-entropy
-    assert_close(polyloss.focal_loss(s, t, gamma=0.0, alpha=0.3), 0.3 * t * np.logaddexp(0, -s) + 0.7 * (1 - t) * np.logaddexp(0, s), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.focal_loss(s, t, gamma=0.0, alpha=0.3),
+        0.3 * t * np.logaddexp(0, -s) + 0.7 * (1 - t) * np.logaddexp(0, s),
+        **TIGHT,
+    )
 
 
 @SETTINGS
 @given(softmax_case())
 def test_softmax_focal_with_gamma_0_is_the_crossentropy(data):
     s, y = data
-    assert_close(polyloss.focal_loss(s, y, gamma=0.0, activation="softmax"), polyloss.softmax_crossentropy(s, y), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.focal_loss(s, y, gamma=0.0, activation="softmax"), polyloss.softmax_crossentropy(s, y), **TIGHT
+    )
 
 
 @SETTINGS
 @given(binary_case())
 def test_softened_truncation_with_k_1_is_focal_with_gamma_1(data):
     s, t = data
-    assert_close(polyloss.softened_truncation_loss(s, t, k=1.0), polyloss.focal_loss(s, t, gamma=1.0), rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.softened_truncation_loss(s, t, k=1.0), polyloss.focal_loss(s, t, gamma=1.0), **TIGHT)
 
 
 @SETTINGS
@@ -73,7 +82,7 @@ def test_softened_truncation_with_k_1_is_focal_with_gamma_1(data):
 def test_poly1_with_epsilon_0_is_the_crossentropy_and_adds_epsilon_times_one_minus_p(data, eps):
     s, y = data
     ce = polyloss.softmax_crossentropy(s, y)
-    assert_close(polyloss.poly1_crossentropy(s, y, epsilon=0.0), ce, rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.poly1_crossentropy(s, y, epsilon=0.0), ce, **TIGHT)
     p_y = np.exp(s[np.arange(len(y)), y] - np.logaddexp.reduce(s, axis=-1))
     assert_close(polyloss.poly1_crossentropy(s, y, epsilon=eps), ce + eps * (1 - p_y), rtol=1e-10, atol=1e-12)
 
@@ -82,7 +91,11 @@ def test_poly1_with_epsilon_0_is_the_crossentropy_and_adds_epsilon_times_one_min
 @given(binary_case(), st.floats(0.0, 3.0))
 def test_poly1_focal_with_epsilon_0_is_focal(data, gamma):
     s, t = data
-    assert_close(polyloss.poly1_focal_loss(s, t, epsilon=0.0, gamma=gamma, alpha=0.25), polyloss.focal_loss(s, t, gamma=gamma, alpha=0.25), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.poly1_focal_loss(s, t, epsilon=0.0, gamma=gamma, alpha=0.25),
+        polyloss.focal_loss(s, t, gamma=gamma, alpha=0.25),
+        **TIGHT,
+    )
 
 
 @SETTINGS
@@ -90,15 +103,24 @@ def test_poly1_focal_with_epsilon_0_is_focal(data, gamma):
 def test_logit_adjustment_with_a_uniform_prior_is_the_crossentropy(data, scale, eps):
     s, y = data
     uniform = np.full(s.shape[-1], scale)  # any constant: the prior's scale does not matter
-    assert_close(polyloss.logit_adjusted_crossentropy(s, y, uniform, label_smoothing=eps), polyloss.softmax_crossentropy(s, y, label_smoothing=eps), rtol=1e-11, atol=1e-12)
+    assert_close(
+        polyloss.logit_adjusted_crossentropy(s, y, uniform, label_smoothing=eps),
+        polyloss.softmax_crossentropy(s, y, label_smoothing=eps),
+        rtol=1e-11,
+        atol=1e-12,
+    )
 
 
 def test_logit_adjustment_is_the_crossentropy_of_shifted_logits_and_posthoc_undoes_it():
     rng = np.random.default_rng(0)
     s, y = rng.normal(0, 2, (6, 4)), rng.integers(0, 4, 6)
     prior = np.array([0.7, 0.2, 0.07, 0.03])
-    assert_close(polyloss.logit_adjusted_crossentropy(s, y, prior, tau=1.5), polyloss.softmax_crossentropy(s + 1.5 * np.log(prior), y), rtol=1e-12, atol=1e-13)
-    assert_close(polyloss.adjust_logits(s + np.log(prior), prior), s, rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.logit_adjusted_crossentropy(s, y, prior, tau=1.5),
+        polyloss.softmax_crossentropy(s + 1.5 * np.log(prior), y),
+        **TIGHT,
+    )
+    assert_close(polyloss.adjust_logits(s + np.log(prior), prior), s, **TIGHT)
     # the post-hoc rule moves decisions toward rare classes: 3 - log 0.7 = 3.357 < 0 - log 0.03 = 3.507
     raw = np.array([[3.0, 0.0, 0.0, 0.0]])
     assert int(np.argmax(polyloss.adjust_logits(raw, prior))) == 3
@@ -124,9 +146,13 @@ def test_rdrop_divergence_is_half_the_sum_of_both_kls():
     lq = b - np.logaddexp.reduce(b, axis=-1, keepdims=True)
     kl_pq = np.sum(np.exp(lp) * (lp - lq), axis=-1)
     kl_qp = np.sum(np.exp(lq) * (lq - lp), axis=-1)
-    assert_close(polyloss.rdrop_divergence(a, b), 0.5 * (kl_pq + kl_qp), rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.rdrop_divergence(a, b), 0.5 * (kl_pq + kl_qp), **TIGHT)
     y = rng.integers(0, 6, 5)
-    assert_close(polyloss.rdrop_loss(a, b, y, alpha=2.5), polyloss.softmax_crossentropy(a, y) + polyloss.softmax_crossentropy(b, y) + 2.5 * 0.5 * (kl_pq + kl_qp), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.rdrop_loss(a, b, y, alpha=2.5),
+        polyloss.softmax_crossentropy(a, y) + polyloss.softmax_crossentropy(b, y) + 2.5 * 0.5 * (kl_pq + kl_qp),
+        **TIGHT,
+    )
 
 
 def test_rdrop_divergence_keeps_its_relative_precision_for_nearby_passes():
@@ -157,7 +183,9 @@ def test_squareplus_is_finite_and_accurate_far_out(dtype):
     got = polyloss.squareplus(x)
     assert np.all(np.isfinite(got))
     # asymptotes: x for x -> +inf, b / (4|x|) = 1/|x| for x -> -inf (float64 reference, exact formula)
-    np.testing.assert_allclose(got, reference.squareplus(x.astype(np.float64)), rtol=4e-7 if dtype == "float32" else 1e-15)
+    np.testing.assert_allclose(
+        got, reference.squareplus(x.astype(np.float64)), rtol=4e-7 if dtype == "float32" else 1e-15
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -168,21 +196,31 @@ def test_label_smoothing_is_the_keras_optax_torch_convention():
     s, y = rng.normal(0, 2, (5, 4)), rng.integers(0, 4, 5)
     eps = 0.2
     smoothed = np.eye(4)[y] * (1 - eps) + eps / 4
-    assert_close(polyloss.softmax_crossentropy(s, y, label_smoothing=eps), polyloss.softmax_crossentropy(s, smoothed), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.softmax_crossentropy(s, y, label_smoothing=eps), polyloss.softmax_crossentropy(s, smoothed), **TIGHT
+    )
     # with a class removed by where, ε spreads over the K = 3 valid classes
     where = np.array([True, True, False, True])
     y3 = np.array([0, 1, 3, 0, 1])
     sm3 = np.eye(4)[y3] * (1 - eps) + eps / 3 * where
-    assert_close(polyloss.softmax_crossentropy(s, y3, label_smoothing=eps, where=where), polyloss.softmax_crossentropy(s, sm3, where=where), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.softmax_crossentropy(s, y3, label_smoothing=eps, where=where),
+        polyloss.softmax_crossentropy(s, sm3, where=where),
+        **TIGHT,
+    )
 
 
 def test_soft_binary_labels_are_the_expectation_of_the_hard_losses():
     rng = np.random.default_rng(4)
     s, t = rng.normal(0, 3, (4, 5)), rng.random((4, 5))
     ones, zeros = np.ones_like(s), np.zeros_like(s)
-    for fn, kw in [(polyloss.sigmoid_crossentropy, {}), (polyloss.focal_loss, {"gamma": 0.5, "alpha": 0.3}),
-                   (polyloss.softened_truncation_loss, {"k": 2.0}), (polyloss.poly1_focal_loss, {})]:
-        assert_close(fn(s, t, **kw), t * fn(s, ones, **kw) + (1 - t) * fn(s, zeros, **kw), rtol=1e-12, atol=1e-13)
+    for fn, kw in [
+        (polyloss.sigmoid_crossentropy, {}),
+        (polyloss.focal_loss, {"gamma": 0.5, "alpha": 0.3}),
+        (polyloss.softened_truncation_loss, {"k": 2.0}),
+        (polyloss.poly1_focal_loss, {}),
+    ]:
+        assert_close(fn(s, t, **kw), t * fn(s, ones, **kw) + (1 - t) * fn(s, zeros, **kw), **TIGHT)
 
 
 def test_flooding_descends_above_and_ascends_below_the_level(autograd_backend):
@@ -242,8 +280,11 @@ def test_softmax_crossentropy_gradient_is_p_minus_target(autograd_backend):
     target = np.eye(6)[np.where(y < 0, 0, y)] * (1 - eps) + eps / 6
     want = p - target
     want[2] = 0.0  # ignored row
-    (g,) = _grad(be, lambda x: polyloss.softmax_crossentropy(x, y, label_smoothing=eps, ignore_index=-1),
-                 be.from_numpy(s_np, dtype="float64"))
+    (g,) = _grad(
+        be,
+        lambda x: polyloss.softmax_crossentropy(x, y, label_smoothing=eps, ignore_index=-1),
+        be.from_numpy(s_np, dtype="float64"),
+    )
     np.testing.assert_allclose(be.to_numpy(g), want, rtol=1e-12, atol=1e-14)
 
 
@@ -259,7 +300,11 @@ def test_smoothed_f1_gradient_holds_f1_constant(autograd_backend):
     np.testing.assert_allclose(be.to_numpy(g_batch), be.to_numpy(g_fixed), rtol=1e-12)
     # closed form: y(1 - F/2)(p - 1) + (1 - y)(F/2) p
     np.testing.assert_allclose(be.to_numpy(g_batch), y * (1 - f1 / 2) * (p - 1) + (1 - y) * (f1 / 2) * p, rtol=1e-12)
-    assert_close(polyloss.smoothed_f1_weighted_crossentropy(s_np, y), reference.smoothed_f1_weighted_crossentropy(s_np, y), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.smoothed_f1_weighted_crossentropy(s_np, y),
+        reference.smoothed_f1_weighted_crossentropy(s_np, y),
+        **TIGHT,
+    )
 
 
 def test_rdrop_divergence_hessian_at_equality(autograd_backend):
@@ -338,13 +383,18 @@ def test_prior_from_python_or_numpy_lands_on_the_logits(backend, form):
     s_np, y = rng.normal(0, 2, (3, 4)), np.array([0, 3, 1])
     prior = [0.4, 0.3, 0.2, 0.1] if form == "list" else np.array([0.4, 0.3, 0.2, 0.1])
     s = backend.from_numpy(s_np, dtype="float32")
-    for out in (polyloss.logit_adjusted_crossentropy(s, backend.from_numpy(y), prior),
-                polyloss.adjust_logits(s, prior)):
+    for out in (
+        polyloss.logit_adjusted_crossentropy(s, backend.from_numpy(y), prior),
+        polyloss.adjust_logits(s, prior),
+    ):
         assert backend.is_array(out)
         assert out.dtype == s.dtype
         assert str(backend.device(out)) == str(backend.device(s))
-    np.testing.assert_allclose(backend.to_numpy(polyloss.adjust_logits(s, prior)),
-                               s_np.astype(np.float32) - np.log(np.array([0.4, 0.3, 0.2, 0.1])), rtol=1e-6)
+    np.testing.assert_allclose(
+        backend.to_numpy(polyloss.adjust_logits(s, prior)),
+        s_np.astype(np.float32) - np.log(np.array([0.4, 0.3, 0.2, 0.1])),
+        rtol=1e-6,
+    )
 
 
 def test_side_inputs_land_on_the_logits_device_array_api_strict():
@@ -368,14 +418,22 @@ def test_side_inputs_land_on_the_logits_device_array_api_strict():
 # --------------------------------------------------------------------------------------------
 # Regressions found in review
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("name, fn", [
-    ("focal ids", lambda a, xp: polyloss.focal_loss(a, np.array([0, 1]), gamma=2.0, activation="softmax")),
-    ("focal probs", lambda a, xp: polyloss.focal_loss(a, np.array([[0.2, 0.5, 0.3]] * 2), gamma=0.5,
-                                                      activation="softmax")),
-    ("poly1", lambda a, xp: polyloss.poly1_crossentropy(a, np.array([0, 2]), epsilon=2.0)),
-    ("poly1 focal", lambda a, xp: polyloss.poly1_focal_loss(a, np.array([1, 0]), activation="softmax")),
-    ("hard truncation", lambda a, xp: polyloss.hard_truncation_loss(a, np.array([0, 1]), activation="softmax", m=0.9)),
-])
+@pytest.mark.parametrize(
+    "name, fn",
+    [
+        ("focal ids", lambda a, xp: polyloss.focal_loss(a, np.array([0, 1]), gamma=2.0, activation="softmax")),
+        (
+            "focal probs",
+            lambda a, xp: polyloss.focal_loss(a, np.array([[0.2, 0.5, 0.3]] * 2), gamma=0.5, activation="softmax"),
+        ),
+        ("poly1", lambda a, xp: polyloss.poly1_crossentropy(a, np.array([0, 2]), epsilon=2.0)),
+        ("poly1 focal", lambda a, xp: polyloss.poly1_focal_loss(a, np.array([1, 0]), activation="softmax")),
+        (
+            "hard truncation",
+            lambda a, xp: polyloss.hard_truncation_loss(a, np.array([0, 1]), activation="softmax", m=0.9),
+        ),
+    ],
+)
 def test_gradients_are_right_when_the_row_maximum_is_tied(autograd_backend, name, fn):
     """A zero-initialised head ties every logit: the other maxima must keep their derivatives
     (central differences of the NumPy float64 values, which are exact functions of the logits)."""
@@ -398,8 +456,14 @@ def test_mass_on_a_removed_class_is_plus_infinity():
     assert polyloss.softmax_crossentropy(s, np.array([2]), where=where)[0] == np.inf
     assert polyloss.logit_adjusted_crossentropy(s, t, [1, 1, 1], where=where)[0] == np.inf
     # with ε = 1 the target is uniform over the 2 valid classes: -log ½ each, finite
-    assert_close(polyloss.softmax_crossentropy(s, np.array([2]), where=where, label_smoothing=1.0), [math.log(2.0)], rtol=1e-12, atol=1e-13)
-    assert_close(polyloss.poly1_crossentropy(s, t, where=where, label_smoothing=1.0), reference.poly1_crossentropy(s, t, where=where, label_smoothing=1.0), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.softmax_crossentropy(s, np.array([2]), where=where, label_smoothing=1.0), [math.log(2.0)], **TIGHT
+    )
+    assert_close(
+        polyloss.poly1_crossentropy(s, t, where=where, label_smoothing=1.0),
+        reference.poly1_crossentropy(s, t, where=where, label_smoothing=1.0),
+        **TIGHT,
+    )
 
 
 def test_infinite_logits_give_the_exact_binary_losses():
@@ -407,8 +471,13 @@ def test_infinite_logits_give_the_exact_binary_losses():
     s = np.array([np.inf, -np.inf, np.inf, -np.inf])
     t = np.array([1.0, 0.0, 0.0, 1.0])
     with np.errstate(invalid="ignore"):
-        for fn in (polyloss.sigmoid_crossentropy, polyloss.focal_loss, polyloss.softened_truncation_loss,
-                   polyloss.hard_truncation_loss, polyloss.poly1_focal_loss):
+        for fn in (
+            polyloss.sigmoid_crossentropy,
+            polyloss.focal_loss,
+            polyloss.softened_truncation_loss,
+            polyloss.hard_truncation_loss,
+            polyloss.poly1_focal_loss,
+        ):
             np.testing.assert_array_equal(fn(s, t), [0.0, 0.0, np.inf, np.inf])
 
 

@@ -33,9 +33,9 @@ import numpy as np
 import pytest
 
 import polyloss
+from polyloss.testing import assert_close
 
 from helpers import GLOO_WORKER_END, get, run_python
-from polyloss.testing import assert_close
 
 WORLD = 2
 B, N, M2, D = 3, 5, 4, 6  # queries, keys (2 hard negatives) and SimCSE rows per member; width
@@ -170,13 +170,16 @@ def _check_members(results, case, loss, grads):
     """``results[r][case/...]`` are member r's rows of ``loss`` and of each gradient; a temperature
     gradient is the sum over the members."""
     assert set(grads) | {"loss"} == {k.split("/")[1] for k in results[0] if k.startswith(case + "/")}, case
-    assert_close(np.concatenate([res[case + "/loss"] for res in results]), loss, rtol=RTOL, atol=ATOL, err_msg=f"{case}: loss")
+    losses = np.concatenate([res[case + "/loss"] for res in results])
+    assert_close(losses, loss, rtol=RTOL, atol=ATOL, err_msg=f"{case}: loss")
     for key, g in grads.items():
         if key == "tau":
             assert_close(sum(res[case + "/tau"] for res in results), g, rtol=RTOL, atol=ATOL, err_msg=f"{case}: d/dtau")
             continue
         for r, part in enumerate(_split(g, g.shape[0] // WORLD)):
-            assert_close(results[r][f"{case}/{key}"], part, rtol=RTOL, atol=ATOL, err_msg=f"{case}: d/d{key} on rank {r}")
+            assert_close(
+                results[r][f"{case}/{key}"], part, rtol=RTOL, atol=ATOL, err_msg=f"{case}: d/d{key} on rank {r}"
+            )
 
 
 # one test per subprocess run: under pytest-xdist a module-scoped fixture would run once per worker
@@ -202,12 +205,17 @@ def test_torch_gloo_two_ranks_equal_the_single_process_loss(tmp_path):
     # with the loss used as the single-process reference above
     oracle = {
         "diagonal": reference.infonce_from_embeddings(data["a"], data["b"][_key_order(N, B)], temperature=tau),
-        "diagonal_group": reference.infonce_from_embeddings(data["a"], data["b_eq"], temperature=tau,
-                                                            normalize=False),
+        "diagonal_group": reference.infonce_from_embeddings(data["a"], data["b_eq"], temperature=tau, normalize=False),
         "simcse": reference.infonce_from_embeddings(data["s"], temperature=tau, pairing="simcse"),
     }
     for case, expected in oracle.items():
-        assert_close(np.concatenate([res[case + "/loss"] for res in results]), expected, rtol=RTOL, atol=ATOL, err_msg=f"{case}: oracle")
+        assert_close(
+            np.concatenate([res[case + "/loss"] for res in results]),
+            expected,
+            rtol=RTOL,
+            atol=ATOL,
+            err_msg=f"{case}: oracle",
+        )
     # the order of the keys matters: the plain concatenation of b gives other positives
     plain = reference.infonce_from_embeddings(data["a"], data["b"], temperature=tau)
     assert np.abs(plain - oracle["diagonal"]).max() > 1e-3
@@ -217,14 +225,22 @@ def test_torch_gloo_two_ranks_equal_the_single_process_loss(tmp_path):
     import torch.nn.functional as F
 
     keys = torch.tensor(data["b"], requires_grad=True)  # [b_0; b_1] in member order
-    q1 = torch.tensor(data["a"][B:B + 2])
+    q1 = torch.tensor(data["a"][B : B + 2])
     scores = F.normalize(q1, dim=-1) @ F.normalize(keys, dim=-1).T / tau
     single = F.cross_entropy(scores, N + torch.arange(2), reduction="none")  # rank 1's positives: keys N + i
     (g_keys,) = torch.autograd.grad(single.sum(), keys)
     assert results[0]["noquery/loss"].shape == (0,)
-    assert_close(results[1]["noquery/loss"], single.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg="no-query member: loss")
+    assert_close(
+        results[1]["noquery/loss"], single.detach().numpy(), rtol=RTOL, atol=ATOL, err_msg="no-query member: loss"
+    )
     for r in range(WORLD):
-        assert_close(results[r]["noquery/b"], g_keys[r * N:(r + 1) * N].numpy(), rtol=RTOL, atol=ATOL, err_msg=f"no-query member: d/db on rank {r}")
+        assert_close(
+            results[r]["noquery/b"],
+            g_keys[r * N : (r + 1) * N].numpy(),
+            rtol=RTOL,
+            atol=ATOL,
+            err_msg=f"no-query member: d/db on rank {r}",
+        )
     assert np.abs(results[0]["noquery/b"]).max() > 1e-3
 
     # unequal local batch sizes (3 rows and 2): ValueError on both ranks
@@ -309,9 +325,12 @@ def test_jax_two_devices_equal_the_single_device_loss(tmp_path):
     np.save(tmp_path / "order.npy", _key_order(N, B))
     script = tmp_path / "worker.py"
     script.write_text(JAX_WORKER)
-    run_python(str(script), str(tmp_path), timeout=180,
-               env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_ENABLE_X64": "1",
-                    "JAX_PLATFORMS": "cpu"})
+    run_python(
+        str(script),
+        str(tmp_path),
+        timeout=180,
+        env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_ENABLE_X64": "1", "JAX_PLATFORMS": "cpu"},
+    )
     res = dict(np.load(tmp_path / "jax.npz"))
 
     runs = [("eager", "diagonal", {"loss"}), ("shard_map", "raw", {"loss", "0", "1"})]
@@ -322,7 +341,9 @@ def test_jax_two_devices_equal_the_single_device_loss(tmp_path):
         for part in parts:
             reference = res[f"single/{pairing}/{part}"]
             assert res[f"{mode}/{pairing}/{part}"].shape == reference.shape
-            assert_close(res[f"{mode}/{pairing}/{part}"], reference, rtol=RTOL, atol=ATOL, err_msg=f"{mode}/{pairing}/{part}")
+            assert_close(
+                res[f"{mode}/{pairing}/{part}"], reference, rtol=RTOL, atol=ATOL, err_msg=f"{mode}/{pairing}/{part}"
+            )
     assert res["single/diagonal/loss"].shape == (WORLD * B,)
     assert res["single/simcse/loss"].shape == (WORLD * M2,)
 

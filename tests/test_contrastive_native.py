@@ -38,12 +38,12 @@ import numpy as np
 import pytest
 
 import polyloss
+from polyloss.testing import assert_close
 
 from helpers import get, tolerance
 from helpers import jax_modules as _jax
 from helpers import keras_modules as _keras
 from helpers import tensorflow_module as _tf
-from polyloss.testing import assert_close
 
 TOL = {"float32": dict(rtol=1e-5, atol=2e-6), "float64": dict(rtol=1e-10, atol=1e-12)}
 DTYPES = ("float32", "float64")
@@ -331,7 +331,8 @@ def test_flatnce_paper_pseudocode(dtype):
     assert np.abs(g_paper[0]).max() > 0.1  # not flattened on the saturated row
     # the monitored value is InfoNCE, its gradient FlatNCE's
     v_mon, (g_mon,) = torch_vg(lambda s: flatnce_paper(s, tt)[1], [s], dtype)
-    assert_close(v_mon, polyloss.infonce(torch.tensor(s, dtype=getattr(torch, dtype)), tt).mean().item(), **tolerance(TOL, dtype))
+    infonce = polyloss.infonce(torch.tensor(s, dtype=getattr(torch, dtype)), tt).mean().item()
+    assert_close(v_mon, infonce, **tolerance(TOL, dtype))
     _, (g_log,) = torch_vg(lambda s: polyloss.flatnce(s, tt).mean(), [s], dtype)
     assert_close(g_mon, g_log, **tolerance(TOL, dtype))
 
@@ -538,13 +539,16 @@ def test_cosent_float16_mask_overflow():
         for name in ("torch", "tensorflow"):
             be = get(name)
             x = be.from_numpy(s, dtype="float16")
-            v, (g,) = be.value_and_grad(lambda x: polyloss.cosent_loss(x, be.from_numpy(y), method=method),
-                                        argnums=(0,))(x)
+            v, (g,) = be.value_and_grad(
+                lambda x: polyloss.cosent_loss(x, be.from_numpy(y), method=method), argnums=(0,)
+            )(x)
             v, g = float(be.to_numpy(v)), be.to_numpy(g).astype(np.float64)
             assert polyloss.cosent_loss(x, be.from_numpy(y)).dtype == be.dtype("float32")
             assert np.isfinite(v) and np.all(np.isfinite(g))
             assert_close(v, exact, **tolerance(TOL, "float32", scale=20))
-            assert_close(g, g_exact, **tolerance(TOL, "float32", rtol=1e-3, atol=1e-2))  # the gradient is returned in float16
+            assert_close(
+                g, g_exact, **tolerance(TOL, "float32", rtol=1e-3, atol=1e-2)
+            )  # the gradient is returned in float16
 
 
 # ============================================================================================
@@ -625,9 +629,13 @@ def unified_brute_force(s, positive, gamma, margin):
     torch, _ = _torch()
     out = []
     for r in range(s.shape[0]):
-        terms = [gamma * (s[r, i] - s[r, j] + margin)
-                 for i in range(s.shape[1]) if not positive[r, i]
-                 for j in range(s.shape[1]) if positive[r, j]]
+        terms = [
+            gamma * (s[r, i] - s[r, j] + margin)
+            for i in range(s.shape[1])
+            if not positive[r, i]
+            for j in range(s.shape[1])
+            if positive[r, j]
+        ]
         out.append(torch.logsumexp(torch.stack([torch.zeros((), dtype=s.dtype)] + terms), dim=0))
     return torch.stack(out)
 
@@ -642,16 +650,15 @@ def test_unified_pairwise_brute_force(dtype, gamma, margin):
     labels[:, 0], labels[:, 1] = 1.0, 0.0
     w = rng.random(4)
     lt = torch.tensor(labels, dtype=getattr(torch, dtype))
-    v_pl, (g_pl,) = torch_vg(lambda s: polyloss.unified_pairwise_loss(s, lt, gamma=gamma, margin=margin),
-                             [s], dtype, w)
+    v_pl, (g_pl,) = torch_vg(lambda s: polyloss.unified_pairwise_loss(s, lt, gamma=gamma, margin=margin), [s], dtype, w)
     v_bf, (g_bf,) = torch_vg(lambda s: unified_brute_force(s, labels == 1.0, gamma, margin), [s], dtype, w)
     assert_close(v_pl, v_bf, **tolerance(TOL, dtype, scale=gamma))
     assert_close(g_pl, g_bf, **tolerance(TOL, dtype, scale=gamma))
     # class ids: one positive per row
     t = rng.integers(0, 6, 4)
-    v_pl, (g_pl,) = torch_vg(lambda s: polyloss.unified_pairwise_loss(s, torch.as_tensor(t), gamma=gamma,
-                                                                      margin=margin), [s], dtype, w)
-    v_bf, (g_bf,) = torch_vg(lambda s: unified_brute_force(s, np.arange(6) == t[:, None], gamma, margin),
-                             [s], dtype, w)
+    v_pl, (g_pl,) = torch_vg(
+        lambda s: polyloss.unified_pairwise_loss(s, torch.as_tensor(t), gamma=gamma, margin=margin), [s], dtype, w
+    )
+    v_bf, (g_bf,) = torch_vg(lambda s: unified_brute_force(s, np.arange(6) == t[:, None], gamma, margin), [s], dtype, w)
     assert_close(v_pl, v_bf, **tolerance(TOL, dtype, scale=gamma))
     assert_close(g_pl, g_bf, **tolerance(TOL, dtype, scale=gamma))

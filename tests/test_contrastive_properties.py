@@ -1,5 +1,5 @@
-"""The identities of the contrastive family (``docs/contrastive.md``) as property tests, closed-form gradients, and the numerics at the
-extremes (cos θ = ±1, half precision, zero embeddings, ±1e4 scores).
+"""The identities of the contrastive family (``docs/contrastive.md``) as property tests, closed-form
+gradients, and the numerics at the extremes (cos θ = ±1, half precision, zero embeddings, ±1e4 scores).
 
 The conformance matrix compares every backend with the reference on fixed cases; these tests check
 the mathematics itself (NumPy float64 with hypothesis) and the gradients on the autograd backends,
@@ -18,9 +18,11 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 import polyloss
+from polyloss.testing import assert_close
 
 from helpers import get
-from polyloss.testing import assert_close
+
+TIGHT = dict(rtol=1e-12, atol=1e-13)  # float64 identities
 
 SETTINGS = settings(max_examples=40, deadline=None)
 FINITE = st.floats(-30.0, 30.0, allow_nan=False, allow_infinity=False, width=64)
@@ -57,11 +59,11 @@ def softmax_rows(s):
 def test_infonce_is_the_crossentropy_and_flatnce_its_log_xi(data):
     s, t = data
     info = polyloss.infonce(s, t)
-    assert_close(info, polyloss.softmax_crossentropy(s, t), rtol=1e-12, atol=1e-13)
+    assert_close(info, polyloss.softmax_crossentropy(s, t), **TIGHT)
     flat = polyloss.flatnce(s, t)
     # InfoNCE = log(1 + ξ) and the log form is log ξ
     assert_close(info, np.logaddexp(0.0, flat), rtol=1e-11, atol=1e-13)
-    assert_close(polyloss.flatnce(s, t, form="paper"), 1.0, rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.flatnce(s, t, form="paper"), 1.0, **TIGHT)
 
 
 @SETTINGS
@@ -74,11 +76,21 @@ def test_margin_losses_reduce_to_the_scaled_crossentropy(data, scale, margin):
     # AM-Softmax is the cross-entropy of the cosines with the margin taken off the target
     shifted = scale * c.copy()
     shifted[np.arange(len(t)), t] -= scale * margin
-    assert_close(polyloss.am_softmax(c, t, scale=scale, margin=margin), polyloss.infonce(shifted, t), rtol=1e-11, atol=1e-13)
+    assert_close(
+        polyloss.am_softmax(c, t, scale=scale, margin=margin), polyloss.infonce(shifted, t), rtol=1e-11, atol=1e-13
+    )
     # one-hot labels are the same as class ids
     one_hot = np.eye(c.shape[1], dtype=np.int64)[t]
-    assert_close(polyloss.am_softmax(c, one_hot, scale=scale, margin=margin), polyloss.am_softmax(c, t, scale=scale, margin=margin), rtol=1e-12, atol=1e-13)
-    assert_close(polyloss.arcface(c, one_hot, scale=scale, margin=margin), polyloss.arcface(c, t, scale=scale, margin=margin), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.am_softmax(c, one_hot, scale=scale, margin=margin),
+        polyloss.am_softmax(c, t, scale=scale, margin=margin),
+        **TIGHT,
+    )
+    assert_close(
+        polyloss.arcface(c, one_hot, scale=scale, margin=margin),
+        polyloss.arcface(c, t, scale=scale, margin=margin),
+        **TIGHT,
+    )
 
 
 @SETTINGS
@@ -98,7 +110,12 @@ def test_unified_pairwise_with_one_positive_is_the_margin_crossentropy(data, gam
     s, t = data
     shifted = gamma * s.copy()
     shifted[np.arange(len(t)), t] -= gamma * margin
-    assert_close(polyloss.unified_pairwise_loss(s, t, gamma=gamma, margin=margin), polyloss.infonce(shifted, t), rtol=1e-11, atol=1e-13)
+    assert_close(
+        polyloss.unified_pairwise_loss(s, t, gamma=gamma, margin=margin),
+        polyloss.infonce(shifted, t),
+        rtol=1e-11,
+        atol=1e-13,
+    )
 
 
 def test_unified_pairwise_sums_every_negative_against_every_positive():
@@ -111,14 +128,16 @@ def test_unified_pairwise_sums_every_negative_against_every_positive():
         pairs = [1.5 * (s[r, i] - s[r, j] + 0.3) for i in range(6) for j in range(6) if not y[r, i] and y[r, j]]
         assert_close(got[r], math.log1p(math.fsum(math.exp(p) for p in pairs)), rtol=1e-13, atol=1e-13)
     # far from 0 the shift keeps the differences: scores near 1e4 give the same loss as near 0
-    assert_close(polyloss.unified_pairwise_loss(s + 1e4, y), polyloss.unified_pairwise_loss(s, y), rtol=1e-11, atol=1e-13)
+    assert_close(
+        polyloss.unified_pairwise_loss(s + 1e4, y), polyloss.unified_pairwise_loss(s, y), rtol=1e-11, atol=1e-13
+    )
 
 
 def test_cosent_is_shift_and_permutation_invariant_and_ignores_ties():
     rng = np.random.default_rng(4)
     s, y = rng.uniform(-1, 1, 30), rng.integers(0, 4, 30)
     base = polyloss.cosent_loss(s, y)
-    assert_close(polyloss.cosent_loss(s + 0.5, y), base, rtol=1e-12, atol=1e-13)
+    assert_close(polyloss.cosent_loss(s + 0.5, y), base, **TIGHT)
     order = rng.permutation(30)
     assert_close(polyloss.cosent_loss(s[order], y[order]), base, rtol=1e-13, atol=1e-13)
     # one label everywhere: no pair, loss 0; labels rescaled monotonically: the same pairs
@@ -131,17 +150,34 @@ def test_embeddings_give_the_infonce_of_the_cosine_matrix():
     a, b = rng.normal(size=(4, 6)), rng.normal(size=(6, 6))
     na = a / np.linalg.norm(a, axis=1, keepdims=True)
     nb = b / np.linalg.norm(b, axis=1, keepdims=True)
-    assert_close(polyloss.infonce_from_embeddings(a, b, temperature=0.2), polyloss.infonce(na @ nb.T / 0.2, np.arange(4)), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.infonce_from_embeddings(a, b, temperature=0.2),
+        polyloss.infonce(na @ nb.T / 0.2, np.arange(4)),
+        **TIGHT,
+    )
     # scale invariance of each row
-    assert_close(polyloss.infonce_from_embeddings(a * np.array([[3.0], [1e-3], [7.0], [1.0]]), b * 1e5, temperature=0.2), polyloss.infonce_from_embeddings(a, b, temperature=0.2), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.infonce_from_embeddings(a * np.array([[3.0], [1e-3], [7.0], [1.0]]), b * 1e5, temperature=0.2),
+        polyloss.infonce_from_embeddings(a, b, temperature=0.2),
+        **TIGHT,
+    )
     # SimCSE: rows (2k, 2k+1) pair up, the diagonal is removed
     x = rng.normal(size=(6, 5))
     nx = x / np.linalg.norm(x, axis=1, keepdims=True)
     sim = nx @ nx.T / 0.05
     where = ~np.eye(6, dtype=bool)
-    assert_close(polyloss.infonce_from_embeddings(x, pairing="simcse"), polyloss.infonce(sim, np.array([1, 0, 3, 2, 5, 4]), where=where), rtol=1e-11, atol=1e-13)
+    assert_close(
+        polyloss.infonce_from_embeddings(x, pairing="simcse"),
+        polyloss.infonce(sim, np.array([1, 0, 3, 2, 5, 4]), where=where),
+        rtol=1e-11,
+        atol=1e-13,
+    )
     # normalize=False: raw dot products
-    assert_close(polyloss.infonce_from_embeddings(a, b, temperature=2.0, normalize=False), polyloss.infonce(a @ b.T / 2.0, np.arange(4)), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.infonce_from_embeddings(a, b, temperature=2.0, normalize=False),
+        polyloss.infonce(a @ b.T / 2.0, np.arange(4)),
+        **TIGHT,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -177,8 +213,9 @@ def test_arcface_gradient_is_finite_at_the_boundary_in_every_precision(autograd_
     t = np.array([0, 1, 2, 1])
     scale, margin = 8.0, 0.5
     for dtype in ("float64", "float32", "float16"):
-        value, (g,) = value_and_grad(autograd_backend, lambda x, y: polyloss.arcface(x, y, scale=scale, margin=margin),
-                                     c, t, dtype=dtype)
+        value, (g,) = value_and_grad(
+            autograd_backend, lambda x, y: polyloss.arcface(x, y, scale=scale, margin=margin), c, t, dtype=dtype
+        )
         assert math.isfinite(value) and np.all(np.isfinite(g)), (dtype, g)
     # in float64, at cos θ_t = ±1 the target's derivative is s·cos m·(p_t - 1) (the finite part), the
     # others' s·p_i
@@ -222,22 +259,31 @@ def test_zero_embeddings_give_finite_values_and_zero_gradients(autograd_backend,
     argnums = 0 if b is None else (0, 1)
     for dtype in ("float64", "float32", "float16"):
         value, grads = value_and_grad(
-            autograd_backend, lambda *xs: polyloss.infonce_from_embeddings(*xs, pairing=pairing, temperature=0.1),
-            *args, argnums=argnums, dtype=dtype)
+            autograd_backend,
+            lambda *xs: polyloss.infonce_from_embeddings(*xs, pairing=pairing, temperature=0.1),
+            *args,
+            argnums=argnums,
+            dtype=dtype,
+        )
         assert math.isfinite(value) and all(np.all(np.isfinite(g)) for g in grads)
         assert np.all(grads[0][1] == 0.0)
     # every row zero: every cosine is 0, the loss is log(candidates)
     zeros = np.zeros((4, 5))
     want = math.log(3.0) if pairing == "simcse" else math.log(4.0)
-    assert_close(polyloss.infonce_from_embeddings(zeros, None if b is None else zeros, pairing=pairing), np.full(4, want), rtol=1e-12, atol=1e-13)
+    assert_close(
+        polyloss.infonce_from_embeddings(zeros, None if b is None else zeros, pairing=pairing),
+        np.full(4, want),
+        **TIGHT,
+    )
 
 
 def test_learnable_temperature_gets_its_gradient(autograd_backend):
     rng = np.random.default_rng(9)
     a, b = rng.normal(size=(3, 4)), rng.normal(size=(5, 4))
     tau = np.array(0.3)
-    _, (g,) = value_and_grad(autograd_backend, lambda t, x, y: polyloss.infonce_from_embeddings(x, y, temperature=t),
-                             tau, a, b)
+    _, (g,) = value_and_grad(
+        autograd_backend, lambda t, x, y: polyloss.infonce_from_embeddings(x, y, temperature=t), tau, a, b
+    )
     h = 1e-6
     f = lambda t: float(np.sum(polyloss.infonce_from_embeddings(a, b, temperature=t)))  # noqa: E731
     assert_close(g, (f(0.3 + h) - f(0.3 - h)) / (2 * h), rtol=1e-7, atol=1e-13)
@@ -254,8 +300,12 @@ def test_cosent_sorted_and_pairwise_agree_in_value_and_gradient(autograd_backend
     for dtype in ("float64", "float32"):
         for method in ("pairwise", "sorted"):
             results[dtype, method] = value_and_grad(
-                autograd_backend, lambda x, lab, m=method: polyloss.cosent_loss(x, lab, where=w, method=m), s, y,
-                dtype=dtype)
+                autograd_backend,
+                lambda x, lab, m=method: polyloss.cosent_loss(x, lab, where=w, method=m),
+                s,
+                y,
+                dtype=dtype,
+            )
     for dtype, rtol in (("float64", 1e-12), ("float32", 2e-5)):
         (v_pair, (g_pair,)), (v_sort, (g_sort,)) = results[dtype, "pairwise"], results[dtype, "sorted"]
         assert_close(v_sort, v_pair, rtol=rtol, atol=1e-13)
@@ -275,8 +325,8 @@ def test_cosent_sorted_form_scales_past_what_a_pairwise_matrix_holds():
     # Σ_{y_a > y_b} e^{λ(s_b - s_a)} = Σ_k (Σ_{y_b = k} e^{λ s_b}) (Σ_{y_a > k} e^{-λ s_a}), in float64 with fsum
     up = [math.fsum(np.exp(20.0 * s[y == k])) for k in range(5)]
     down = [math.fsum(np.exp(-20.0 * s[y == k])) for k in range(5)]
-    total = math.fsum(up[k] * math.fsum(down[k + 1:]) for k in range(5))
-    assert_close(got, math.log1p(total), rtol=1e-12, atol=1e-13)
+    total = math.fsum(up[k] * math.fsum(down[k + 1 :]) for k in range(5))
+    assert_close(got, math.log1p(total), **TIGHT)
 
 
 def test_half_precision_inputs_give_finite_correct_values():
@@ -296,7 +346,12 @@ def test_half_precision_inputs_give_finite_correct_values():
     for dtype in (torch.float16, torch.bfloat16):
         st_ = torch.tensor(s, dtype=dtype)
         got = polyloss.infonce(st_, torch.tensor([0, 1, 2, 3]), where=torch.tensor(where))
-        assert_close(got.numpy(), polyloss.infonce(st_.double().numpy(), np.array([0, 1, 2, 3]), where=where), rtol=1e-6, atol=1e-13)
+        assert_close(
+            got.numpy(),
+            polyloss.infonce(st_.double().numpy(), np.array([0, 1, 2, 3]), where=where),
+            rtol=1e-6,
+            atol=1e-13,
+        )
 
 
 def test_extreme_scores_give_finite_gradients(autograd_backend):
@@ -306,8 +361,13 @@ def test_extreme_scores_give_finite_gradients(autograd_backend):
     for fn, labels in ((polyloss.infonce, t), (polyloss.flatnce, t), (polyloss.unified_pairwise_loss, y)):
         value, (g,) = value_and_grad(autograd_backend, fn, s, labels, dtype="float32")
         assert math.isfinite(value) and np.all(np.isfinite(g)), fn.__name__
-    value, (g,) = value_and_grad(autograd_backend, lambda x, lab: polyloss.cosent_loss(x, lab, method="sorted"),
-                                 np.array([1e3, -1e3, 0.5, 2.0]), np.array([0, 1, 1, 0]), dtype="float32")
+    value, (g,) = value_and_grad(
+        autograd_backend,
+        lambda x, lab: polyloss.cosent_loss(x, lab, method="sorted"),
+        np.array([1e3, -1e3, 0.5, 2.0]),
+        np.array([0, 1, 1, 0]),
+        dtype="float32",
+    )
     assert math.isfinite(value) and np.all(np.isfinite(g))
 
 
@@ -352,24 +412,38 @@ def test_tensorflow_graphs_with_unknown_dimensions_and_a_variable_temperature():
     rng = np.random.default_rng(13)
     s, t = rng.normal(0, 2, (3, 5)), np.array([0, 4, 2])
     spec = [tf.TensorSpec([None, None], tf.float64), tf.TensorSpec([None], tf.int64)]
-    for fn in (polyloss.infonce, polyloss.flatnce, polyloss.am_softmax, polyloss.arcface,
-               polyloss.unified_pairwise_loss, polyloss.circle_loss):
+    for fn in (
+        polyloss.infonce,
+        polyloss.flatnce,
+        polyloss.am_softmax,
+        polyloss.arcface,
+        polyloss.unified_pairwise_loss,
+        polyloss.circle_loss,
+    ):
         graph = tf.function(lambda x, y, f=fn: f(x, y), input_signature=spec)
-        assert_close(graph(tf.constant(s), tf.constant(t)).numpy(), fn(s, t), rtol=1e-12, atol=1e-13)
+        assert_close(graph(tf.constant(s), tf.constant(t)).numpy(), fn(s, t), **TIGHT)
     a = rng.normal(size=(4, 3))
-    embed = tf.function(lambda x: polyloss.infonce_from_embeddings(x, pairing="simcse"),
-                        input_signature=[tf.TensorSpec([None, None], tf.float64)])
-    assert_close(embed(tf.constant(a)).numpy(), polyloss.infonce_from_embeddings(a, pairing="simcse"), rtol=1e-12, atol=1e-13)
+    embed = tf.function(
+        lambda x: polyloss.infonce_from_embeddings(x, pairing="simcse"),
+        input_signature=[tf.TensorSpec([None, None], tf.float64)],
+    )
+    assert_close(embed(tf.constant(a)).numpy(), polyloss.infonce_from_embeddings(a, pairing="simcse"), **TIGHT)
     tau = tf.Variable(0.2, dtype=tf.float64)
     with tf.GradientTape() as tape:
         loss = tf.reduce_sum(polyloss.infonce_from_embeddings(tf.constant(a), tf.constant(a), temperature=tau))
     assert tape.gradient(loss, tau) is not None
-    assert_close(loss.numpy(), np.sum(polyloss.infonce_from_embeddings(a, a, temperature=0.2)), rtol=1e-12, atol=1e-13)
+    assert_close(loss.numpy(), np.sum(polyloss.infonce_from_embeddings(a, a, temperature=0.2)), **TIGHT)
 
 
 def test_cosent_minus_inf_similarity_removes_its_pair():
     s, y = np.array([0.9, -np.inf, 0.1, 0.4]), np.array([2, 1, 0, 1])
     keep = np.isfinite(s)
     for method in ("pairwise", "sorted"):
-        assert_close(polyloss.cosent_loss(s, y, method=method), polyloss.cosent_loss(s[keep], y[keep], method=method), rtol=1e-12, atol=1e-13)
-        assert_close(polyloss.cosent_loss(s, y, method=method, where=np.array([True, True, False, True])), polyloss.cosent_loss(s[[0, 3]], y[[0, 3]], method=method), rtol=1e-12, atol=1e-13)
+        assert_close(
+            polyloss.cosent_loss(s, y, method=method), polyloss.cosent_loss(s[keep], y[keep], method=method), **TIGHT
+        )
+        assert_close(
+            polyloss.cosent_loss(s, y, method=method, where=np.array([True, True, False, True])),
+            polyloss.cosent_loss(s[[0, 3]], y[[0, 3]], method=method),
+            **TIGHT,
+        )

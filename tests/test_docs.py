@@ -11,26 +11,17 @@ import pytest
 
 from helpers import run_python
 
-MODULES = [
-    "polyloss",
-    "polyloss._namespace",
-    "polyloss._reduce",
-    "polyloss._ops",
-    "polyloss.losses.multilabel",
-    "polyloss.losses.classification",
-    "polyloss.losses.regularizers",
-    "polyloss.losses.contrastive",
-    "polyloss.metrics.classification",
-    "polyloss.metrics.entities",
-    "polyloss.metrics.correlation",
-    "polyloss.metrics.leaderboard",
-    "polyloss.metrics.state",
-    "polyloss.reference",
-    "polyloss.reference.multilabel",
-    "polyloss.reference.classification",
-    "polyloss.reference.contrastive",
-    "polyloss.reference.metrics",
-]
+def _modules() -> list[str]:
+    """Every module of the installed package (``polyloss.backends`` included): a new module's examples
+    run without being listed here."""
+    import pkgutil
+
+    import polyloss
+
+    return ["polyloss"] + sorted(m.name for m in pkgutil.walk_packages(polyloss.__path__, "polyloss."))
+
+
+MODULES = _modules()
 
 
 @pytest.mark.parametrize("name", MODULES)

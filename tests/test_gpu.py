@@ -21,7 +21,7 @@ def _cases():
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not TARGETS, reason="no GPU visible to torch, jax or tensorflow")
-@pytest.mark.parametrize("name, label, device", TARGETS, ids=[f"{n}-{l}" for n, l, _ in TARGETS])
+@pytest.mark.parametrize("name, label, device", TARGETS, ids=[f"{name}-{label}" for name, label, _ in TARGETS])
 def test_cpu_and_gpu_agree(name, label, device):
     be = INSTALLED[name]
     failures = []

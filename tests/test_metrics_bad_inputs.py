@@ -146,15 +146,21 @@ def test_leaderboard_shapes(metric_backend):
 def test_best_threshold_refuses_class_ids(metric_backend):
     # class ids [N] next to scores [N, C]: a ValueError that shows what best_threshold wants
     for fn in (M.best_threshold, lambda s, y: M.BestThreshold().update(s, y)):
-        with pytest.raises(ValueError, match=rf"labels has shape \(2,\); for scores of shape \(2, 3\) it must be "
-                                             rf"\(2, 3\) \(0/1 per entry\); class ids are not accepted here \(for multi-class scores "
-                                             rf"see best_threshold_vector\)$"):
+        with pytest.raises(
+            ValueError,
+            match=r"labels has shape \(2,\); for scores of shape \(2, 3\) it must be "
+            r"\(2, 3\) \(0/1 per entry\); class ids are not accepted here \(for multi-class scores "
+            r"see best_threshold_vector\)$",
+        ):
             fn(_f(metric_backend, S23), _f(metric_backend, IDS2))
 
 
 def test_best_threshold_vector_needs_class_ids_and_2d_scores(backend):
-    with pytest.raises(ValueError, match=r"needs scores \[N, C\] and integer class ids \[N\]; got scores \(2, 3\) "
-                                         r"and labels \(2, 3\) \(for 0/1 labels use best_threshold\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"needs scores \[N, C\] and integer class ids \[N\]; got scores \(2, 3\) "
+        r"and labels \(2, 3\) \(for 0/1 labels use best_threshold\)",
+    ):
         M.best_threshold_vector(_f(backend, S23), _f(backend, Y23))
     with pytest.raises(ValueError, match=r"needs scores \[N, C\].*got scores \(5,\) and labels \(5,\)"):
         M.best_threshold_vector(_f(backend, S5), _f(backend, Y5))
@@ -192,14 +198,17 @@ def test_scores_must_be_real_floating(metric_backend, dtype):
 @pytest.mark.parametrize("name", list(CLASS_IDS))
 def test_class_ids_must_be_integers(metric_backend, name, dtype):
     labels = _f(metric_backend, IDS2.astype(dtype))
-    with pytest.raises(TypeError, match=rf"{re.escape(name)}: labels of shape \(2,\) next to scores \(2, 3\) are "
-                                        r"class ids and must be integers, got dtype"):
+    with pytest.raises(
+        TypeError,
+        match=rf"{re.escape(name)}: labels of shape \(2,\) next to scores \(2, 3\) are "
+        r"class ids and must be integers, got dtype",
+    ):
         CLASS_IDS[name](_f(metric_backend, S23), labels)
 
 
 def test_complex_labels_and_thresholds(metric_backend):
     be = metric_backend
-    for name, fn in ELEMENTWISE.items():
+    for fn in ELEMENTWISE.values():
         with pytest.raises(TypeError, match="labels must be a bool, integer or floating array of 0/1, got dtype"):
             fn(_f(be, S23), _f(be, Y23.astype(np.complex128)))
     with pytest.raises(TypeError, match="threshold must be a real floating-point array"):
@@ -222,10 +231,17 @@ def test_string_scores_are_a_type_error():
         M.leaderboard_mean(np.array([["0.5", "0.7"]]))
 
 
-@pytest.mark.parametrize("name", [
-    "numpy", "array_api_strict", "torch",
-    "jax", "tensorflow", "dask",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "numpy",
+        "array_api_strict",
+        "torch",
+        "jax",
+        "tensorflow",
+        "dask",
+    ],
+)
 def test_string_labels_are_a_type_error_naming_the_argument(name):
     be = get(name)
     with pytest.raises(TypeError, match=r"labels .*dtype"):
@@ -262,13 +278,19 @@ def test_nan_scores_are_a_value_error_everywhere(backend):
     calls = [
         ("precision_recall_f1 0/1", lambda: M.precision_recall_f1(_f(be, s_nan), _f(be, Y23)), "scores contains NaN"),
         ("precision_recall_f1 ids", lambda: M.precision_recall_f1(_f(be, s_nan), _f(be, IDS2)), "scores contains NaN"),
-        ("precision_recall_f1 binary", lambda: M.precision_recall_f1(_f(be, s5_nan), _f(be, Y5)),
-         "scores contains NaN"),
+        (
+            "precision_recall_f1 binary",
+            lambda: M.precision_recall_f1(_f(be, s5_nan), _f(be, Y5)),
+            "scores contains NaN",
+        ),
         ("accuracy 0/1", lambda: M.accuracy(_f(be, s_nan), _f(be, Y23)), "scores contains NaN"),
         ("accuracy ids", lambda: M.accuracy(_f(be, s_nan), _f(be, IDS2)), "scores contains NaN"),
         ("best_threshold", lambda: M.best_threshold(_f(be, s5_nan), _f(be, Y5)), "scores contains NaN"),
-        ("best_threshold acc", lambda: M.best_threshold(_f(be, s_nan), _f(be, Y23), metric="accuracy"),
-         "scores contains NaN"),
+        (
+            "best_threshold acc",
+            lambda: M.best_threshold(_f(be, s_nan), _f(be, Y23), metric="accuracy"),
+            "scores contains NaN",
+        ),
         ("best_threshold_vector", lambda: M.best_threshold_vector(_f(be, s_nan), _f(be, IDS2)), "NaN"),
         ("global_pointer_f1", lambda: M.global_pointer_f1(_f(be, gp_nan), _f(be, GP_Y)), "logits contains NaN"),
         ("pearson x", lambda: M.pearson(_f(be, x_nan), _f(be, X5)), "pearson: x contains NaN"),
@@ -283,25 +305,29 @@ def test_nan_scores_are_a_value_error_everywhere(backend):
         ("Pearson", lambda: M.Pearson().update(_f(be, x_nan), _f(be, X5)), "x contains NaN"),
         ("Spearman", lambda: M.Spearman().update(_f(be, X5), _f(be, x_nan)), "y contains NaN"),
     ]
-    for label, call, message in calls:
+    for _, call, message in calls:
         with pytest.raises(ValueError, match=message):
             call()
 
 
-@pytest.mark.parametrize("bad, found", [
-    (np.array([[1, 2, 0], [0, 1, 0]]), r"found 2$"),
-    (np.array([[1, -1, 0], [0, 1, 0]]), r"found -1$"),
-    (np.array([[1, -1, 0], [5, 2, 0]]), r"found -1 \.\. 5$"),
-    (np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]]), r"found values from 0\.5 to 0\.5$"),
-    (np.array([[-0.25, 0.5, 0.0], [0.0, 2.0, 1.0]]), r"found values from -0\.25 to 2\.0$"),
-    (np.array([[1.0, np.nan, 0.0], [0.0, 1.0, 0.0]]), r"found NaN$"),
-], ids=["2", "-1", "-1..5", "0.5", "float range", "nan"])
+@pytest.mark.parametrize(
+    "bad, found",
+    [
+        (np.array([[1, 2, 0], [0, 1, 0]]), r"found 2$"),
+        (np.array([[1, -1, 0], [0, 1, 0]]), r"found -1$"),
+        (np.array([[1, -1, 0], [5, 2, 0]]), r"found -1 \.\. 5$"),
+        (np.array([[1.0, 0.5, 0.0], [0.0, 1.0, 0.0]]), r"found values from 0\.5 to 0\.5$"),
+        (np.array([[-0.25, 0.5, 0.0], [0.0, 2.0, 1.0]]), r"found values from -0\.25 to 2\.0$"),
+        (np.array([[1.0, np.nan, 0.0], [0.0, 1.0, 0.0]]), r"found NaN$"),
+    ],
+    ids=["2", "-1", "-1..5", "0.5", "float range", "nan"],
+)
 def test_labels_that_are_not_0_or_1_name_the_values_found(backend, bad, found):
     be = backend
     calls = dict(ELEMENTWISE)
     calls["global_pointer_f1"] = lambda s, y: M.global_pointer_f1(s[:, :2], y[:, :2])
     calls["GlobalPointerF1.update"] = lambda s, y: M.GlobalPointerF1().update(s[:, :2], y[:, :2])
-    for name, fn in calls.items():
+    for fn in calls.values():
         y = _f(be, bad)  # the bad values sit in the first two columns: the square slice keeps them
         with pytest.raises(ValueError, match=rf"labels must be 0 or 1 \(a metric counts hard labels\); {found}"):
             fn(_f(be, S23), y)
@@ -310,8 +336,11 @@ def test_labels_that_are_not_0_or_1_name_the_values_found(backend, bad, found):
 @pytest.mark.parametrize("ids, found", [([0, 3], "3"), ([-1, 1], "-1"), ([-1, 5], r"-1 \.\. 5")])
 @pytest.mark.parametrize("name", list(CLASS_IDS))
 def test_class_ids_out_of_range_name_the_range(backend, name, ids, found):
-    with pytest.raises(ValueError, match=rf"{re.escape(name)}: class ids in labels must lie in \[0, 3\); "
-                                         rf"found {found}$"):
+    with pytest.raises(
+        ValueError,
+        match=rf"{re.escape(name)}: class ids in labels must lie in \[0, 3\); "
+        rf"found {found}$",
+    ):
         CLASS_IDS[name](_f(backend, S23), _f(backend, np.array(ids)))
 
 
@@ -366,8 +395,12 @@ def test_best_threshold_vector_needs_finite_scores(backend):
         with pytest.raises(ValueError, match=r"best_threshold_vector: scores must be finite"):
             M.best_threshold_vector(_f(backend, s), _f(backend, IDS2))
     # best_threshold takes +-inf (a -inf score is never positive)
-    t, v = _np(backend, M.best_threshold(_f(backend, np.array([-np.inf, 0.0, np.inf, 1.0, -1.0])),
-                                         _f(backend, np.array([0, 1, 1, 1, 0]))))
+    t, v = _np(
+        backend,
+        M.best_threshold(
+            _f(backend, np.array([-np.inf, 0.0, np.inf, 1.0, -1.0])), _f(backend, np.array([0, 1, 1, 1, 0]))
+        ),
+    )
     assert float(v) == 1.0 and -1.0 <= float(t) < 0.0
 
 
@@ -391,8 +424,11 @@ def _unchecked_cases():
         ("accuracy id -1", lambda s, y: M.accuracy(s, y), [S23, np.array([-1, 0])]),
         ("best_threshold nan", lambda s, y: M.best_threshold(s, y), [_nan_at(S5, 1), Y5]),
         ("best_threshold label 2", lambda s, y: M.best_threshold(s, y, metric="accuracy"), [S23, Y23 * 2]),
-        ("best_threshold_vector inf", lambda s, y: M.best_threshold_vector(s, y, rounds=1),
-         [np.array([[np.inf, 0.0, 1.0], [0.0, 1.0, 2.0]]), IDS2]),
+        (
+            "best_threshold_vector inf",
+            lambda s, y: M.best_threshold_vector(s, y, rounds=1),
+            [np.array([[np.inf, 0.0, 1.0], [0.0, 1.0, 2.0]]), IDS2],
+        ),
         ("global_pointer_f1 label 2", lambda s, y: M.global_pointer_f1(s, y), [GP, gp_bad]),
         ("global_pointer_f1 nan", lambda s, y: M.global_pointer_f1(s, y), [_nan_at(GP, (0, 0, 1, 1)), GP_Y]),
         ("pearson inf", lambda x, y: M.pearson(x, y), [x_inf, X5]),
@@ -421,14 +457,19 @@ def test_dask_unknown_chunk_sizes_ask_for_compute_chunk_sizes():
     scores = _f(be, np.arange(10.0) - 4.5)
     kept = scores[scores > -2.0]  # boolean indexing: shape (nan,)
     labels = kept > 0.0
-    calls = {"precision_recall_f1 scores": lambda: M.precision_recall_f1(kept, be.from_numpy(np.ones(7))),
-             "best_threshold labels": lambda: M.best_threshold(scores[3:], labels),
-             "spearman y": lambda: M.spearman(scores[3:], kept),
-             "Accuracy.update scores": lambda: M.Accuracy().update(kept, labels)}
+    calls = {
+        "precision_recall_f1 scores": lambda: M.precision_recall_f1(kept, be.from_numpy(np.ones(7))),
+        "best_threshold labels": lambda: M.best_threshold(scores[3:], labels),
+        "spearman y": lambda: M.spearman(scores[3:], kept),
+        "Accuracy.update scores": lambda: M.Accuracy().update(kept, labels),
+    }
     for label, call in calls.items():
         name = label.split()[1]
-        with pytest.raises(ValueError, match=rf"{name} is a Dask array of unknown chunk sizes \(shape \(nan,\).*"
-                                             rf"call {name}.compute_chunk_sizes\(\) first"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{name} is a Dask array of unknown chunk sizes \(shape \(nan,\).*"
+            rf"call {name}.compute_chunk_sizes\(\) first",
+        ):
             call()
     # after compute_chunk_sizes the same arrays work
     kept.compute_chunk_sizes()
@@ -460,7 +501,7 @@ def test_dask_does_not_check_values_and_does_not_compute():
 
 def _run_unchecked(be):
     with np.errstate(all="ignore"):  # NaN in, NaN out: NumPy warns on the way
-        for label, fn, inputs in UNCHECKED:
+        for _, fn, inputs in UNCHECKED:
             _np(be, fn(*(_f(be, a) for a in inputs)))
         _np(be, M.PrecisionRecallF1().update(_f(be, _nan_at(S23, 0)), _f(be, Y23 * 3)).compute())
         _np(be, M.Accuracy().update(_f(be, S23), _f(be, np.array([5, 0]))).compute())
@@ -521,16 +562,18 @@ def _check_no_examples(be, average, zero_division):
         (np.zeros((2, 0, 3)), np.zeros((2, 0, 3), dtype=bool), (3,)),
     ]
     for scores, labels, per_class in cases:
-        out = _np(be, M.precision_recall_f1(_f(be, scores), _f(be, labels), average=average,
-                                            zero_division=zero_division))
+        out = _np(
+            be, M.precision_recall_f1(_f(be, scores), _f(be, labels), average=average, zero_division=zero_division)
+        )
         shape = per_class if average == "none" else ()
         for v in out:
             assert v.shape == shape, (scores.shape, labels.shape, v.shape)
             np.testing.assert_array_equal(v, np.full(shape, zero_division))
     # the state object after empty batches only: the same
     m = M.PrecisionRecallF1(average=average, zero_division=zero_division)
-    m.update(_f(be, np.zeros((0, 3))), _f(be, np.zeros((0, 3)))).update(_f(be, np.zeros((0, 3))),
-                                                                        _f(be, np.zeros((0, 3))))
+    m.update(_f(be, np.zeros((0, 3))), _f(be, np.zeros((0, 3)))).update(
+        _f(be, np.zeros((0, 3))), _f(be, np.zeros((0, 3)))
+    )
     for v in _np(be, m.compute()):
         np.testing.assert_array_equal(v, np.full((3,) if average == "none" else (), zero_division))
 
@@ -541,8 +584,9 @@ def test_global_pointer_and_span_f1_without_entities(metric_backend):
     for zd in (0.0, 1.0, math.nan):
         out = _np(be, M.global_pointer_f1(_f(be, empty), _f(be, np.zeros(empty.shape)), zero_division=zd))
         np.testing.assert_array_equal(out, [zd, zd, zd])
-        out = _np(be, M.global_pointer_f1(_f(be, np.zeros((0, 1, 3, 3))), _f(be, np.zeros((0, 1, 3, 3))),
-                                          zero_division=zd))
+        out = _np(
+            be, M.global_pointer_f1(_f(be, np.zeros((0, 1, 3, 3))), _f(be, np.zeros((0, 1, 3, 3))), zero_division=zd)
+        )
         np.testing.assert_array_equal(out, [zd, zd, zd])
         np.testing.assert_array_equal(M.span_f1([], [], zero_division=zd), [zd, zd, zd])
         np.testing.assert_array_equal(M.span_f1([[], set()], [(), []], zero_division=zd), [zd, zd, zd])
@@ -550,8 +594,12 @@ def test_global_pointer_and_span_f1_without_entities(metric_backend):
 
 def test_accuracy_without_rows_is_a_value_error(metric_backend):
     be = metric_backend
-    cases = [(np.zeros(0), np.zeros(0)), (np.zeros((0, 3)), np.zeros((0, 3))),
-             (np.zeros((0, 3)), np.zeros(0, dtype=np.int64)), (np.zeros((4, 0, 3)), np.zeros((4, 0), dtype=np.int64))]
+    cases = [
+        (np.zeros(0), np.zeros(0)),
+        (np.zeros((0, 3)), np.zeros((0, 3))),
+        (np.zeros((0, 3)), np.zeros(0, dtype=np.int64)),
+        (np.zeros((4, 0, 3)), np.zeros((4, 0), dtype=np.int64)),
+    ]
     for scores, labels in cases:
         with pytest.raises(ValueError, match=rf"accuracy: no examples \(scores have shape {_shapes(scores.shape)}"):
             M.accuracy(_f(be, scores), _f(be, labels))
@@ -585,8 +633,11 @@ def test_a_class_axis_of_size_zero_is_a_value_error(metric_backend):
     for name, fn, (scores, labels) in calls:
         if be.name == "dask" and name not in DASK_FUNCTIONS:
             continue
-        with pytest.raises(ValueError, match=rf"{re.escape(name)}: scores has shape {_shapes(scores.shape)}, with "
-                                             "no classes on its last axis"):
+        with pytest.raises(
+            ValueError,
+            match=rf"{re.escape(name)}: scores has shape {_shapes(scores.shape)}, with "
+            "no classes on its last axis",
+        ):
             fn(_f(be, scores), _f(be, labels))
 
 
@@ -721,10 +772,14 @@ def test_threshold_must_be_a_real_scalar(backend, name):
         with pytest.raises(ValueError, match=r"threshold is NaN"):
             fn(s, y, bad)
     for bad in (True, False):
-        with pytest.raises(TypeError, match=rf"threshold must be a real number or a 0-d array, got {re.escape(repr(bad))}"):
+        with pytest.raises(
+            TypeError, match=rf"threshold must be a real number or a 0-d array, got {re.escape(repr(bad))}"
+        ):
             fn(s, y, bad)
     for bad in ("0.5", b"0"):
-        with pytest.raises(TypeError, match=rf"threshold must be a real number or a 0-d array, got {re.escape(repr(bad))}"):
+        with pytest.raises(
+            TypeError, match=rf"threshold must be a real number or a 0-d array, got {re.escape(repr(bad))}"
+        ):
             fn(s, y, bad)
     with pytest.raises(TypeError, match=r"threshold is a builtins \(dict\)"):
         fn(s, y, {"t": 0.5})
@@ -745,8 +800,11 @@ def test_threshold_must_be_a_real_scalar(backend, name):
 def test_threshold_with_class_ids_explains_argmax(backend, name):
     be, fn = backend, THRESHOLD_CALLS[name]
     for bad in (0.5, -1.0, math.nan, math.inf, _f(be, np.array(0.5)), None, [0.0]):
-        with pytest.raises(ValueError, match=r"with class-id labels the prediction is the argmax over the classes; "
-                                             r"threshold is not used and must be left at 0\.0 \(got"):
+        with pytest.raises(
+            ValueError,
+            match=r"with class-id labels the prediction is the argmax over the classes; "
+            r"threshold is not used and must be left at 0\.0 \(got",
+        ):
             fn(_f(be, S23), _f(be, IDS2), bad)
     for bad in (True, False, np.False_):  # booleans are never thresholds, in either mode
         with pytest.raises(TypeError, match=r"threshold must be a real number or a 0-d array"):
@@ -761,10 +819,16 @@ def test_string_threshold_message_says_real_number(bad):
         M.precision_recall_f1(S23, Y23, threshold=bad)
 
 
-@pytest.mark.parametrize("name", [
-    "numpy", "array_api_strict", "torch",
-    "jax", "tensorflow",
-])
+@pytest.mark.parametrize(
+    "name",
+    [
+        "numpy",
+        "array_api_strict",
+        "torch",
+        "jax",
+        "tensorflow",
+    ],
+)
 def test_numpy_bool_threshold_is_refused(name):
     be = get(name)
     for bad in (np.True_, np.False_):
@@ -792,8 +856,17 @@ def test_rounds_of_a_numpy_integer_type_is_accepted():
 # --------------------------------------------------------------------------------------------
 # Mixing frameworks
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("first, second", [("torch", "jax"), ("jax", "torch"), ("tensorflow", "torch"),
-                                           ("numpy", "jax"), ("array_api_strict", "tensorflow"), ("dask", "torch")])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("torch", "jax"),
+        ("jax", "torch"),
+        ("tensorflow", "torch"),
+        ("numpy", "jax"),
+        ("array_api_strict", "tensorflow"),
+        ("dask", "torch"),
+    ],
+)
 def test_arrays_of_two_frameworks_name_both(first, second):
     a, b = get(first), get(second)
     message = rf"{{}} is a {first} array but {{}} is a {second} array; pass {{}} as a {first} array"
@@ -816,8 +889,9 @@ def test_arrays_of_two_frameworks_name_both(first, second):
             call()
 
 
-@pytest.mark.parametrize("first, second", [("torch", "jax"), ("numpy", "torch"), ("torch", "numpy"),
-                                           ("jax", "numpy"), ("dask", "numpy")])
+@pytest.mark.parametrize(
+    "first, second", [("torch", "jax"), ("numpy", "torch"), ("torch", "numpy"), ("jax", "numpy"), ("dask", "numpy")]
+)
 def test_merging_states_of_two_frameworks_names_both(first, second):
     a, b = get(first), get(second)
     m = M.PrecisionRecallF1().update(_f(a, S23), _f(a, Y23))
@@ -841,14 +915,19 @@ def test_systems_scored_on_different_task_sets():
         ({"A": base, "B": {"afqmc": 0.6}}, r"against 'A': 'B' lacks tnews$"),
         ({"A": base, "B": {**base, "iflytek": 0.4}}, r"against 'A': 'B' has iflytek in addition$"),
         ({"A": base, "B": {"afqmc": 0.6, "cmnli": 0.3}}, r"against 'A': 'B' lacks tnews and has cmnli in addition$"),
-        ({"A": base, "B": base, "C": {"tnews": 0.1}, "D": {}},
-         r"against 'A': 'C' lacks afqmc; 'D' lacks afqmc, tnews$"),
+        (
+            {"A": base, "B": base, "C": {"tnews": 0.1}, "D": {}},
+            r"against 'A': 'C' lacks afqmc; 'D' lacks afqmc, tnews$",
+        ),
         ({"A": {"afqmc": 0.6}, "B": base}, r"against 'A': 'B' has tnews in addition$"),
     ]
     for board, names in cases:
         for kind in ("arithmetic", "geometric", "harmonic"):
-            with pytest.raises(ValueError, match=r"leaderboard_mean: systems scored on different task sets cannot be "
-                                                 r"compared; " + names):
+            with pytest.raises(
+                ValueError,
+                match=r"leaderboard_mean: systems scored on different task sets cannot be "
+                r"compared; " + names,
+            ):
                 M.leaderboard_mean(board, kind=kind)
 
 
@@ -856,8 +935,11 @@ def test_leaderboard_mapping_structure():
     with pytest.raises(ValueError, match=r"leaderboard_mean: no systems"):
         M.leaderboard_mean({})
     for inner, shown in [([0.5, 0.6], "list"), (0.5, "float"), (np.array([0.5]), "ndarray"), (None, "NoneType")]:
-        with pytest.raises(TypeError, match=rf"leaderboard_mean: scores\['B'\] must be a mapping task -> score, got "
-                                            rf"{shown}"):
+        with pytest.raises(
+            TypeError,
+            match=rf"leaderboard_mean: scores\['B'\] must be a mapping task -> score, got "
+            rf"{shown}",
+        ):
             M.leaderboard_mean({"A": {"t": 0.5}, "B": inner})
     with pytest.raises(ValueError, match=r"no tasks \(scores have shape \(2, 0\)\)"):
         M.leaderboard_mean({"A": {}, "B": {}})
@@ -895,16 +977,28 @@ def test_span_f1_needs_the_same_number_of_sentences(name):
 @pytest.mark.parametrize("name", list(SPAN_CALLS))
 def test_span_f1_wants_sequences_of_collections(name):
     fn = SPAN_CALLS[name]
-    for bad, shown in [("PER 0 1", "str"), (b"x", "bytes"), ({("PER", 0, 1)}, "set"), (None, "NoneType"),
-                       ((s for s in [[]]), "generator"), (5, "int")]:
-        with pytest.raises(TypeError, match=rf"pred_spans must be a sequence with one collection of spans per "
-                                            rf"sentence, got {shown}"):
+    for bad, shown in [
+        ("PER 0 1", "str"),
+        (b"x", "bytes"),
+        ({("PER", 0, 1)}, "set"),
+        (None, "NoneType"),
+        ((s for s in [[]]), "generator"),
+        (5, "int"),
+    ]:
+        with pytest.raises(
+            TypeError,
+            match=rf"pred_spans must be a sequence with one collection of spans per "
+            rf"sentence, got {shown}",
+        ):
             fn(bad, [[]])
         with pytest.raises(TypeError, match=rf"true_spans must be a sequence .*got {shown}"):
             fn([[]], bad)
     for entry, shown in [("PER", "str"), (7, "int"), (None, "NoneType")]:
-        with pytest.raises(TypeError, match=rf"true_spans\[1\] must be an iterable of spans such as \(type, start, "
-                                            rf"end\), got {shown}"):
+        with pytest.raises(
+            TypeError,
+            match=rf"true_spans\[1\] must be an iterable of spans such as \(type, start, "
+            rf"end\), got {shown}",
+        ):
             fn([[], []], [[], entry])
 
 
@@ -926,8 +1020,11 @@ def test_unhashable_spans_are_a_type_error(name):
 def test_merging_another_metric_is_a_type_error(backend):
     prf = M.PrecisionRecallF1().update(_f(backend, S23), _f(backend, Y23))
     acc = M.Accuracy().update(_f(backend, S23), _f(backend, Y23))
-    with pytest.raises(TypeError, match=r"cannot merge PrecisionRecallF1\(.*\) into Accuracy\(.*\): a different "
-                                        r"metric or settings"):
+    with pytest.raises(
+        TypeError,
+        match=r"cannot merge PrecisionRecallF1\(.*\) into Accuracy\(.*\): a different "
+        r"metric or settings",
+    ):
         acc.merge(prf)
     with pytest.raises(TypeError, match=r"cannot merge Accuracy\(.*\) into PrecisionRecallF1"):
         prf.merge(acc)
@@ -958,8 +1055,9 @@ def test_merging_another_threshold_is_a_type_error(cls):
         cls(threshold=0.0).merge(cls(threshold=0.5))
 
 
-@pytest.mark.parametrize("cls", [M.PrecisionRecallF1, M.GlobalPointerF1, M.SpanF1, M.BestThreshold],
-                         ids=lambda c: c.__name__)
+@pytest.mark.parametrize(
+    "cls", [M.PrecisionRecallF1, M.GlobalPointerF1, M.SpanF1, M.BestThreshold], ids=lambda c: c.__name__
+)
 def test_merging_objects_with_nan_zero_division(cls):
     m = cls(zero_division=float("nan"))
     m.merge(pickle.loads(pickle.dumps(m)))
@@ -969,8 +1067,11 @@ def test_merging_objects_with_nan_zero_division(cls):
 def test_merging_counts_of_another_number_of_classes(backend):
     be = backend
     m = M.PrecisionRecallF1(average="none").update(_f(be, np.zeros((2, 4))), _f(be, np.zeros((2, 4))))
-    with pytest.raises(ValueError, match=r"PrecisionRecallF1: counts of shape \(3,\) \(e\.g\. a different number of "
-                                         r"classes\) cannot join earlier ones of shape \(4,\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"PrecisionRecallF1: counts of shape \(3,\) \(e\.g\. a different number of "
+        r"classes\) cannot join earlier ones of shape \(4,\)",
+    ):
         m.update(_f(be, S23), _f(be, Y23))
     with pytest.raises(ValueError, match=r"counts of shape \(\) .* shape \(4,\)"):  # binary next to 4 classes
         m.merge(M.PrecisionRecallF1(average="none").update(_f(be, S5), _f(be, Y5)))
@@ -979,18 +1080,27 @@ def test_merging_counts_of_another_number_of_classes(backend):
     # a failed update leaves the state as it was
     np.testing.assert_array_equal(_np(be, m.compute()[0]), np.zeros(4))
     b = M.BestThreshold().update(_f(be, np.zeros((2, 4))), _f(be, np.zeros((2, 4))))
-    with pytest.raises(ValueError, match=r"BestThreshold: scores of shape \(2, 3\) cannot join earlier batches of "
-                                         r"shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BestThreshold: scores of shape \(2, 3\) cannot join earlier batches of "
+        r"shape \(2, 4\)",
+    ):
         b.update(_f(be, S23), _f(be, Y23))
-    with pytest.raises(ValueError, match=r"BestThreshold: scores of shape \(5,\) cannot join earlier batches of "
-                                         r"shape \(2, 4\)"):
+    with pytest.raises(
+        ValueError,
+        match=r"BestThreshold: scores of shape \(5,\) cannot join earlier batches of "
+        r"shape \(2, 4\)",
+    ):
         b.merge(M.BestThreshold().update(_f(be, S5), _f(be, Y5)))
 
 
 def test_span_f1_has_no_all_reduce():
     m = M.SpanF1().update([[("PER", 0, 1)]], [[("PER", 0, 1)]])
-    with pytest.raises(TypeError, match=r"SpanF1 counts Python spans: sum its three counts with your framework's "
-                                        r"all-reduce, or gather the objects and merge them"):
+    with pytest.raises(
+        TypeError,
+        match=r"SpanF1 counts Python spans: sum its three counts with your framework's "
+        r"all-reduce, or gather the objects and merge them",
+    ):
         m.all_reduce()
     with pytest.raises(TypeError, match=r"SpanF1 counts Python spans"):
         M.SpanF1().all_reduce()
@@ -1008,8 +1118,11 @@ def test_all_reduce_without_collectives_is_a_type_error(name):
     ]
     for m in states:
         before = {k: _np(be, v) for k, v in m.state.items()}
-        with pytest.raises(TypeError, match=rf"needs torch\.distributed \(a process group\) or a JAX collective "
-                                            rf"\(the axis name of shard_map / pmap\); the {name} backend has neither"):
+        with pytest.raises(
+            TypeError,
+            match=rf"needs torch\.distributed \(a process group\) or a JAX collective "
+            rf"\(the axis name of shard_map / pmap\); the {name} backend has neither",
+        ):
             m.all_reduce()
         after = {k: _np(be, v) for k, v in m.state.items()}
         assert before.keys() == after.keys() and all(np.array_equal(before[k], after[k]) for k in before)
@@ -1023,8 +1136,11 @@ def test_torch_all_reduce_needs_an_initialised_process_group():
         pytest.skip("a process group is initialised in this process")
     for m in (M.PrecisionRecallF1().update(_f(be, S23), _f(be, Y23)), M.Pearson().update(_f(be, X5), _f(be, X5))):
         for group in (True, None):
-            with pytest.raises(RuntimeError, match=r"reducing across processes needs an initialised "
-                                                   r"torch\.distributed process group"):
+            with pytest.raises(
+                RuntimeError,
+                match=r"reducing across processes needs an initialised "
+                r"torch\.distributed process group",
+            ):
                 m.all_reduce(group)
 
 
@@ -1032,8 +1148,11 @@ def test_jax_all_reduce_needs_an_axis_name():
     be = get("jax")
     m = M.Accuracy().update(_f(be, S23), _f(be, IDS2))
     for group in (True, None, 0):
-        with pytest.raises(TypeError, match=rf"for JAX arrays, group is the axis name of the enclosing shard_map / "
-                                            rf"pmap, got {group!r}"):
+        with pytest.raises(
+            TypeError,
+            match=rf"for JAX arrays, group is the axis name of the enclosing shard_map / "
+            rf"pmap, got {group!r}",
+        ):
             m.all_reduce(group)
     with pytest.raises(TypeError, match=r"for JAX arrays, (gather|group) is the axis name"):
         M.Spearman().update(_f(be, X5), _f(be, X5)).all_reduce(True)

@@ -39,9 +39,9 @@ import numpy as np
 import pytest
 
 import polyloss.metrics as M
-
-from helpers import get, grid, host, hosts, tolerance
 from polyloss.testing import assert_close
+
+from helpers import grid, host, hosts, tolerance
 
 skm = pytest.importorskip("sklearn.metrics")
 stats = pytest.importorskip("scipy.stats")
@@ -110,7 +110,9 @@ def test_binary_precision_recall_f1_sklearn(metric_backend, dtype):
         got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(labels), threshold=t,
                                     average=average, zero_division=zd)
         assert all(tuple(v.shape) == () for v in got), (name, average)
-        assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} t={t} zd={zd} {average} {labels_as}")
+        assert_close(
+            hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} t={t} zd={zd} {average} {labels_as}"
+        )
 
 
 def multilabel_cases():
@@ -135,8 +137,9 @@ def test_multilabel_precision_recall_f1_sklearn(metric_backend, dtype):
             expected = sk_prf(truth, pred, average=sk_average, zero_division=zd)
             if average == "macro":
                 assert expected[2] == skm.f1_score(truth, pred, average="macro", zero_division=zd)
-            got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(y), threshold=t,
-                                        average=average, zero_division=zd)
+            got = M.precision_recall_f1(
+                be.from_numpy(s, dtype=dtype), be.from_numpy(y), threshold=t, average=average, zero_division=zd
+            )
             assert tuple(got[0].shape) == (() if average != "none" else (c,))
             assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} t={t} zd={zd} {average}")
 
@@ -165,8 +168,9 @@ def test_multiclass_data_has_argmax_ties():
         last = flat.shape[-1] - 1 - np.argmax(flat[:, ::-1], axis=-1)
         assert np.sum(first != last) >= 3
         c = flat.shape[-1]
-        assert skm.f1_score(ids.reshape(-1), first, average="macro", labels=range(c), zero_division=0.0) != \
-            skm.f1_score(ids.reshape(-1), last, average="macro", labels=range(c), zero_division=0.0)
+        assert skm.f1_score(
+            ids.reshape(-1), first, average="macro", labels=range(c), zero_division=0.0
+        ) != skm.f1_score(ids.reshape(-1), last, average="macro", labels=range(c), zero_division=0.0)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -178,8 +182,9 @@ def test_multiclass_precision_recall_f1_sklearn(metric_backend, dtype):
         truth = ids.reshape(-1)
         for average, sk_average in (("micro", "micro"), ("macro", "macro"), ("none", None)):
             expected = sk_prf(truth, pred, average=sk_average, labels=list(range(c)), zero_division=zd)
-            got = M.precision_recall_f1(be.from_numpy(s, dtype=dtype), be.from_numpy(ids), average=average,
-                                        zero_division=zd)
+            got = M.precision_recall_f1(
+                be.from_numpy(s, dtype=dtype), be.from_numpy(ids), average=average, zero_division=zd
+            )
             assert tuple(got[0].shape) == (() if average != "none" else (c,))
             assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"{name} zd={zd} {average}")
 
@@ -234,7 +239,7 @@ def candidate_thresholds(s):
     return np.concatenate([[u[0] - 1.0], u, (u[:-1] + u[1:]) / 2])
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def brute_force_best(case, dtype, metric, zd):
     s, y = threshold_cases()[case]
     s = in_dtype(s, dtype)
@@ -247,8 +252,9 @@ def test_best_threshold_sklearn_brute_force(metric_backend, dtype):
     np_dtype = np.dtype(dtype)
     for case, (s, y) in threshold_cases().items():
         for metric, zd in (("f1", 0.0), ("f1", 1.0), ("accuracy", 0.0)):
-            t, value = M.best_threshold(be.from_numpy(s, dtype=dtype), be.from_numpy(y), metric=metric,
-                                        zero_division=zd)
+            t, value = M.best_threshold(
+                be.from_numpy(s, dtype=dtype), be.from_numpy(y), metric=metric, zero_division=zd
+            )
             assert tuple(t.shape) == () and tuple(value.shape) == ()
             best = brute_force_best(case, dtype, metric, zd)
             t_host, value_host = hosts(be, (t, value))
@@ -257,7 +263,12 @@ def test_best_threshold_sklearn_brute_force(metric_backend, dtype):
             t_np = t_host.astype(np_dtype)
             assert t_host == float(t_np), "the threshold is not a value of the scores' dtype"
             pred = (np.asarray(s, dtype=np_dtype) > t_np).astype(np.int64)
-            assert_close(sk_metric(metric, y, pred, zd), best, **tolerance(TOL, dtype), err_msg=f"{case} {metric} zd={zd} at t={t_np}")
+            assert_close(
+                sk_metric(metric, y, pred, zd),
+                best,
+                **tolerance(TOL, dtype),
+                err_msg=f"{case} {metric} zd={zd} at t={t_np}",
+            )
 
 
 def test_best_threshold_no_positives_zero_division_sklearn():
@@ -328,8 +339,11 @@ def test_leaderboard_mean_scipy(metric_backend, dtype):
     rng = np.random.default_rng(16)
     board = rng.uniform(0.05, 0.95, (4, 7))
     bd = in_dtype(board, dtype)
-    expected = {"arithmetic": np.mean(bd, axis=-1), "geometric": stats.gmean(bd, axis=-1),
-                "harmonic": stats.hmean(bd, axis=-1)}
+    expected = {
+        "arithmetic": np.mean(bd, axis=-1),
+        "geometric": stats.gmean(bd, axis=-1),
+        "harmonic": stats.hmean(bd, axis=-1),
+    }
     assert expected["arithmetic"][0] - expected["harmonic"][0] > 1e-3  # the three differ on this board
     for kind, want in expected.items():
         got = M.leaderboard_mean(be.from_numpy(board, dtype=dtype), kind=kind)
@@ -392,8 +406,9 @@ def test_global_pointer_f1_su_loop_and_span_f1(metric_backend, dtype):
         (x, y, z), pred_spans, true_spans = su_global_pointer_counts(in_dtype(logits, dtype), labels, t)
         assert x >= 5 and y > x and z > x
         expected = ratios(x, y, z, zd)
-        got = M.global_pointer_f1(be.from_numpy(logits, dtype=dtype), be.from_numpy(labels), threshold=t,
-                                  zero_division=zd)
+        got = M.global_pointer_f1(
+            be.from_numpy(logits, dtype=dtype), be.from_numpy(labels), threshold=t, zero_division=zd
+        )
         assert_close(hosts(be, got), expected, **tolerance(TOL, dtype), err_msg=f"t={t}")
         # span_f1 on the decoded spans agrees to the last bit (Python floats of the same counts)
         assert M.span_f1(pred_spans, true_spans, zero_division=zd) == expected
@@ -434,14 +449,17 @@ def bio_entities(tags):
     return out
 
 
-@pytest.mark.parametrize("tags, entities", [
-    (["B-PER", "I-PER", "O", "B-LOC"], [("PER", 0, 1), ("LOC", 3, 3)]),
-    (["I-PER", "I-PER", "O"], [("PER", 0, 1)]),
-    (["B-PER", "I-LOC", "I-LOC"], [("PER", 0, 0), ("LOC", 1, 2)]),
-    (["B-PER", "B-PER", "I-PER"], [("PER", 0, 0), ("PER", 1, 2)]),
-    (["O", "O"], []),
-    (["B-ORG", "I-ORG", "I-ORG"], [("ORG", 0, 2)]),
-])
+@pytest.mark.parametrize(
+    "tags, entities",
+    [
+        (["B-PER", "I-PER", "O", "B-LOC"], [("PER", 0, 1), ("LOC", 3, 3)]),
+        (["I-PER", "I-PER", "O"], [("PER", 0, 1)]),
+        (["B-PER", "I-LOC", "I-LOC"], [("PER", 0, 0), ("LOC", 1, 2)]),
+        (["B-PER", "B-PER", "I-PER"], [("PER", 0, 0), ("PER", 1, 2)]),
+        (["O", "O"], []),
+        (["B-ORG", "I-ORG", "I-ORG"], [("ORG", 0, 2)]),
+    ],
+)
 def test_bio_decoder_stand_in(tags, entities):
     assert bio_entities(tags) == entities
 

@@ -34,9 +34,9 @@ import pytest
 
 import polyloss.metrics as M
 from polyloss.reference import metrics as reference
+from polyloss.testing import assert_close
 
 from helpers import get, grid, host, hosts, tolerance
-from polyloss.testing import assert_close
 
 stats = pytest.importorskip("scipy.stats")
 skm = pytest.importorskip("sklearn.metrics")

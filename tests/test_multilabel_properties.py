@@ -131,7 +131,8 @@ def test_fully_masked_row_gives_zero_loss_and_zero_gradient(autograd_backend, ho
     kwargs = {"where": be.from_numpy(where)} if how == "where" else {}
     if how == "-inf":
         s[1] = -np.inf
-    grad = be.value_and_grad(lambda x: be.namespace.sum(polyloss.multilabel_crossentropy(x, be.from_numpy(y), **kwargs)))
+    labels = be.from_numpy(y)
+    grad = be.value_and_grad(lambda x: be.namespace.sum(polyloss.multilabel_crossentropy(x, labels, **kwargs)))
     value, g = grad(be.from_numpy(s, dtype="float32"))
     loss = be.to_numpy(polyloss.multilabel_crossentropy(be.from_numpy(s, dtype="float32"), be.from_numpy(y), **kwargs))
     assert loss[1] == 0.0
@@ -204,8 +205,12 @@ def test_sparse_global_pointer_equals_dense(name):
     seq = np.arange(7)[None, :] < np.array([[7], [4]])
     mask = np.broadcast_to(np.asarray(polyloss.global_pointer_mask(seq)), (2, 3, 7, 7))
     logits = np.where(mask, rng.normal(0.0, 3.0, (2, 3, 7, 7)), -np.inf)
-    spans = np.array([[[[0, 2], [3, 6]], [[1, 1], [-1, -1]], [[-1, -1], [-1, -1]]],
-                      [[[0, 3], [-1, -1]], [[2, 2], [0, 0]], [[-1, -1], [-1, -1]]]])
+    spans = np.array(
+        [
+            [[[0, 2], [3, 6]], [[1, 1], [-1, -1]], [[-1, -1], [-1, -1]]],
+            [[[0, 3], [-1, -1]], [[2, 2], [0, 0]], [[-1, -1], [-1, -1]]],
+        ]
+    )
     dense = np.zeros(logits.shape)
     for b, h, k in np.ndindex(spans.shape[:3]):
         if spans[b, h, k, 0] >= 0:
@@ -260,8 +265,9 @@ def test_divergence_of_global_pointer_padding_is_finite(autograd_backend):
     mask = np.triu(np.ones((5, 5), dtype=bool))[None, None]
     a = np.where(mask, rng.normal(0, 2, (1, 2, 5, 5)), -np.inf)
     b = np.where(mask, a + rng.normal(0, 0.5, a.shape), -np.inf)
-    vg = be.value_and_grad(lambda x, y: be.namespace.sum(polyloss.multilabel_divergence(x, y, axis=(-2, -1))),
-                           argnums=(0, 1))
+    vg = be.value_and_grad(
+        lambda x, y: be.namespace.sum(polyloss.multilabel_divergence(x, y, axis=(-2, -1))), argnums=(0, 1)
+    )
     value, grads = vg(be.from_numpy(a, dtype="float32"), be.from_numpy(b, dtype="float32"))
     assert math.isfinite(float(be.to_numpy(value)))
     for g in grads:

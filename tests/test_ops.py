@@ -39,8 +39,9 @@ def test_softplus_and_sigmoid(backend):
     sp = backend.to_numpy(_ops.softplus(xp, backend, _xp(backend, x)))
     np.testing.assert_allclose(sp, np.logaddexp(0.0, x), rtol=1e-15)
     sig = backend.to_numpy(_ops.sigmoid(xp, _xp(backend, x)))
-    np.testing.assert_allclose(sig, np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))),
-                               rtol=1e-15)
+    np.testing.assert_allclose(
+        sig, np.where(x >= 0, 1 / (1 + np.exp(-np.abs(x))), np.exp(-np.abs(x)) / (1 + np.exp(-np.abs(x)))), rtol=1e-15
+    )
 
 
 def test_logsumexp_masks_and_appended_zero(backend):
@@ -110,11 +111,19 @@ def test_logcumsumexp_value_and_gradient(backend, reverse):
     xs = backend.from_numpy(x, dtype="float64") if "float64" in backend.dtypes() else None
     if xs is None:
         pytest.skip(f"{backend.name} without float64")
-    np.testing.assert_allclose(backend.to_numpy(_ops.logcumsumexp(backend.namespace, backend, xs, reverse=reverse)), want, rtol=1e-13)
+    np.testing.assert_allclose(
+        backend.to_numpy(_ops.logcumsumexp(backend.namespace, backend, xs, reverse=reverse)), want, rtol=1e-13
+    )
     if not backend.has_autograd:
         return
     gs = backend.from_numpy(g, dtype="float64")
-    _, grad = backend.value_and_grad(lambda v: backend.namespace.sum(_ops.logcumsumexp(backend.namespace, backend, v, reverse=reverse) * gs))(xs)
-    inside = (np.arange(9)[None, :] >= np.arange(9)[:, None]) if reverse else (np.arange(9)[None, :] <= np.arange(9)[:, None])
+    _, grad = backend.value_and_grad(
+        lambda v: backend.namespace.sum(_ops.logcumsumexp(backend.namespace, backend, v, reverse=reverse) * gs)
+    )(xs)
+    inside = (
+        (np.arange(9)[None, :] >= np.arange(9)[:, None])
+        if reverse
+        else (np.arange(9)[None, :] <= np.arange(9)[:, None])
+    )
     closed = (g[:, None] * np.where(inside, np.exp(x[None, :] - want[:, None]), 0.0)).sum(axis=0)
     np.testing.assert_allclose(backend.to_numpy(grad), closed, rtol=1e-12, atol=1e-15)

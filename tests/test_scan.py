@@ -9,9 +9,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from helpers import AUTOGRAD_BACKENDS, LOSS_BACKENDS, get
 from polyloss import _ops
 from polyloss.testing import assert_close
+
+from helpers import AUTOGRAD_BACKENDS, LOSS_BACKENDS, get
 
 T, B, K = 6, 3, 4
 

@@ -173,7 +173,9 @@ register(
 def _focal(gamma, alpha=None, soft=False):
     def inputs(rng, dtype):
         shape = (5, 6)
-        return (_logits(rng, shape), _soft(rng, shape) if soft else _binary(rng, shape)), {"gamma": gamma, "alpha": alpha}
+        labels = _soft(rng, shape) if soft else _binary(rng, shape)
+        return (_logits(rng, shape), labels), {"gamma": gamma, "alpha": alpha}
+
     return inputs
 
 
@@ -182,6 +184,7 @@ def _focal_saturated(gamma):
         s, y = _saturated(rng, (6, 6), 1e4)
         s[0, :3] = [12.0, -12.0, 0.0]  # σ(∓12)^γ·sp(∓12) stays a normal float32 (at 30 it is ~1e-39)
         return (s, y), {"gamma": gamma}
+
     return inputs
 
 
@@ -189,12 +192,16 @@ def _focal_half(gamma):
     def inputs(rng, dtype):
         s, y = _saturated(rng, (6, 6), finite_max(dtype) / 8)
         return (s, y), {"gamma": gamma, "alpha": 0.25}
+
     return inputs
 
 
 def _focal_softmax_ids(rng, dtype):
-    return (_logits(rng, (6, 5)), _ids(rng, 6, 5)), {"activation": "softmax", "gamma": 2.0,
-                                                        "alpha": np.array([0.5, 1.0, 2.0, 0.25, 1.5])}
+    return (_logits(rng, (6, 5)), _ids(rng, 6, 5)), {
+        "activation": "softmax",
+        "gamma": 2.0,
+        "alpha": np.array([0.5, 1.0, 2.0, 0.25, 1.5]),
+    }
 
 
 def _focal_softmax_probs(rng, dtype):
@@ -258,6 +265,7 @@ def _hard_half(rng, dtype):
 def _softened(k, soft=False):
     def inputs(rng, dtype):
         return (_logits(rng, (5, 6)), _soft(rng, (5, 6)) if soft else _binary(rng, (5, 6))), {"k": k}
+
     return inputs
 
 
@@ -326,11 +334,17 @@ def _f1_given(rng, dtype):
 
 
 register(
-    Case("smoothed_f1_weighted_crossentropy/batch-f1", "smoothed_f1_weighted_crossentropy", _f1_batch,
-         grad_args=(), note="the batch F1 is held constant for the gradient (stop-gradient): values only; "
-                            "tests/test_classification_properties.py checks the gradient"),
-    Case("smoothed_f1_weighted_crossentropy/given-f1", "smoothed_f1_weighted_crossentropy", _f1_given,
-         grad_args=(0, 1)),
+    Case(
+        "smoothed_f1_weighted_crossentropy/batch-f1",
+        "smoothed_f1_weighted_crossentropy",
+        _f1_batch,
+        grad_args=(),
+        note="the batch F1 is held constant for the gradient (stop-gradient): values only; "
+        "tests/test_classification_properties.py checks the gradient",
+    ),
+    Case(
+        "smoothed_f1_weighted_crossentropy/given-f1", "smoothed_f1_weighted_crossentropy", _f1_given, grad_args=(0, 1)
+    ),
 )
 
 
@@ -360,8 +374,12 @@ def _polyf_sigmoid(rng, dtype):
 
 
 def _polyf_softmax(rng, dtype):
-    return (_logits(rng, (6, 5)), _ids(rng, 6, 5)), {"activation": "softmax", "epsilon": 2.0, "gamma": 1.0,
-                                                        "alpha": None}
+    return (_logits(rng, (6, 5)), _ids(rng, 6, 5)), {
+        "activation": "softmax",
+        "epsilon": 2.0,
+        "gamma": 1.0,
+        "alpha": None,
+    }
 
 
 def _polyf_half(rng, dtype):
@@ -470,10 +488,16 @@ register(
     Case("rdrop_divergence/where-axis0", "rdrop_divergence", _rd_where_axis0, grad_args=(0, 1), dtypes=ALL_DTYPES),
     Case("rdrop_divergence/padding", "rdrop_divergence", _rd_padding, grad_args=(0, 1), dtypes=ALL_DTYPES),
     Case("rdrop_divergence/saturated", "rdrop_divergence", _rd_saturated, grad_args=(0, 1)),
-    Case("rdrop_divergence/half-range", "rdrop_divergence", _rd_half, grad_args=(), dtypes=HALF_DTYPES,
-         note="values only: with log-probabilities near -1e37 the gradient is a difference of terms that "
-              "large (true value O(1)), which no dtype resolves; gradients are checked finite there in "
-              "tests/test_classification_properties.py"),
+    Case(
+        "rdrop_divergence/half-range",
+        "rdrop_divergence",
+        _rd_half,
+        grad_args=(),
+        dtypes=HALF_DTYPES,
+        note="values only: with log-probabilities near -1e37 the gradient is a difference of terms that "
+        "large (true value O(1)), which no dtype resolves; gradients are checked finite there in "
+        "tests/test_classification_properties.py",
+    ),
     Case("rdrop_loss/ids", "rdrop_loss", _rl_ids, grad_args=(0, 1)),
     Case("rdrop_loss/probs-smoothing", "rdrop_loss", _rl_probs, grad_args=(0, 1, 2)),
     Case("rdrop_loss/ignore-axis1", "rdrop_loss", _rl_ignore_axis1, grad_args=(0, 1)),

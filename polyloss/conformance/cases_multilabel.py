@@ -212,10 +212,19 @@ def _sp_half_range(rng, dtype):
 register(
     Case("sparse_multilabel_crossentropy/padded", "sparse_multilabel_crossentropy", _sp_padded),
     Case("sparse_multilabel_crossentropy/unpadded", "sparse_multilabel_crossentropy", _sp_unpadded),
-    Case("sparse_multilabel_crossentropy/where-axis0", "sparse_multilabel_crossentropy", _sp_where_axis0, dtypes=ALL_DTYPES),
+    Case(
+        "sparse_multilabel_crossentropy/where-axis0",
+        "sparse_multilabel_crossentropy",
+        _sp_where_axis0,
+        dtypes=ALL_DTYPES,
+    ),
     Case("sparse_multilabel_crossentropy/confident", "sparse_multilabel_crossentropy", _sp_confident),
-    Case("sparse_multilabel_crossentropy/half-range", "sparse_multilabel_crossentropy", _sp_half_range,
-         dtypes=HALF_DTYPES),
+    Case(
+        "sparse_multilabel_crossentropy/half-range",
+        "sparse_multilabel_crossentropy",
+        _sp_half_range,
+        dtypes=HALF_DTYPES,
+    ),
 )
 
 
@@ -260,10 +269,21 @@ register(
     Case("global_pointer_crossentropy/padded", "global_pointer_crossentropy", _gp_dense),
     Case("global_pointer_crossentropy/where", "global_pointer_crossentropy", _gp_dense_where, dtypes=ALL_DTYPES),
     Case("sparse_global_pointer_crossentropy/padded", "sparse_global_pointer_crossentropy", _gp_sparse),
-    Case("sparse_global_pointer_crossentropy/half-range", "sparse_global_pointer_crossentropy", _gp_half,
-         dtypes=HALF_DTYPES),
-    Case("global_pointer_mask/lengths", "global_pointer_mask", _gp_mask, grad_args=(), exact=True,
-         dtypes=("float32",), note="boolean output; the dtype only names the row"),
+    Case(
+        "sparse_global_pointer_crossentropy/half-range",
+        "sparse_global_pointer_crossentropy",
+        _gp_half,
+        dtypes=HALF_DTYPES,
+    ),
+    Case(
+        "global_pointer_mask/lengths",
+        "global_pointer_mask",
+        _gp_mask,
+        grad_args=(),
+        exact=True,
+        dtypes=("float32",),
+        note="boolean output; the dtype only names the row",
+    ),
 )
 
 
@@ -307,11 +327,21 @@ def _div_half_range(rng, dtype):
 register(
     Case("multilabel_divergence/basic", "multilabel_divergence", _div_basic, grad_args=(0, 1)),
     Case("multilabel_divergence/where", "multilabel_divergence", _div_where, grad_args=(0, 1), dtypes=ALL_DTYPES),
-    Case("multilabel_divergence/gp-padding", "multilabel_divergence", _div_padding_gp, grad_args=(0, 1),
-         dtypes=ALL_DTYPES),
+    Case(
+        "multilabel_divergence/gp-padding",
+        "multilabel_divergence",
+        _div_padding_gp,
+        grad_args=(0, 1),
+        dtypes=ALL_DTYPES,
+    ),
     Case("multilabel_divergence/saturated", "multilabel_divergence", _div_saturated, grad_args=(0, 1)),
-    Case("multilabel_divergence/half-range", "multilabel_divergence", _div_half_range, grad_args=(0, 1),
-         dtypes=HALF_DTYPES),
+    Case(
+        "multilabel_divergence/half-range",
+        "multilabel_divergence",
+        _div_half_range,
+        grad_args=(0, 1),
+        dtypes=HALF_DTYPES,
+    ),
 )
 
 
@@ -343,4 +373,3 @@ register(
     Case("reduce/weighted-mean", "reduce", _reduce_weighted),
     Case("reduce/all-masked", "reduce", _reduce_all_masked),
 )
-

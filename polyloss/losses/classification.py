@@ -175,7 +175,8 @@ def _sigmoid_focal(xp, backend, s, t, gamma, alpha, epsilon=0.0):
         positive, negative = alpha * positive, (1.0 - alpha) * negative
     loss = _expect(xp, t, positive, negative)
     if epsilon:
-        loss = loss + epsilon * _expect(xp, t, xp.exp(-(gamma + 1.0) * minus_log_q), xp.exp(-(gamma + 1.0) * minus_log_p))
+        poly = _expect(xp, t, xp.exp(-(gamma + 1.0) * minus_log_q), xp.exp(-(gamma + 1.0) * minus_log_p))
+        loss = loss + epsilon * poly
     return loss
 
 
@@ -184,15 +185,22 @@ def _class_weights(prepared, alpha):
     for each row (class ids) or each class (probabilities)."""
     if alpha is None:
         return None
-    xp, backend, logits, s, targets = (prepared.xp, prepared.backend, prepared.scores.native, prepared.values,
-                                       prepared.targets)
+    xp, backend, logits, s, targets = (
+        prepared.xp,
+        prepared.backend,
+        prepared.scores.native,
+        prepared.values,
+        prepared.targets,
+    )
     if not backend.is_array(alpha) and np.ndim(alpha) == 0:  # a Python or NumPy scalar: no device array
         return _checks.hyperparameter(alpha, "alpha", low=0.0)
     a = backend.asarray(alpha, like=logits, dtype=s.dtype, name="alpha")
     if a.ndim == 0:
         return _checks.hyperparameter(alpha, "alpha", low=0.0)
     if a.ndim != 1 or not _checks.same_dims(a.shape, (s.shape[-1],)):
-        raise ValueError(f"alpha has shape {tuple(a.shape)}; give a scalar or one weight per class, shape ({s.shape[-1]},)")
+        raise ValueError(
+            f"alpha has shape {tuple(a.shape)}; give a scalar or one weight per class, shape ({s.shape[-1]},)"
+        )
     if not xp.isdtype(a.dtype, "real floating"):
         a = xp.astype(a, s.dtype)
     if _checks.values_checked(backend, s, a):
@@ -234,7 +242,8 @@ def focal_loss(logits, labels, *, gamma=2.0, alpha=None, activation="sigmoid", a
 
     .. math::
 
-        \text{sigmoid:}\quad L = -\alpha_t\,(1 - p_t)^{\gamma} \log p_t,\qquad p_t = \sigma(s) \text{ if } y = 1,\ 1 - \sigma(s) \text{ if } y = 0
+        \text{sigmoid:}\quad L = -\alpha_t\,(1 - p_t)^{\gamma} \log p_t,\qquad
+        p_t = \sigma(s) \text{ if } y = 1,\ 1 - \sigma(s) \text{ if } y = 0
 
         \text{softmax:}\quad L = -\sum_k t_k\,\alpha_k\,(1 - p_k)^{\gamma} \log p_k
 
@@ -403,20 +412,26 @@ def _log_prior(xp, backend, prior, logits, s, num_classes, tau: float, name_c: s
     if not xp.isdtype(p.dtype, "real floating"):
         p = xp.astype(p, s.dtype)
     if p.ndim != 1 or not _checks.same_dims(p.shape, (num_classes,)):
-        raise ValueError(f"prior has shape {tuple(p.shape)} but the logits have {num_classes} classes "
-                         f"({name_c}); prior must have shape ({num_classes},)")
+        raise ValueError(
+            f"prior has shape {tuple(p.shape)} but the logits have {num_classes} classes "
+            f"({name_c}); prior must have shape ({num_classes},)"
+        )
     if _checks.values_checked(backend, s, p):
         bad = ~((p > 0.0) & xp.isfinite(p))
         _checks.fail_if_any(
-            xp, bad,
-            lambda: "prior must be positive and finite for every class (a class frequency, not a log); "
-            f"found {float(xp.min(xp.where(bad, p, math.inf)))} at class {int(xp.argmax(xp.astype(bad, xp.int32)))}",
+            xp,
+            bad,
+            lambda: (
+                "prior must be positive and finite for every class (a class frequency, not a log); "
+                f"found {float(xp.min(xp.where(bad, p, math.inf)))} at class {int(xp.argmax(xp.astype(bad, xp.int32)))}"
+            ),
         )
     return tau * xp.log(p)
 
 
-def logit_adjusted_crossentropy(logits, labels, prior, *, tau=1.0, axis=-1, label_smoothing=0.0, where=None,
-                                ignore_index=None):
+def logit_adjusted_crossentropy(
+    logits, labels, prior, *, tau=1.0, axis=-1, label_smoothing=0.0, where=None, ignore_index=None
+):
     r"""Logit-adjusted softmax cross-entropy (Menon et al. 2020; kexue 7615).
 
     .. math::
@@ -443,8 +458,9 @@ def logit_adjusted_crossentropy(logits, labels, prior, *, tau=1.0, axis=-1, labe
     tau = _checks.hyperparameter(tau, "tau")
     prepared = _softmax.prepare(logits, labels, axis=axis, where=where, ignore_index=ignore_index, prior=prior)
     scores = prepared.scores
-    shift = _log_prior(scores.xp, scores.backend, prior, scores.native, scores.values, scores.values.shape[-1], tau,
-                       f"axis {axis}")
+    shift = _log_prior(
+        scores.xp, scores.backend, prior, scores.native, scores.values, scores.values.shape[-1], tau, f"axis {axis}"
+    )
     sm = _softmax.Softmax(scores.xp, scores.backend, scores.values + shift)
     return sm.finish(_softmax.crossentropy(sm, prepared.targets, eps), prepared.targets)
 

@@ -348,7 +348,8 @@ def am_softmax(cosines, labels, *, scale=30.0, margin=0.35, axis=-1, where=None)
     m = _checks.hyperparameter(margin, "margin")
     xp, backend, c, targets = _margin_inputs(cosines, labels, axis, where)
     z = s_ * c
-    return _softmax.negative_log_likelihood(xp, backend, _with_target(xp, backend, z, targets, _softmax.pick(xp, z, targets.ids) - s_ * m), targets)
+    target_logit = _softmax.pick(xp, z, targets.ids) - s_ * m
+    return _softmax.negative_log_likelihood(xp, backend, _with_target(xp, backend, z, targets, target_logit), targets)
 
 
 def _cos_plus(xp, c, margin: float):
@@ -516,8 +517,14 @@ def _positive_sets(scores, labels, axis, where):
         t = targets.probs
         if _checks.values_checked(backend, s, t):
             bad = (t != 0.0) & (t != 1.0)
-            _checks.fail_if_any(xp, bad, lambda: "multi-hot labels must be 0 or 1 (a set of positives, not soft "
-                                                 f"targets); found {_checks.describe_values(xp, t, bad)}")
+            _checks.fail_if_any(
+                xp,
+                bad,
+                lambda: (
+                    "multi-hot labels must be 0 or 1 (a set of positives, not soft "
+                    f"targets); found {_checks.describe_values(xp, t, bad)}"
+                ),
+            )
         positive = t == 1.0
     valid = s != -math.inf
     return xp, backend, s, positive & valid, ~positive & valid

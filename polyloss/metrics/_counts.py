@@ -17,9 +17,29 @@ import array_api_compat.numpy as _host_xp
 from polyloss import _checks
 from polyloss._namespace import namespace_of
 
-__all__ = ["METRICS", "CLASS_ID_HINT", "check_metric", "Decisions", "decisions", "settings_key", "check_threshold_kind", "class_counts", "correct_counts",
-           "ratio", "fraction", "filled", "zero_division_value", "threshold_value", "as_count", "total",
-           "check_average", "precision_recall_f1_from_counts", "elementwise_truth", "class_histogram", "id_counts"]
+__all__ = [
+    "METRICS",
+    "CLASS_ID_HINT",
+    "check_metric",
+    "Decisions",
+    "decisions",
+    "settings_key",
+    "check_threshold_kind",
+    "class_counts",
+    "correct_counts",
+    "ratio",
+    "fraction",
+    "filled",
+    "zero_division_value",
+    "threshold_value",
+    "as_count",
+    "total",
+    "check_average",
+    "precision_recall_f1_from_counts",
+    "elementwise_truth",
+    "class_histogram",
+    "id_counts",
+]
 
 AVERAGES = ("micro", "macro", "none")
 METRICS = ("f1", "accuracy")  # what a threshold search optimises
@@ -118,8 +138,9 @@ class Decisions:
 
 def _check_no_nan(xp, backend, x, name):
     if _checks.values_checked(backend, x):
-        _checks.fail_if_any(xp, xp.isnan(x), lambda: f"{name} contains NaN; a score must be a number to be "
-                                                     f"compared with a threshold")
+        _checks.fail_if_any(
+            xp, xp.isnan(x), lambda: f"{name} contains NaN; a score must be a number to be compared with a threshold"
+        )
 
 
 def elementwise_truth(xp, backend, labels, scores, name: str = "labels"):
@@ -143,8 +164,17 @@ def elementwise_truth(xp, backend, labels, scores, name: str = "labels"):
     return labels != 0
 
 
-def decisions(scores, labels, *, threshold=0.0, caller: str, names=("scores", "labels"),
-              allow_class_ids: bool = True, class_id_hint: str = "", decide: bool = True) -> Decisions:
+def decisions(
+    scores,
+    labels,
+    *,
+    threshold=0.0,
+    caller: str,
+    names=("scores", "labels"),
+    allow_class_ids: bool = True,
+    class_id_hint: str = "",
+    decide: bool = True,
+) -> Decisions:
     """Check ``scores`` and ``labels`` and turn them into predictions and truth.
 
     The mode comes from the shapes, never from the values: labels of the scores' shape are 0/1
@@ -169,19 +199,29 @@ def decisions(scores, labels, *, threshold=0.0, caller: str, names=("scores", "l
         return Decisions(xp, backend, pred, truth, True, scores.ndim == 1, s_shape[-1], scores_c)
     if allow_class_ids and _checks.same_dims(s_shape[:-1], l_shape):
         if not xp.isdtype(labels_arr.dtype, "integral"):
-            raise TypeError(f"{caller}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
-                            f"be integers, got dtype {labels_arr.dtype}")
+            raise TypeError(
+                f"{caller}: {l_name} of shape {l_shape} next to {s_name} {s_shape} are class ids and must "
+                f"be integers, got dtype {labels_arr.dtype}"
+            )
         if s_shape[-1] == 0:
             raise ValueError(f"{caller}: {s_name} has shape {s_shape}, with no classes on its last axis")
         if backend.is_array(threshold) or threshold != 0.0:
-            raise ValueError(f"{caller}: with class-id {l_name} the prediction is the argmax over the classes; "
-                             f"threshold is not used and must be left at 0.0 (got {threshold!r})")
+            raise ValueError(
+                f"{caller}: with class-id {l_name} the prediction is the argmax over the classes; "
+                f"threshold is not used and must be left at 0.0 (got {threshold!r})"
+            )
         ids = _checks.as_index_array(xp, backend, labels_arr, scores, l_name)
         n_classes = backend.shape(scores)[-1]
         if _checks.values_checked(backend, ids):
             bad = (ids < 0) | (ids >= n_classes)
-            _checks.fail_if_any(xp, bad, lambda: f"{caller}: class ids in {l_name} must lie in [0, {n_classes}); "
-                                                 f"found {_checks.describe(xp, ids, bad)}")
+            _checks.fail_if_any(
+                xp,
+                bad,
+                lambda: (
+                    f"{caller}: class ids in {l_name} must lie in [0, {n_classes}); "
+                    f"found {_checks.describe(xp, ids, bad)}"
+                ),
+            )
         _check_no_nan(xp, backend, scores, s_name)
         pred = None
         if decide:
@@ -289,4 +329,3 @@ def precision_recall_f1_from_counts(xp, tp, fp, fn, *, dtype, average: str, zero
     if average == "macro" and tp.ndim > 0:
         precision, recall, f1 = xp.mean(precision), xp.mean(recall), xp.mean(f1)
     return precision, recall, f1
-

@@ -302,8 +302,9 @@ class _Correlation(_Values):
 
     def _measure(self, x, y):
         # a batch may hold one pair, or none (a worker without data): compute() needs two in all
-        xp, backend, xc, yc = correlation.paired(x, y, type(self).__name__ + ".update", finite=self._finite, min_pairs=0,
-                                            keep_y_dtype=self._keep_y_dtype)
+        xp, backend, xc, yc = correlation.paired(
+            x, y, type(self).__name__ + ".update", finite=self._finite, min_pairs=0, keep_y_dtype=self._keep_y_dtype
+        )
         return {"x": xc, "y": yc}, xc.dtype
 
     def _result(self, state, dtype):

@@ -1,4 +1,5 @@
-"""Reference (oracle) versions of the classification family (``docs/classification.md``): classification, class imbalance, regularisers.
+"""Reference (oracle) versions of the classification family (``docs/classification.md``): classification,
+class imbalance, regularisers.
 
 Plain NumPy float64 and Python ``math``, row by row, straight from the formulas of the contract; no
 code is shared with the array-API core. Being obviously right (and accurate) is the goal, not speed.
@@ -123,17 +124,11 @@ def _binary_term(weight, value):
 # ---------------------------------------------------------------------------------------------
 
 
-
-
 def _check_range(value, name, low, high, *, low_open=False):
     ok = (low < value if low_open else low <= value) and value <= high  # False for NaN
     if not ok:
         bracket = "(" if low_open else "["
         raise ValueError(f"{name} must lie in {bracket}{low}, {high}], got {value!r}")
-
-
-
-
 
 
 def _check_binary_label(t):
@@ -200,16 +195,15 @@ def _class_rows(logits, labels, axis, where, *, ids_only=False, ignore_index=Non
     ):
         raise TypeError(f"ignore_index must be an int or None, got {ignore_index!r}")
     if labels.ndim == logits.ndim - 1:
-        ids = _common.class_ids(labels, shape=logits.shape, out_shape=out_shape, axis=axis, n_classes=n_classes,
-                         ignore_index=ignore_index)
+        ids = _common.class_ids(
+            labels, shape=logits.shape, out_shape=out_shape, axis=axis, n_classes=n_classes, ignore_index=ignore_index
+        )
         t_rows = [None] * len(ids)
     elif labels.ndim == logits.ndim and not ids_only:
         if labels.dtype.kind not in "biuf":
             raise TypeError(f"labels must be bool, integer or floating, got dtype {labels.dtype}")
         if labels.shape != logits.shape:
-            raise ValueError(
-                f"probability labels have shape {labels.shape} but logits have shape {logits.shape}"
-            )
+            raise ValueError(f"probability labels have shape {labels.shape} but logits have shape {logits.shape}")
         t_arr, _ = _common.as_rows(labels.astype(np.float64), (ax,))
         t_rows = [[float(t) for t in row] for row in t_arr]
         for t_row, w_row in zip(t_rows, w_rows):
@@ -220,8 +214,7 @@ def _class_rows(logits, labels, axis, where, *, ids_only=False, ignore_index=Non
     else:
         expected = "logits.ndim - 1 (integer class ids)" + ("" if ids_only else " or logits.ndim")
         raise ValueError(
-            f"labels have shape {labels.shape}, logits have shape {logits.shape}: labels.ndim must be "
-            f"{expected}"
+            f"labels have shape {labels.shape}, logits have shape {logits.shape}: labels.ndim must be {expected}"
         )
     rows = []
     for s_row, w_row, y, t in zip(s_rows, w_rows, ids, t_rows):
@@ -289,12 +282,12 @@ def _smoothed_targets(row, label_smoothing):
 def _weighted_nll(targets, lp, valid):
     """Σ_k t_k·(-lp_k); t_k = 0 terms are dropped, t_k > 0 on a removed class gives +inf."""
     terms = []
-    for t, l, v in zip(targets, lp, valid):
+    for t, log_p, v in zip(targets, lp, valid):
         if math.isnan(t):
             return _NAN
         if t == 0.0:
             continue
-        terms.append(t * -l if v else _INF)
+        terms.append(t * -log_p if v else _INF)
     return _common.fsum(terms)
 
 
@@ -457,7 +450,7 @@ def _focal_softmax_row(row, gamma, alphas, poly_epsilon=None):
     targets, _ = _smoothed_targets(row, 0.0)
     probs = _softmax_probs(row.scores, row.valid)
     focal, poly = [], []
-    for k, (t, l, v) in enumerate(zip(targets, lp, row.valid)):
+    for k, (t, log_p, v) in enumerate(zip(targets, lp, row.valid)):
         if math.isnan(t):
             return _NAN
         if t == 0.0:
@@ -465,7 +458,7 @@ def _focal_softmax_row(row, gamma, alphas, poly_epsilon=None):
         q = _one_minus(probs, k) if v else 1.0  # 1 - p_k; p_k = 0 at a removed class
         weight = t * alphas[k]
         if weight != 0.0:
-            focal.append(weight * _pow(q, gamma) * -l if v else _INF)
+            focal.append(weight * _pow(q, gamma) * -log_p if v else _INF)
         if poly_epsilon is not None:
             poly.append(t * _pow(q, gamma + 1.0))
     value = _common.fsum(focal)
@@ -755,9 +748,7 @@ def _poly1_row(row, eps_ls, epsilon):
     return ce + epsilon * poly
 
 
-def poly1_crossentropy(
-    logits, labels, *, epsilon=1.0, axis=-1, label_smoothing=0.0, where=None, ignore_index=None
-):
+def poly1_crossentropy(logits, labels, *, epsilon=1.0, axis=-1, label_smoothing=0.0, where=None, ignore_index=None):
     """Poly-1 cross-entropy, Leng et al. arXiv 2204.12511 (reference).
 
     L = CE(t') + ε·(1 - Σ_k t'_k p_k)   (t' after label smoothing; one-hot: CE + ε·(1 - p_y))
@@ -777,9 +768,7 @@ def poly1_crossentropy(
     return _per_example(out, out_shape)
 
 
-def poly1_focal_loss(
-    logits, labels, *, epsilon=1.0, gamma=2.0, alpha=0.25, activation="sigmoid", axis=-1, where=None
-):
+def poly1_focal_loss(logits, labels, *, epsilon=1.0, gamma=2.0, alpha=0.25, activation="sigmoid", axis=-1, where=None):
     """Poly-1 focal loss, Leng et al. arXiv 2204.12511 (reference).
 
     sigmoid:  focal_loss(sigmoid, γ, α) + ε·[t·σ(-s)^{γ+1} + (1 - t)·σ(s)^{γ+1}]
@@ -925,9 +914,7 @@ def rdrop_divergence(logits_a, logits_b, *, axis=-1, where=None):
     return _per_example(out, out_shape)
 
 
-def rdrop_loss(
-    logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothing=0.0, where=None, ignore_index=None
-):
+def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothing=0.0, where=None, ignore_index=None):
     """R-Drop training loss, per example: kexue 8496, arXiv 2106.14448 (reference).
 
     L = CE(s_a, t) + CE(s_b, t) + α·rdrop_divergence(s_a, s_b)

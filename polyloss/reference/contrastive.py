@@ -1,4 +1,5 @@
-"""Reference (oracle) versions of the contrastive family (``docs/contrastive.md``): contrastive, similarity and margin losses.
+"""Reference (oracle) versions of the contrastive family (``docs/contrastive.md``): contrastive, similarity
+and margin losses.
 
 Plain NumPy float64 and Python ``math``, row by row and pair by pair, straight from the formulas;
 no code is shared with the array-API core. Being obviously right (and accurate) is the goal, not
@@ -193,16 +194,15 @@ def _rows(scores, labels, axis, where, *, name, labels_name, label_kinds):
     w_rows, _ = _common.as_rows(keep, (ax,))
     labels = np.asarray(labels)
     if labels.ndim == scores.ndim - 1:
-        targets = _common.class_ids(labels, shape=scores.shape, out_shape=out_shape, axis=axis, n_classes=n,
-                             name=name, labels_name=labels_name)
+        targets = _common.class_ids(
+            labels, shape=scores.shape, out_shape=out_shape, axis=axis, n_classes=n, name=name, labels_name=labels_name
+        )
         positives = [[k == y for k in range(n)] for y in targets]
     elif labels.ndim == scores.ndim and label_kinds != "ids":
         if labels.dtype.kind not in "biuf":
             raise TypeError(f"{labels_name} must be bool, integer or floating, got dtype {labels.dtype}")
         if labels.shape != scores.shape:
-            raise ValueError(
-                f"{labels_name} have shape {labels.shape} but {name} have shape {scores.shape}"
-            )
+            raise ValueError(f"{labels_name} have shape {labels.shape} but {name} have shape {scores.shape}")
         l_rows, _ = _common.as_rows(labels.astype(np.float64), (ax,))
         positives, targets = [], []
         for l_row in l_rows:
@@ -379,9 +379,7 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
         if a_shape[1] != b_shape[1]:
             raise ValueError(f"a has shape {a_shape} and b has shape {b_shape}: the dims differ")
         if b_shape[0] < n_a:
-            raise ValueError(
-                f"a has shape {a_shape} and b has shape {b_shape}: pairing='diagonal' needs N >= B"
-            )
+            raise ValueError(f"a has shape {a_shape} and b has shape {b_shape}: pairing='diagonal' needs N >= B")
     elif pairing == "simcse":
         if b is not None:
             raise ValueError("pairing='simcse' takes a single batch a (b must be None)")
@@ -471,9 +469,7 @@ def am_softmax(cosines, labels, *, scale=30.0, margin=0.35, axis=-1, where=None)
     """
     scale = _positive(scale, "scale")
     margin = _finite(margin, "margin")
-    rows, out_shape = _rows(
-        cosines, labels, axis, where, name="cosines", labels_name="labels", label_kinds="onehot"
-    )
+    rows, out_shape = _rows(cosines, labels, axis, where, name="cosines", labels_name="labels", label_kinds="onehot")
     k_scale, k_margin = Fraction(scale), Fraction(margin)
 
     def loss(row):
@@ -511,9 +507,7 @@ def arcface(cosines, labels, *, scale=64.0, margin=0.5, axis=-1, where=None):
     """
     scale = _positive(scale, "scale")
     margin = _finite(margin, "margin")
-    rows, out_shape = _rows(
-        cosines, labels, axis, where, name="cosines", labels_name="labels", label_kinds="onehot"
-    )
+    rows, out_shape = _rows(cosines, labels, axis, where, name="cosines", labels_name="labels", label_kinds="onehot")
     k_scale = Fraction(scale)
 
     def loss(row):
@@ -573,12 +567,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None):
     items = [(float(s), y) for s, y, k in zip(sims, ys, keep) if k and float(s) != -_INF]
     if any(math.isnan(s) for s, _ in items):
         return np.asarray(_NAN, dtype=np.float64)
-    exponents = [
-        _pair_exponent(scale, s_b, s_a)
-        for s_a, y_a in items
-        for s_b, y_b in items
-        if y_a > y_b
-    ]
+    exponents = [_pair_exponent(scale, s_b, s_a) for s_a, y_a in items for s_b, y_b in items if y_a > y_b]
     return np.asarray(_log1p_sum_exp(exponents), dtype=np.float64)
 
 
@@ -617,9 +606,7 @@ def unified_pairwise_loss(scores, labels, *, gamma=1.0, margin=0.0, axis=-1, whe
     """
     gamma = _positive(gamma, "gamma")
     margin = _finite(margin, "margin")
-    rows, out_shape = _rows(
-        scores, labels, axis, where, name="scores", labels_name="labels", label_kinds="multihot"
-    )
+    rows, out_shape = _rows(scores, labels, axis, where, name="scores", labels_name="labels", label_kinds="multihot")
 
     def exponent(s_i, s_j):
         return _pair_exponent(gamma, s_i, s_j, margin)
@@ -646,9 +633,7 @@ def circle_loss(scores, labels, *, gamma=80.0, margin=0.4, axis=-1, where=None):
     """
     gamma = _positive(gamma, "gamma")
     margin = _finite(margin, "margin")
-    rows, out_shape = _rows(
-        scores, labels, axis, where, name="scores", labels_name="labels", label_kinds="multihot"
-    )
+    rows, out_shape = _rows(scores, labels, axis, where, name="scores", labels_name="labels", label_kinds="multihot")
     k_gamma, k_m = Fraction(gamma), Fraction(margin)
     one = Fraction(1)
 

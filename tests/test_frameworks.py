@@ -1,4 +1,5 @@
-"""Edge cases of shapes, dtypes, transforms and placements that real training code reaches."""
+"""How the losses meet the frameworks: shapes, dtypes, transforms (jit, vmap, torch.func, tf.function with
+unknown dimensions, Keras fit) and placements that real training code reaches."""
 
 from __future__ import annotations
 
@@ -94,12 +95,17 @@ def test_tf_global_pointer_with_unknown_length():
     logits = np.where(mask, RNG.normal(0, 2, (2, 2, 5, 5)), -np.inf).astype(np.float32)
     spans = np.array([[[[0, 1]], [[2, 4]]], [[[1, 1]], [[-1, -1]]]])
 
-    @tf.function(input_signature=[tf.TensorSpec([None, None, None, None]), tf.TensorSpec([None, None, None, 2], tf.int64)])
+    @tf.function(
+        input_signature=[tf.TensorSpec([None, None, None, None]), tf.TensorSpec([None, None, None, 2], tf.int64)]
+    )
     def loss(s, sp):
         return polyloss.sparse_global_pointer_crossentropy(s, sp, pad_index=-1)
 
-    np.testing.assert_allclose(loss(tf.constant(logits), tf.constant(spans)).numpy(),
-                               reference.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), rtol=1e-5)
+    np.testing.assert_allclose(
+        loss(tf.constant(logits), tf.constant(spans)).numpy(),
+        reference.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1),
+        rtol=1e-5,
+    )
 
 
 def test_keras_fit_with_polyloss():
@@ -121,8 +127,9 @@ def test_narrow_index_dtypes(backend, dtype):
     s = RNG.normal(size=(2, 200))
     pad = 255 if dtype == np.uint8 else -1
     indices = np.array([[3, pad], [7, 120]], dtype=dtype)
-    out = polyloss.sparse_multilabel_crossentropy(backend.from_numpy(s, dtype="float64"), backend.from_numpy(indices),
-                                                  pad_index=pad)
+    out = polyloss.sparse_multilabel_crossentropy(
+        backend.from_numpy(s, dtype="float64"), backend.from_numpy(indices), pad_index=pad
+    )
     dense = np.zeros((2, 200), bool)
     dense[0, 3] = dense[1, 7] = dense[1, 120] = True
     np.testing.assert_allclose(backend.to_numpy(out), reference.multilabel_crossentropy(s, dense), rtol=1e-12)
@@ -132,8 +139,9 @@ def test_int16_spans_with_long_sequences(backend):
     length = 256  # i·L + j overflows int16
     logits = np.zeros((1, 1, length, length))
     spans = np.array([[[[200, 250], [-1, -1]]]], dtype=np.int16)
-    out = polyloss.sparse_global_pointer_crossentropy(backend.from_numpy(logits, dtype="float32"),
-                                                      backend.from_numpy(spans), pad_index=-1)
+    out = polyloss.sparse_global_pointer_crossentropy(
+        backend.from_numpy(logits, dtype="float32"), backend.from_numpy(spans), pad_index=-1
+    )
     dense = np.zeros(logits.shape)
     dense[0, 0, 200, 250] = 1.0
     np.testing.assert_allclose(backend.to_numpy(out), reference.global_pointer_crossentropy(logits, dense), rtol=1e-5)
@@ -153,8 +161,9 @@ def test_jax_transforms_over_labels_and_indices_only():
     assert np.all(np.isfinite(np.asarray(g)))
     idx = jnp.asarray([[0, -1], [2, 5], [-1, -1]])
     out = jax.jit(lambda i: polyloss.sparse_multilabel_crossentropy(s, i, pad_index=-1))(idx)
-    np.testing.assert_allclose(np.asarray(out), reference.sparse_multilabel_crossentropy(S, np.asarray(idx), pad_index=-1),
-                               rtol=1e-12)
+    np.testing.assert_allclose(
+        np.asarray(out), reference.sparse_multilabel_crossentropy(S, np.asarray(idx), pad_index=-1), rtol=1e-12
+    )
     batched = jax.vmap(lambda u: polyloss.multilabel_crossentropy(s, u))(t[None])
     np.testing.assert_allclose(np.asarray(batched)[0], np.asarray(polyloss.multilabel_crossentropy(s, t)), rtol=1e-12)
 
@@ -165,7 +174,9 @@ def test_torch_func_over_labels_and_per_sample_gradients():
     s, t = torch.tensor(S), torch.tensor(np.where(Y, 0.8, 0.1))
     batched = torch.func.vmap(lambda u: polyloss.multilabel_crossentropy(s, u))(t[None])
     torch.testing.assert_close(batched[0], polyloss.multilabel_crossentropy(s, t))
-    per_sample = torch.func.vmap(torch.func.grad(lambda x, u: polyloss.multilabel_crossentropy(x[None], u[None]).sum()))(s, t)
+    per_sample = torch.func.vmap(
+        torch.func.grad(lambda x, u: polyloss.multilabel_crossentropy(x[None], u[None]).sum())
+    )(s, t)
     x = s.clone().requires_grad_(True)
     (full,) = torch.autograd.grad(polyloss.multilabel_crossentropy(x, t).sum(), x)
     torch.testing.assert_close(per_sample, full)
@@ -187,7 +198,8 @@ def test_jax_sharded_arrays_with_host_inputs():
         dense = polyloss.multilabel_crossentropy(s, y)
         sparse = polyloss.sparse_multilabel_crossentropy(s, [[0, -1], [1, 2], [-1, -1], [5, -1]], pad_index=-1)
         total = polyloss.reduce(dense, weights=[1.0, 2.0, 1.0, 1.0])
-        print(np.allclose(dense, polyloss.reference.multilabel_crossentropy(x, y), rtol=1e-5), float(total) > 0, sparse.shape)
+        oracle = polyloss.reference.multilabel_crossentropy(x, y)
+        print(np.allclose(dense, oracle, rtol=1e-5), float(total) > 0, sparse.shape)
         """,
         env={"XLA_FLAGS": "--xla_force_host_platform_device_count=2", "JAX_PLATFORMS": "cpu"},
     )
@@ -230,12 +242,18 @@ def test_zero_classes_give_zero_loss(backend):
 
 def test_zero_rows_and_zero_indices(backend):
     s = backend.from_numpy(np.zeros((0, 5)), dtype="float32")
-    assert backend.to_numpy(polyloss.sparse_multilabel_crossentropy(s, backend.from_numpy(np.zeros((0, 2), np.int64)))).shape == (0,)
-    assert backend.to_numpy(polyloss.multilabel_crossentropy(s, backend.from_numpy(np.zeros((0, 5), bool)))).shape == (0,)
-    no_index = polyloss.sparse_multilabel_crossentropy(backend.from_numpy(S, dtype="float64"),
-                                                       backend.from_numpy(np.zeros((3, 0), np.int64)))
-    np.testing.assert_allclose(backend.to_numpy(no_index), reference.multilabel_crossentropy(S, np.zeros_like(Y)),
-                               rtol=1e-12)
+    assert backend.to_numpy(
+        polyloss.sparse_multilabel_crossentropy(s, backend.from_numpy(np.zeros((0, 2), np.int64)))
+    ).shape == (0,)
+    assert backend.to_numpy(polyloss.multilabel_crossentropy(s, backend.from_numpy(np.zeros((0, 5), bool)))).shape == (
+        0,
+    )
+    no_index = polyloss.sparse_multilabel_crossentropy(
+        backend.from_numpy(S, dtype="float64"), backend.from_numpy(np.zeros((3, 0), np.int64))
+    )
+    np.testing.assert_allclose(
+        backend.to_numpy(no_index), reference.multilabel_crossentropy(S, np.zeros_like(Y)), rtol=1e-12
+    )
     assert float(backend.to_numpy(polyloss.reduce(backend.from_numpy(np.zeros(0), dtype="float32")))) == 0.0
 
 
@@ -262,7 +280,9 @@ def test_out_of_range_spans_are_ignored_when_compiled():
 def test_plus_inf_logit_on_a_negative_gives_inf(backend):
     s = np.array([[np.inf, 0.0, 1.0], [0.0, np.inf, -1.0]])
     y = np.array([[False, True, False], [False, True, False]])  # row 1: +inf on a positive costs nothing
-    out = backend.to_numpy(polyloss.multilabel_crossentropy(backend.from_numpy(s, dtype="float64"), backend.from_numpy(y)))
+    out = backend.to_numpy(
+        polyloss.multilabel_crossentropy(backend.from_numpy(s, dtype="float64"), backend.from_numpy(y))
+    )
     np.testing.assert_allclose(out, reference.multilabel_crossentropy(s, y), rtol=1e-14)
     assert out[0] == np.inf and np.isfinite(out[1])
 
@@ -329,13 +349,20 @@ def test_tf_sparse_global_pointer_with_unknown_span_dimensions():
     spans[0, 1, 0] = (1, 2)
     spans[1, 2, 1] = (0, 3)
 
-    @tf.function(input_signature=[tf.TensorSpec([None, 3, None, None], tf.float64),
-                                  tf.TensorSpec([None, None, None, 2], tf.int64)])
+    @tf.function(
+        input_signature=[
+            tf.TensorSpec([None, 3, None, None], tf.float64),
+            tf.TensorSpec([None, None, None, 2], tf.int64),
+        ]
+    )
     def loss(s, sp):
         return polyloss.sparse_global_pointer_crossentropy(s, sp, pad_index=-1)
 
-    np.testing.assert_allclose(loss(tf.constant(logits), tf.constant(spans)).numpy(),
-                               reference.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1), rtol=1e-12)
+    np.testing.assert_allclose(
+        loss(tf.constant(logits), tf.constant(spans)).numpy(),
+        reference.sparse_global_pointer_crossentropy(logits, spans, pad_index=-1),
+        rtol=1e-12,
+    )
 
 
 def test_divergence_converts_host_inputs_to_the_logits_dtype(backend):
@@ -343,13 +370,15 @@ def test_divergence_converts_host_inputs_to_the_logits_dtype(backend):
     out = polyloss.multilabel_divergence(a, S[::-1].tolist())
     assert out.dtype == backend.dtype("float32")
     rounded = S.astype(np.float32).astype(np.float64)
-    np.testing.assert_allclose(backend.to_numpy(out), reference.multilabel_divergence(rounded, rounded[::-1]),
-                               rtol=1e-5)
+    np.testing.assert_allclose(
+        backend.to_numpy(out), reference.multilabel_divergence(rounded, rounded[::-1]), rtol=1e-5
+    )
 
 
 def test_sparse_with_no_row_and_no_index(backend):
-    out = polyloss.sparse_multilabel_crossentropy(backend.from_numpy(np.zeros((0, 3)), dtype="float32"),
-                                                  backend.from_numpy(np.zeros((0, 0), np.int64)))
+    out = polyloss.sparse_multilabel_crossentropy(
+        backend.from_numpy(np.zeros((0, 3)), dtype="float32"), backend.from_numpy(np.zeros((0, 0), np.int64))
+    )
     assert backend.to_numpy(out).shape == (0,)
 
 
@@ -362,7 +391,9 @@ def test_soft_label_gradient_is_backward_stable_at_large_logits(autograd_backend
     grads = []
     for dtype in ("float32", "float64"):
         labels = be.from_numpy(t, dtype=dtype)
-        g = be.grad(lambda x: be.namespace.sum(polyloss.multilabel_crossentropy(x, labels)))(be.from_numpy(s, dtype=dtype))
+        g = be.grad(lambda x: be.namespace.sum(polyloss.multilabel_crossentropy(x, labels)))(
+            be.from_numpy(s, dtype=dtype)
+        )
         grads.append(be.to_numpy(g))
     bound = 1e4 * float(np.finfo(np.float32).eps)
     np.testing.assert_allclose(grads[0], grads[1], rtol=2 * bound, atol=1e-7)

@@ -1,5 +1,5 @@
-"""Bad input: clear errors naming shapes, dtypes and frameworks; value checks in eager mode only;
-NaN in gives NaN out, finite in gives finite out."""
+"""Bad input to the multi-label family: clear errors naming shapes, dtypes and frameworks; value checks in
+eager mode only; NaN in gives NaN out, finite in gives finite out."""
 
 from __future__ import annotations
 
@@ -40,7 +40,9 @@ def test_mismatched_shapes_name_both_shapes(backend):
 def test_where_must_be_boolean_and_broadcast(backend):
     with pytest.raises(TypeError, match="where must be a boolean array"):
         polyloss.multilabel_crossentropy(arr(backend, S), arr(backend, Y), where=arr(backend, np.ones((2, 3))))
-    with pytest.raises(ValueError, match=r"where has shape \(2, 2\), which does not broadcast to logits shape \(2, 3\)"):
+    with pytest.raises(
+        ValueError, match=r"where has shape \(2, 2\), which does not broadcast to logits shape \(2, 3\)"
+    ):
         polyloss.multilabel_crossentropy(arr(backend, S), arr(backend, Y), where=arr(backend, np.ones((2, 2), bool)))
 
 
@@ -75,8 +77,16 @@ def test_reduce_rejects_unknown_reduction():
 # --------------------------------------------------------------------------------------------
 # two frameworks together: TypeError naming both
 # --------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("first, second", [("torch", "jax"), ("jax", "tensorflow"), ("tensorflow", "torch"),
-                                           ("numpy", "torch"), ("torch", "array_api_strict")])
+@pytest.mark.parametrize(
+    "first, second",
+    [
+        ("torch", "jax"),
+        ("jax", "tensorflow"),
+        ("tensorflow", "torch"),
+        ("numpy", "torch"),
+        ("torch", "array_api_strict"),
+    ],
+)
 def test_two_frameworks_are_a_type_error_naming_both(first, second):
     a, b = get(first), get(second)
     with pytest.raises(TypeError, match=f"logits is a {first} array but labels is a {second} array"):
@@ -168,8 +178,9 @@ def test_compiled_code_skips_value_checks_and_ignores_out_of_range_indices(name)
     be = get(name)
     s = np.random.default_rng(0).normal(size=(2, 5))
     indices = np.array([[1, 9], [4, -1]])  # 9 is out of range: ignored when values cannot be checked
-    compiled = be.compile(lambda x, i: polyloss.sparse_multilabel_crossentropy(x, i, pad_index=-1),
-                          "jit" if name == "jax" else "function")
+    compiled = be.compile(
+        lambda x, i: polyloss.sparse_multilabel_crossentropy(x, i, pad_index=-1), "jit" if name == "jax" else "function"
+    )
     out = be.to_numpy(compiled(arr(be, s, "float64"), arr(be, indices)))
     expected = polyloss.sparse_multilabel_crossentropy(s, np.array([[1, -1], [4, -1]]), pad_index=-1)
     np.testing.assert_allclose(out, expected, rtol=1e-12)
