@@ -107,7 +107,7 @@ def test_public_names_and_independence():
         assert callable(getattr(R, name))
     source = pathlib.Path(R.__file__).read_text()
     imports = re.findall(r"^\s*(?:from|import) +([\w.]+)", source, flags=re.M)
-    assert set(imports) <= {"itertools", "math", "numbers", "numpy", "polyloss.reference"}, imports
+    assert set(imports) <= {"itertools", "math", "numbers", "fractions", "numpy", "polyloss.reference"}, imports
 
 
 # ---------------------------------------------------------------------------------------------
@@ -163,7 +163,8 @@ def test_crf_two_tokens_start_end_by_hand():
     tags, score = R.crf_decode(E2, A2, start=st, end=en)
     assert tags.tolist() == [[1, 0]] and score.tolist() == [7.0]
     # start = end = 0 is the same as none
-    np.testing.assert_array_equal(R.crf_log_partition(E2, A2, start=[0.0, 0.0], end=[0.0, 0.0]), R.crf_log_partition(E2, A2))
+    zero = [0.0, 0.0]
+    np.testing.assert_array_equal(R.crf_log_partition(E2, A2, start=zero, end=zero), R.crf_log_partition(E2, A2))
 
 
 def test_crf_constraint_by_hand():
@@ -281,7 +282,8 @@ def test_nan_and_posinf():
 # identities
 # ---------------------------------------------------------------------------------------------
 
-CASES = [(seed, B, T, K) for seed, (B, T, K) in enumerate([(4, 1, 2), (4, 2, 2), (4, 3, 3), (3, 5, 2), (3, 4, 4), (2, 6, 3)])]
+SHAPES = [(4, 1, 2), (4, 2, 2), (4, 3, 3), (3, 5, 2), (3, 4, 4), (2, 6, 3)]  # (B, T, K)
+CASES = [(seed, B, T, K) for seed, (B, T, K) in enumerate(SHAPES)]
 
 
 @pytest.mark.parametrize("constraints", [False, True])

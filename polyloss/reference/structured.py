@@ -21,8 +21,8 @@ and the MEMM (kexue 7213) normalises each step locally instead of the whole path
 
     memm_nll(y) = -log softmax(e[t_1, ·])[y_1] - Σ_{i=2..n} log softmax(A[y_{i-1}, ·] + e[t_i, ·])[y_i]
 
-summed over the tokens (like the CRF; kexue 7213's code averages over tokens instead: multiply by
-1/n to get its scale). ``direction="backward"`` is the same on the reversed sequence with the
+summed over the tokens, like the CRF (SPEC "Traps" 5 lists the source's MEMM as a token mean:
+divide by n for that scale). ``direction="backward"`` is the same on the reversed sequence with the
 transposed transitions (step i conditions on y_{i+1} through A[·, y_{i+1}]); ``"both"`` (Bi-MEMM) is
 the average of the two directions.
 
@@ -33,8 +33,9 @@ scores are exactly rounded sums of the two term lists, and
 ``log Σ_y e^{S(y)} = S(ŷ) + log1p(Σ_{y ≠ ŷ} e^{S(y) - S(ŷ)})`` with ŷ the best path. So log Z, the
 marginals and the nll (as ``S(ŷ) - S(y) + log1p(...)``, which keeps its precision when it is close to
 0) are accurate to a few ulps. Longer sequences use a plain-loop forward / backward algorithm (a
-max-shifted log-sum-exp with ``fsum`` at each step; the nll is then ``log Z - S(y)``, accurate to a few
-ulps of log Z) and an exact Viterbi (below); the two methods agree wherever both run (tested).
+max-shifted log-sum-exp with ``fsum`` at each step; the nll is then ``max(0, log Z - S(y))``, accurate
+to a few ulps of log Z per token) and a Viterbi on exact rational scores (``fractions.Fraction``); the
+two methods agree wherever both run (tested; the decoded paths and scores are identical).
 
 Conventions (shared by every function):
 
@@ -75,6 +76,7 @@ and Marcus 1995 / Tjong Kim Sang and Veenstra 1999 (IOB tagging), Ratinov and Ro
 import itertools
 import math
 import numbers
+from fractions import Fraction
 
 import numpy as np
 
@@ -165,7 +167,9 @@ def _boundary_array(scores, name, em):
     a = _common.real_array(scores, name)
     k = em.shape[2]
     if a.shape != (k,):
-        raise ValueError(f"{name} has shape {a.shape} but emissions of shape {em.shape} need {name} of shape [K] = {(k,)}")
+        raise ValueError(
+            f"{name} has shape {a.shape} but emissions of shape {em.shape} need {name} of shape [K] = {(k,)}"
+        )
     return a
 
 
@@ -178,7 +182,10 @@ def _spans(mask, em):
     if mask.dtype != np.bool_:
         raise TypeError(f"mask must be a boolean array (True = token), got dtype {mask.dtype}")
     if mask.shape != (b_size, t_size):
-        raise ValueError(f"mask has shape {mask.shape} but emissions of shape {em.shape} need a mask of shape [B, T] = {(b_size, t_size)}")
+        raise ValueError(
+            f"mask has shape {mask.shape} but emissions of shape {em.shape} need a mask of shape "
+            f"[B, T] = {(b_size, t_size)}"
+        )
     spans = []
     for row, m in enumerate(mask):
         idx = np.flatnonzero(m)
@@ -202,7 +209,10 @@ def _gold_tags(tags, em, spans):
     if tags.dtype.kind not in "iu":
         raise TypeError(f"tags must be an integer array, got dtype {tags.dtype}")
     if tags.shape != em.shape[:2]:
-        raise ValueError(f"tags has shape {tags.shape} but emissions of shape {em.shape} need tags of shape [B, T] = {em.shape[:2]}")
+        raise ValueError(
+            f"tags has shape {tags.shape} but emissions of shape {em.shape} need tags of shape "
+            f"[B, T] = {em.shape[:2]}"
+        )
     k = em.shape[2]
     rows = []
     for row, (a, b) in enumerate(spans):
@@ -375,37 +385,46 @@ def _log_partition_dp(row, alpha):
 
 
 def _viterbi(row):
-    """The exact Viterbi: for each tag j at token t, the best path of the first t+1 tokens ending in j
-    (its tags and its term list, so that comparisons are exact); predecessors are tried in increasing
-    order and replaced only by a strictly better one, which yields the tie rule of the module."""
-    best = []
-    for j in range(row.k):
+    """The exact Viterbi: δ[t][j] = the largest score of a path of the first t+1 tokens ending in j,
+    kept as an exact rational (``Fraction``: every float is one, and sums of them are exact), with
+    the back-pointer to its tag at token t-1. Predecessors are tried in increasing order and replaced
+    only by a strictly larger score, so the back-pointers pick the smallest tag among exact ties,
+    which yields the tie rule of the module (smallest reversed path). The score returned is the exact
+    score rounded once (``float(Fraction)`` is correctly rounded, like ``fsum``)."""
+    k = row.k
+    delta = []
+    for j in range(k):
         terms = ([] if row.start is None else [row.start[j]]) + [row.e[0][j]]
-        best.append(None if -_INF in terms else ([j], terms))
+        delta.append(None if -_INF in terms else sum(map(Fraction, terms)))
+    back = []
     for t in range(1, row.n):
-        new = []
-        for j in range(row.k):
-            chosen = None
-            for i in range(row.k):
-                if best[i] is None or row.tr[i][j] == -_INF or row.e[t][j] == -_INF:
-                    continue
-                terms = best[i][1] + [row.tr[i][j], row.e[t][j]]
-                if chosen is None or _diff(terms, chosen[1]) > 0:
-                    chosen = (best[i][0] + [j], terms)
-            new.append(chosen)
-        best = new
-    chosen = None
-    for j in range(row.k):
-        if best[j] is None:
+        new, pointers = [], []
+        for j in range(k):
+            best, arg = None, None
+            if row.e[t][j] != -_INF:
+                for i in range(k):
+                    if delta[i] is None or row.tr[i][j] == -_INF:
+                        continue
+                    score = delta[i] + Fraction(row.tr[i][j])
+                    if best is None or score > best:
+                        best, arg = score, i
+            new.append(None if best is None else best + Fraction(row.e[t][j]))
+            pointers.append(arg)
+        delta = new
+        back.append(pointers)
+    best, last = None, None
+    for j in range(k):
+        if delta[j] is None or (row.end is not None and row.end[j] == -_INF):
             continue
-        terms = best[j][1] + ([] if row.end is None else [row.end[j]])
-        if -_INF in terms:
-            continue
-        if chosen is None or _diff(terms, chosen[1]) > 0:
-            chosen = (best[j][0], terms)
-    if chosen is None:
+        score = delta[j] + (0 if row.end is None else Fraction(row.end[j]))
+        if best is None or score > best:
+            best, last = score, j
+    if best is None:
         return None, -_INF
-    return chosen[0], _xsum(chosen[1])
+    path = [last]
+    for pointers in reversed(back):
+        path.append(pointers[path[-1]])
+    return path[::-1], float(best)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -433,7 +452,8 @@ def _row_nll(row, gold):
         return _INF  # the gold path is impossible (and so when no path is feasible)
     if row.brute_force():
         return _Enumeration(row).nll(gold_terms)
-    return _log_partition_dp(row, _forward(row)) - _xsum(gold_terms)
+    # log Z - S(y) is ≥ 0 exactly; rounding could take a near-certain path a few ulps below 0
+    return max(0.0, _log_partition_dp(row, _forward(row)) - _xsum(gold_terms))
 
 
 def _row_marginals(row):
@@ -668,7 +688,7 @@ def memm_nll(emissions, tags, transitions, *, mask=None, direction="forward"):
               L = -log softmax(e[t_n, ·])[y_n] - Σ_{i<n} log softmax(A[·, y_{i+1}] + e[t_i, ·])[y_i]
     both:     (L_forward + L_backward) / 2  (Bi-MEMM)
 
-    summed over the real tokens (no mean; kexue 7213 averages over tokens). Each step is a softmax
+    summed over the real tokens (no mean; divide by n for a token mean). Each step is a softmax
     over the K tags, so Σ over all tag sequences of e^{-L} is 1 for "forward" and for "backward".
     Source: kexue.fm/archives/7213.
 
