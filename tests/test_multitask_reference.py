@@ -640,8 +640,10 @@ def test_coefficient_free_l2_bad_inputs():
         MT.coefficient_free_l2({"w": np.ones(2)}, {"w": np.ones(3)})
     with pytest.raises(ValueError, match=r"params .* at the root"):
         MT.coefficient_free_l2({"w": np.ones(2)}, {"v": np.ones(2)})
-    with pytest.raises(ValueError, match="NaN or inf"):
+    with pytest.raises(ValueError, match="grad has NaN or inf at the root"):
         MT.coefficient_free_l2(np.array([np.inf]), np.array([1.0]))
+    with pytest.raises(ValueError, match=r"params has NaN or inf at leaf \['t'\]"):
+        MT.coefficient_free_l2({"t": np.ones(1)}, {"t": np.array([np.nan])})
 
 
 # ---------------------------------------------------------------------------------------------

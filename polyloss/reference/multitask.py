@@ -225,13 +225,14 @@ def _build(template, layout, flat):
     return _unflatten(template, iter(arrays))
 
 
-def _require_finite(flats, layout, what="gradient"):
+def _require_finite(flats, layout, names=None):
     for k, flat in enumerate(flats):
         start = 0
         for path, shape in layout:
             size = math.prod(shape)
             if not all(math.isfinite(v) for v in flat[start:start + size]):
-                raise ValueError(f"{what} {k} has NaN or inf at {_where(path)}; the combination needs finite values")
+                name = f"gradient {k}" if names is None else names[k]
+                raise ValueError(f"{name} has NaN or inf at {_where(path)}; the combination needs finite values")
             start += size
 
 
@@ -280,8 +281,9 @@ def gram_matrix(grads):
 
 
 def _gram_argument(gram):
-    """A checked Gram matrix as (list of lists of floats, K): square, finite, K in [1, MAX_TASKS],
-    symmetric and positive semi-definite up to ``_GRAM_TOL · max_i G_ii``; symmetrised."""
+    """A checked Gram matrix as (list of lists of floats, K, max(max_i G_ii, 0)): square, finite,
+    K in [1, MAX_TASKS], symmetric and positive semi-definite up to ``_GRAM_TOL · max_i G_ii``;
+    symmetrised."""
     g = _common.real_array(gram, "gram")
     if g.ndim != 2 or g.shape[0] != g.shape[1]:
         raise ValueError(f"gram must be a square [K, K] matrix, got shape {g.shape}")
@@ -638,7 +640,7 @@ def coefficient_free_l2(grad, params):
     """
     _check_same_structure(grad, params, "grad", "params")
     flats, layout, template = _gradients([grad, params])
-    _require_finite(flats, layout, what="argument (0: grad, 1: params)")
+    _require_finite(flats, layout, names=("grad", "params"))
     g, theta = flats
     g_theta = _dot(g, theta)
     theta_theta = _dot(theta, theta)
