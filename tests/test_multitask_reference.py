@@ -290,6 +290,25 @@ def test_min_norm_singular_grams_against_nnls():
     assert frank_wolfe_gap(gram, alpha) <= 1e-13 * float(np.max(np.diag(gram)))
 
 
+def test_min_norm_extreme_scales():
+    # exact arithmetic: norms 1e8 and 1e-8 of opposite signs (1-D): α = (1e-8, 1e8)/(1e8 + 1e-8) and
+    # u = 0 exactly; the rounded α leaves |u| at the level of the small gradient's rounding
+    a, b = 1e8, -1e-8
+    alpha = MT.min_norm_weights(MT.gram_matrix([np.array([a]), np.array([b])]))
+    assert alpha[0] == 1e-8 / (1e8 + 1e-8) and alpha[1] == 1e8 / (1e8 + 1e-8)
+    assert abs(alpha[0] * a + alpha[1] * b) <= 1e-23
+    # random gradients whose norms span 1e-6 .. 1e6: the Frank-Wolfe gap is at rounding level, and
+    # the value matches NNLS on the gradients themselves
+    rng = np.random.default_rng(17)
+    for k in (4, 7, 10):
+        grads = rng.normal(size=(k, k + 3)) * np.exp(3 * rng.normal(size=(k, 1)))
+        gram = MT.gram_matrix(list(grads))
+        scale = float(np.max(np.diag(gram)))
+        alpha = MT.min_norm_weights(gram)
+        assert frank_wolfe_gap(gram, alpha) <= 1e-15 * scale
+        value_close(quad(gram, alpha), quad(gram, nnls_min_norm(grads)), scale, rtol=1e-9, atol_rel=1e-15)
+
+
 def test_min_norm_invariances():
     rng = np.random.default_rng(5)
     grads = random_gradients(rng, 5, 4)
@@ -317,8 +336,8 @@ def test_min_norm_bad_inputs():
         MT.min_norm_weights([[1.0, 0.5], [0.0, 1.0]])
     with pytest.raises(ValueError, match="not positive semi-definite"):
         MT.min_norm_weights([[1.0, 2.0], [2.0, 1.0]])
-    with pytest.raises(ValueError, match="K <= 16"):
-        MT.min_norm_weights(np.eye(17))
+    with pytest.raises(ValueError, match="K <= 12"):
+        MT.min_norm_weights(np.eye(13))
     with pytest.raises(TypeError, match="real"):
         MT.min_norm_weights(np.eye(2, dtype=complex))
     # float32-sized rounding is tolerated (and symmetrised)

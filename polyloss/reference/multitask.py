@@ -18,7 +18,8 @@ Formulas, with ``g_1..g_K`` the per-task gradients flattened over all leaves, ``
   ``u = Σ α_i g_i``. Solved *exactly* by enumerating every support (see ``min_norm_weights``).
   The minimum value ``α^T G α = ||u||²`` and the direction ``u`` are unique (u is the point of the
   convex hull of the g_i nearest to 0); ``α`` need not be: compare values or directions in tests,
-  not weights, unless the Gram matrix is non-singular.
+  not weights, unless the Gram matrix is non-singular. Solved in exact rational arithmetic: the
+  result is the exact minimiser for the given float64 G, rounded once.
 * primary / auxiliary (kexue 8907): ``u = g_0 + Σ_{i≥1} λ_i g_i`` with ``λ ≥ 0`` minimising
   ``||u||² = G_00 + 2 Σ λ_i G_0i + Σ λ_i λ_j G_ij`` (non-negative least squares, exact by support
   enumeration); one auxiliary: ``λ = relu(-G_01) / G_11`` (0 when ``G_11 = 0``).
@@ -46,6 +47,7 @@ Yu et al. 2020 (PCGrad); Kendall et al. 2018 (uncertainty weighting).
 import itertools
 import math
 from decimal import Decimal, localcontext
+from fractions import Fraction
 
 import numpy as np
 
@@ -60,12 +62,10 @@ __all__ = [
     "weigh_losses",
 ]
 
-_EPS = 2.220446049250313e-16
 METHODS = ("sum", "mean", "normalized", "min_norm", "primary", "pcgrad")
 LOSS_METHODS = ("sum", "initial", "prior", "realtime", "geometric", "power", "uncertainty")
-MAX_TASKS = 16  # the exact solvers enumerate 2^K supports
+MAX_TASKS = 12  # the exact solvers enumerate 2^K supports
 _GRAM_TOL = 1e-4  # asymmetry / negative eigenvalues tolerated, relative to max_i G_ii (float32 Gram matrices pass)
-_FEASIBLE_TOL = 1e-9  # a face's stationary point counts as inside the face down to this (then clipped to 0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -102,12 +102,6 @@ def _dot(xs, ys):
     if all(math.isfinite(x) for x in xs) and all(math.isfinite(y) for y in ys):
         return _exact_sum(zip(xs, ys))
     return _common.fsum([x * y for x, y in zip(xs, ys)])
-
-
-def _quadratic(gram, w):
-    """w^T G w, exact for the given floats, rounded once."""
-    k = len(w)
-    return _exact_sum((w[i], w[j], gram[i][j]) for i in range(k) for j in range(k) if w[i] and w[j])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -304,36 +298,34 @@ def _gram_argument(gram):
     return sym.tolist(), k, scale
 
 
-def _pick(candidates, scale, k):
-    """The candidate (value, weights) of smallest value; ties (within 16·K·eps·max_i G_ii) go to the
-    first one in enumeration order: the smallest support, then the lexicographically first."""
-    best = min(value for value, _ in candidates)
-    tol = 16 * k * _EPS * scale
-    for value, weights in candidates:
-        if value <= best + tol:
-            return weights
-    raise AssertionError("unreachable")
+def _integer_matrix(gram):
+    """The float matrix as exact integers: ``gram[i][j] = ints[i][j] / 2^shift`` (every finite float is
+    an integer over a power of two). Scaling G by 2^shift changes neither α nor λ."""
+    ratios = [[x.as_integer_ratio() for x in row] for row in gram]
+    shift = max(d.bit_length() - 1 for row in ratios for _, d in row)
+    return [[n << (shift - (d.bit_length() - 1)) for n, d in row] for row in ratios]
 
 
-def _face_scaled(gram, support):
-    """G restricted to ``support``, divided by its largest diagonal entry (when > 0): the solutions
-    do not change, and the KKT matrix is well scaled even when another task's gradient dominates."""
-    sub = gram[np.ix_(support, support)]
-    top = float(np.max(np.diag(sub)))
-    return sub / top if top > 0 else sub
-
-
-def _refined_solve(matrix, rhs):
-    """x with matrix·x = rhs (the least-squares, minimum-norm solution when singular: ``lstsq``),
-    improved by two steps of iterative refinement with exactly computed residuals."""
-    x = np.linalg.lstsq(matrix, rhs, rcond=None)[0]
-    rows = matrix.tolist()
-    for _ in range(2):
-        if not np.all(np.isfinite(x)):
-            break
-        xs = x.tolist()
-        residual = [_exact_sum([(b,)] + [(-a, v) for a, v in zip(row, xs)]) for row, b in zip(rows, rhs.tolist())]
-        x = x + np.linalg.lstsq(matrix, np.array(residual), rcond=None)[0]
+def _solve_exact(matrix, rhs):
+    """The exact solution (Fractions) of matrix·x = rhs for an integer matrix and integer right-hand
+    side, or None when the matrix is singular. Fraction-free Gaussian elimination (Bareiss: every
+    division is exact) with row pivoting on the first non-zero entry, then back substitution."""
+    n = len(matrix)
+    a = [list(row) + [b] for row, b in zip(matrix, rhs)]
+    previous = 1
+    for k in range(n):
+        pivot = next((r for r in range(k, n) if a[r][k] != 0), None)
+        if pivot is None:
+            return None
+        a[k], a[pivot] = a[pivot], a[k]
+        for i in range(k + 1, n):
+            for j in range(k + 1, n + 1):
+                a[i][j] = (a[i][j] * a[k][k] - a[i][k] * a[k][j]) // previous
+            a[i][k] = 0
+        previous = a[k][k]
+    x = [Fraction(0)] * n
+    for i in range(n - 1, -1, -1):
+        x[i] = (a[i][n] - sum(a[i][j] * x[j] for j in range(i + 1, n))) / Fraction(a[i][i])
     return x
 
 
@@ -350,63 +342,61 @@ def min_norm_weights(gram):
     gradients nearest to the origin (Sener & Koltun 2018; kexue 8896). For K = 2 the closed form is
     ``α_1 = clip((G_22 - G_12) / (G_11 - 2 G_12 + G_22), 0, 1)``.
 
-    Method (exact, no iteration): the minimiser lies in the relative interior of some face
-    ``{α: α_i = 0 for i ∉ S}`` of the simplex, where it is a stationary point of ``α^T G α`` under
-    ``Σ_S α_i = 1``: a solution of the KKT system ``[[G_SS, 1], [1^T, 0]] [α_S; ν] = [0; 1]``. Every
-    non-empty support S is tried (``lstsq``, so singular G_SS give a solution too); the solutions
-    inside the face (``α_S ≥ -1e-9``, then clipped to 0 and renormalised) are candidates, each a valid
-    point of the simplex, and the one with the smallest value ``α^T G α`` (evaluated exactly) wins.
-    When G is singular the face solution may not be unique, but the minimum is always also attained
-    on a face where the KKT matrix is non-singular (a vertex of the polytope of minimisers), so the
-    enumeration finds the minimum value. Cost: 2^K - 1 small solves (K <= 16).
+    Method (exact rational arithmetic, no iteration, no tolerance): a minimiser lies in the relative
+    interior of some face ``{α: α_i = 0 for i ∉ S}`` of the simplex, where it is stationary under
+    ``Σ_S α_i = 1``, i.e. solves the KKT system ``[[G_SS, 1], [1^T, 0]] [α_S; ν] = [0; 1]`` (then
+    ``α^T G α = -ν``). Every non-empty support S is tried, the system solved exactly in integers
+    (G is an integer matrix over a power of two); solutions with every ``α_i >= 0`` are candidates
+    and the smallest ``-ν`` wins, compared exactly. Faces whose KKT matrix is singular are skipped:
+    a minimum is always also attained on a face whose KKT matrix is non-singular (from a minimiser
+    on a singular face, move along a null direction ``(d, μ)``, ``1^T d = 0``: the point stays
+    stationary with the same value until a coordinate reaches 0, which is a smaller face; singletons
+    are non-singular). The result is the exact minimiser for the given float64 G, each α_i rounded
+    once. Cost: 2^K - 1 small exact solves (K <= 12).
+
+    Rounding: the Gram matrix of rank-deficient gradients (K > dimension), rounded to float64, is
+    positive semi-definite only up to eigenvalues of order ±eps·max_i G_ii; the exact minimum over
+    that G can then be slightly negative (about -1e-17·max_i G_ii): compare values with an absolute
+    tolerance relative to max_i G_ii, as for any float64 Gram matrix.
 
     Ties and uniqueness: the minimum VALUE and the direction ``u`` are unique; ``α`` is not when G is
-    singular (identical gradients, K > dimension, the origin inside the hull). Values within
-    ``16·K·eps·max_i G_ii`` of the smallest are ties, won by the smallest support, then the
-    lexicographically first (so identical gradients give ``[1, 0]`` and a zero gradient gets all the
-    weight). Tests of other solvers should compare ``α^T G α`` (or ``u``), not ``α``.
+    singular (identical gradients, K > dimension, the origin inside the hull). Exactly equal values
+    go to the smallest support, then the lexicographically first (so identical gradients give
+    ``[1, 0]`` and a zero gradient gets all the weight). Tests of other solvers should compare
+    ``α^T G α`` (or ``u``), not ``α``.
 
     Parameters
     ----------
     gram : array_like [K, K]
-        Symmetric positive semi-definite (up to 1e-4·max_i G_ii: float32 Gram matrices pass); finite.
+        Symmetric positive semi-definite (up to 1e-4·max_i G_ii: float32 Gram matrices pass; it is
+        symmetrised); finite.
 
     Returns
     -------
-    numpy.ndarray of float64 [K], non-negative, summing to 1 (up to rounding).
+    numpy.ndarray of float64 [K], non-negative, summing to 1 (up to the rounding of each entry).
 
     Examples
     --------
     >>> min_norm_weights([[1.0, 0.0], [0.0, 1.0]]).tolist()
     [0.5, 0.5]
-    >>> [round(a, 12) for a in min_norm_weights([[4.0, 0.0], [0.0, 1.0]]).tolist()]  # α_1 = 1/(4+1)
+    >>> min_norm_weights([[4.0, 0.0], [0.0, 1.0]]).tolist()  # α_1 = 1/(4+1)
     [0.2, 0.8]
     >>> min_norm_weights([[1.0, 2.0], [2.0, 9.0]]).tolist()  # <g_1, g_2> >= ||g_1||²: g_1 itself
     [1.0, 0.0]
     """
-    g, k, scale = _gram_argument(gram)
-    garray = np.array(g)
-    candidates = []
+    g, k, _ = _gram_argument(gram)
+    ints = _integer_matrix(g)
+    best_value, best = None, None
     for support in _supports(range(k), include_empty=False):
         n = len(support)
-        kkt = np.zeros((n + 1, n + 1))
-        kkt[:n, :n] = _face_scaled(garray, support)
-        kkt[:n, n] = 1.0
-        kkt[n, :n] = 1.0
-        rhs = np.zeros(n + 1)
-        rhs[n] = 1.0
-        solution = _refined_solve(kkt, rhs)[:n]
-        if not np.all(np.isfinite(solution)) or np.min(solution) < -_FEASIBLE_TOL:
+        kkt = [[ints[i][j] for j in support] + [1] for i in support] + [[1] * n + [0]]
+        solution = _solve_exact(kkt, [0] * n + [1])
+        if solution is None or any(a < 0 for a in solution[:n]):
             continue
-        solution = np.maximum(solution, 0.0)
-        total = math.fsum(solution.tolist())
-        if not total > 0:
-            continue
-        alpha = [0.0] * k
-        for i, a in zip(support, solution.tolist()):
-            alpha[i] = a / total
-        candidates.append((_quadratic(g, alpha), alpha))
-    return np.array(_pick(candidates, scale, k), dtype=np.float64)
+        value = -solution[n]
+        if best_value is None or value < best_value:
+            best_value, best = value, dict(zip(support, solution[:n]))
+    return np.array([float(best.get(i, 0)) for i in range(k)], dtype=np.float64)
 
 
 def primary_weights(gram):
@@ -420,11 +410,16 @@ def primary_weights(gram):
     ``G_11 = 0``). At the optimum ``<g_0, u> = ||u||² >= 0`` (the primary loss does not increase to
     first order) and ``<g_i, u> >= 0`` for every auxiliary, with equality where ``λ_i > 0``.
 
-    Method (exact): every support S of the auxiliaries, the empty one included, is tried: ``λ_S``
-    solves ``G_SS λ_S = -G_S0`` (``lstsq``); solutions with ``λ_S >= 0`` (down to -1e-9, then clipped)
-    are candidates, the smallest ``f`` (evaluated exactly) wins; ties as in ``min_norm_weights``
-    (smallest support, then lexicographic: with ``G_01 = 0``, ``λ_1 = 0``). ``u`` and ``f`` are
-    unique, ``λ`` need not be (identical auxiliaries): compare ``f`` or ``u``.
+    Method (exact, as in ``min_norm_weights``): every support S of the auxiliaries, the empty one
+    included; ``λ_S`` solves ``G_SS λ_S = -G_S0`` exactly (then ``f = G_00 + λ_S^T G_S0``); solutions
+    with ``λ_S >= 0`` are candidates, the smallest f wins, exactly; singular G_SS are skipped (the
+    same null-direction argument: from a minimiser, move along ``±d``, ``G_SS d = 0``, until a
+    coordinate reaches 0). Exactly equal values: smallest support, then lexicographic (with
+    ``G_01 = 0``, ``λ_1 = 0``). ``u`` and ``f`` are unique, ``λ`` need not be (identical
+    auxiliaries): compare ``f`` or ``u``. For a G that is positive semi-definite only up to rounding
+    (rank-deficient gradients), the exact minimiser over the float64 G may use its tiny negative
+    curvature: f slightly below 0 (order -1e-13·max_i G_ii) with large λ on nearly dependent
+    auxiliaries; u is then ≈ 0 all the same.
 
     Returns
     -------
@@ -439,21 +434,20 @@ def primary_weights(gram):
     >>> primary_weights([[1.0, 1.0], [1.0, 2.0]]).tolist()  # no conflict: λ = 0
     [1.0, 0.0]
     """
-    g, k, scale = _gram_argument(gram)
-    garray = np.array(g)
-    candidates = []
+    g, k, _ = _gram_argument(gram)
+    ints = _integer_matrix(g)
+    best_value, best = None, None
     for support in _supports(range(1, k), include_empty=True):
-        weights = [1.0] + [0.0] * (k - 1)
         if support:
-            idx = list(support)
-            face = _face_scaled(garray, [0] + idx)  # one factor for G_SS and G_S0: λ is unchanged
-            lam = _refined_solve(face[1:, 1:], -face[1:, 0])
-            if not np.all(np.isfinite(lam)) or np.min(lam) < -_FEASIBLE_TOL * (1.0 + float(np.max(np.abs(lam)))):
+            lam = _solve_exact([[ints[i][j] for j in support] for i in support], [-ints[i][0] for i in support])
+            if lam is None or any(x < 0 for x in lam):
                 continue
-            for i, value in zip(idx, np.maximum(lam, 0.0).tolist()):
-                weights[i] = value
-        candidates.append((_quadratic(g, weights), weights))
-    return np.array(_pick(candidates, scale, k), dtype=np.float64)
+        else:
+            lam = []
+        value = ints[0][0] + sum(x * ints[i][0] for x, i in zip(lam, support))
+        if best_value is None or value < best_value:
+            best_value, best = value, dict(zip(support, lam))
+    return np.array([1.0] + [float(best.get(i, 0)) for i in range(1, k)], dtype=np.float64)
 
 
 # ---------------------------------------------------------------------------------------------
