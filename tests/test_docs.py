@@ -11,6 +11,7 @@ import pytest
 
 from helpers import run_python
 
+
 def _modules() -> list[str]:
     """Every module of the installed package (``polyloss.backends`` included): a new module's examples
     run without being listed here."""

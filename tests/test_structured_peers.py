@@ -297,7 +297,7 @@ TFA_SCRIPT = textwrap.dedent(
 
 def run_tfa(tmp_path, **arrays):
     if importlib.util.find_spec("tensorflow_addons") is None or importlib.util.find_spec("tf_keras") is None:
-        pytest.skip("tensorflow-addons (with tf-keras) not installed")
+        pytest.skip("tensorflow-addons (with tf-keras) unavailable: an optional peer")
     np.savez(tmp_path / "in.npz", **arrays)
     env = dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3")
     proc = subprocess.run([sys.executable, "-c", TFA_SCRIPT, str(tmp_path / "in.npz"), str(tmp_path / "out.npz")],

@@ -14,10 +14,14 @@ implementation or a port of a loss on small inputs::
 They are slow (pure Python loops): use them on test-sized arrays, not for training.
 """
 
-from polyloss.reference import classification, contrastive, metrics, multilabel
+from polyloss.reference import adversarial, classification, contrastive, metrics, multilabel, multitask, structured
+from polyloss.reference.adversarial import *  # noqa: F401,F403
 from polyloss.reference.classification import *  # noqa: F401,F403
 from polyloss.reference.contrastive import *  # noqa: F401,F403
 from polyloss.reference.metrics import *  # noqa: F401,F403
 from polyloss.reference.multilabel import *  # noqa: F401,F403
+from polyloss.reference.structured import *  # noqa: F401,F403
 
-__all__ = [*multilabel.__all__, *classification.__all__, *contrastive.__all__, *metrics.__all__]
+# the multi-task functions live in polyloss.reference.multitask, as polyloss.multitask's do
+__all__ = [*multilabel.__all__, *classification.__all__, *contrastive.__all__, *metrics.__all__,
+           *adversarial.__all__, *structured.__all__, "multitask"]

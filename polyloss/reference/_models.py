@@ -102,7 +102,7 @@ class _Model:
         """h_b = (1/n_b) Σ_l m_{b,l} x_{b,l}; 0 for n_b = 0."""
         if self.n[b] == 0:
             return [0.0] * self.dim
-        return [math.fsum(float(self.x[b, l, d]) for l in range(self.length) if self.m[b, l]) / self.n[b]
+        return [math.fsum(float(self.x[b, pos, d]) for pos in range(self.length) if self.m[b, pos]) / self.n[b]
                 for d in range(self.dim)]
 
     def logits(self, h):
@@ -248,9 +248,9 @@ def classifier_gradients(x, weights, bias, labels, *, mask=None, reduction="mean
     rows = _errors(model, labels)
     gx = np.zeros(model.x.shape, dtype=np.float64)
     for b, (_, _, _, u) in enumerate(rows):
-        for l in range(model.length):
-            if model.m[b, l]:
-                gx[b, l] = [v / (s * model.n[b]) for v in u]
+        for pos in range(model.length):
+            if model.m[b, pos]:
+                gx[b, pos] = [v / (s * model.n[b]) for v in u]
     gw = np.array([[math.fsum(rows[b][0][d] * rows[b][2][k] for b in range(model.batch)) / s
                     for k in range(model.classes)] for d in range(model.dim)], dtype=np.float64)
     gc = np.array([math.fsum(rows[b][2][k] for b in range(model.batch)) / s for k in range(model.classes)],
@@ -304,8 +304,8 @@ def classifier_penalty(x, weights, bias, labels, *, mask=None, where=None, scope
     rows = _errors(model, labels)
     parts = []  # per example: (P_b, ∂P_b/∂W, ∂P_b/∂c, ∂P_b/∂h_b)
     for b, (h, p, e, u) in enumerate(rows):
-        k2 = [(1.0 / (s * model.n[b])) ** 2 if model.m[b, l] else 0.0 for l in range(model.length)]
-        kappa = [math.fsum(k2[l] for l in range(model.length) if omega[b, l, d]) for d in range(model.dim)]
+        k2 = [(1.0 / (s * model.n[b])) ** 2 if model.m[b, pos] else 0.0 for pos in range(model.length)]
+        kappa = [math.fsum(k2[pos] for pos in range(model.length) if omega[b, pos, d]) for d in range(model.dim)]
         penalty = 0.5 * math.fsum(kappa[d] * u[d] * u[d] for d in range(model.dim))
         v = [kappa[d] * u[d] for d in range(model.dim)]
         wt_v = model.wt_times(v)
@@ -330,9 +330,9 @@ def classifier_penalty(x, weights, bias, labels, *, mask=None, where=None, scope
                   dtype=np.float64)
     gx = np.zeros(model.x.shape, dtype=np.float64)
     for b in range(model.batch):
-        for l in range(model.length):
-            if model.m[b, l]:
-                gx[b, l] = [factors[b] * g / model.n[b] for g in parts[b][3]]
+        for pos in range(model.length):
+            if model.m[b, pos]:
+                gx[b, pos] = [factors[b] * g / model.n[b] for g in parts[b][3]]
     return {"penalty": penalty, "x": model.unflatten(gx), "weights": gw, "bias": gc}
 
 
@@ -381,9 +381,9 @@ def divergence_gradient(z, clean_logits, weights, bias, *, mask=None, divergence
                 st = _sigmoid(ti)
                 dt.append(-(_sigmoid(si) - st) - st * (1.0 - st) * (si - ti))
         wd = model.w_times(dt)
-        for l in range(model.length):
-            if model.m[b, l]:
-                grad[b, l] = [v / model.n[b] for v in wd]
+        for pos in range(model.length):
+            if model.m[b, pos]:
+                grad[b, pos] = [v / model.n[b] for v in wd]
     return model.unflatten(grad)
 
 
@@ -415,8 +415,8 @@ def vat_hessian(x, weights, bias, *, mask=None, divergence="kl"):
         else:
             fisher = [[2.0 * _sigmoid(z[i]) * (1.0 - _sigmoid(z[i])) if i == j else 0.0
                        for j in range(model.classes)] for i in range(model.classes)]
-        a = [[(float(model.w[d, c]) / model.n[b] if model.m[b, l] else 0.0)
-              for l in range(model.length) for d in range(model.dim)] for c in range(model.classes)]
+        a = [[(float(model.w[d, c]) / model.n[b] if model.m[b, pos] else 0.0)
+              for pos in range(model.length) for d in range(model.dim)] for c in range(model.classes)]
         fa = [[math.fsum(fisher[i][j] * a[j][col] for j in range(model.classes)) for col in range(size)]
               for i in range(model.classes)]
         for r in range(size):

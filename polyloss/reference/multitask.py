@@ -191,7 +191,8 @@ def _gradients(grads):
     """The K gradients: (list of flat float lists, [(path, shape)] of gradient 0, gradient 0 itself)."""
     if isinstance(grads, np.ndarray):
         if grads.ndim == 0:
-            raise ValueError("grads must be a sequence of K gradients (or an array with a leading task axis), got a 0-d array")
+            raise ValueError("grads must be a sequence of K gradients (or an array with a leading task axis), "
+                             "got a 0-d array")
         grads = list(grads)
     elif not isinstance(grads, (list, tuple)):
         raise TypeError(f"grads must be a list or tuple of K gradients (pytrees), got {type(grads).__name__}")
