@@ -52,3 +52,24 @@ def test_case_under_torch_compile(case_name):
     (case,) = [c for c in cases_for() if c.name == case_name]
     result = run_case(case, adapter, mode="compile", dtype="float32")
     assert result.passed, f"{result.status}: {result.message}"
+
+
+def _pair(rng, dtype):
+    return (rng.normal(0.0, 2.0, (3, 4)), rng.random((3, 4)) < 0.5), {}
+
+
+@pytest.mark.parametrize("name", ["numpy", "torch"])
+def test_cases_can_call_through_adapters_and_dotted_names(name):
+    """``Case.call`` / ``reference_call`` wrap the functions (for losses that take a model); a wrong
+    wrapper on one side fails the row; dotted names resolve below polyloss and polyloss.reference."""
+    from polyloss.conformance import Case
+
+    adapter = get(name)
+    same = Case("demo/call", "multilabel_crossentropy", _pair, call=lambda f, s, y: 2.0 * f(s, y),
+                reference_call=lambda f, s, y: 2.0 * f(s, y))
+    assert run_case(same, adapter, dtype="float64").passed
+    wrong = Case("demo/wrong", "multilabel_crossentropy", _pair, call=lambda f, s, y: 2.0 * f(s, y))
+    result = run_case(wrong, adapter, dtype="float64")
+    assert result.status == "FAIL" and "value error" in result.message
+    dotted = Case("demo/dotted", "metrics.accuracy", _pair, grad_args=())
+    assert run_case(dotted, adapter, dtype="float64").passed

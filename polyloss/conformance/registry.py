@@ -39,6 +39,16 @@ class Case:
     where the math allows a tighter one or needs a looser one (say why in ``note``). ``options`` are
     keyword arguments for the library function only: choices of algorithm (``method="sorted"``) that
     change how, not what, it computes, and that the reference does not have.
+
+    ``function`` is a public name of ``polyloss`` (``"multilabel_crossentropy"``), of
+    ``polyloss.metrics``, or a dotted path below ``polyloss`` (``"multitask.gram_matrix"``); the
+    reference is the same path below ``polyloss.reference``. Functions that take more than arrays (a
+    user's loss function, a model) are called through ``call`` / ``reference_call``:
+    ``call(function, *args, **kwargs)`` receives the library function and the case's arguments on the
+    backend (arrays of the backend's framework) and returns its result as an array or a tuple of arrays;
+    ``reference_call`` does the same with the reference function and float64 NumPy arguments. Both are
+    written in the cases module: ``call`` against the array API (``polyloss.get_namespace``), never with
+    framework imports, and ``reference_call`` with the reference only.
     """
 
     name: str
@@ -52,6 +62,8 @@ class Case:
     seed: int = 0
     note: str = ""
     options: dict = field(default_factory=dict)
+    call: Callable | None = None
+    reference_call: Callable | None = None
 
     @property
     def label(self) -> str:

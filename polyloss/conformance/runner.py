@@ -18,8 +18,8 @@ from polyloss import reference
 from polyloss._ops import compute_dtype_name
 from polyloss.conformance.registry import Case
 
-__all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "compute_dtype_name",
-           "library_function"]
+__all__ = ["Result", "run_case", "tolerance", "relative_error", "reference_gradient", "library_function",
+           "library_call", "reference_function"]
 
 # Tolerances by dtype: values are computed in float64 or float32 (half precision computes in
 # float32), so their tolerance follows the compute dtype; gradients come back in the input dtype.
@@ -95,9 +95,40 @@ def _rounded(backend, converted, original):
 
 
 def library_function(name: str):
-    """The public function ``name``: a loss (``polyloss.<name>``) or a metric (``polyloss.metrics.<name>``)."""
+    """The public function ``name``: a loss (``polyloss.<name>``), a metric (``polyloss.metrics.<name>``),
+    or a dotted path below ``polyloss`` (``"multitask.gram_matrix"``)."""
+    if "." in name:
+        return _resolve(polyloss, name)
     fn = getattr(polyloss, name, None)
     return fn if fn is not None else getattr(polyloss.metrics, name)
+
+
+def reference_function(name: str):
+    """The oracle of ``name``: the same path below ``polyloss.reference``."""
+    return _resolve(reference, name)
+
+
+def _resolve(root, dotted: str):
+    out = root
+    for part in dotted.split("."):
+        out = getattr(out, part)
+    return out
+
+
+def library_call(case: Case):
+    """``(*args, **kwargs) -> result`` of the library side of ``case`` (through ``case.call``)."""
+    function = library_function(case.function)
+    if case.call is None:
+        return function
+    return lambda *args, **kwargs: case.call(function, *args, **kwargs)
+
+
+def _reference_call(case: Case):
+    """``(*args, **kwargs) -> result`` of the reference side of ``case`` (through ``case.reference_call``)."""
+    function = reference_function(case.function)
+    if case.reference_call is None:
+        return function
+    return lambda *args, **kwargs: case.reference_call(function, *args, **kwargs)
 
 
 _FD_CACHE: dict[bytes, tuple] = {}
@@ -114,7 +145,7 @@ def reference_gradient(case: Case, args, kwargs, weights) -> tuple:
         parts.append(np.asarray(v).tobytes() if isinstance(v, np.ndarray) else repr(v).encode())
     key = b"|".join(parts)
     if key not in _FD_CACHE:
-        fn = getattr(reference, case.function)
+        fn = _reference_call(case)
         grads = []
         for i in case.grad_args:
             x = np.array(args[i], dtype=np.float64)
@@ -171,12 +202,12 @@ def _prepare_call(case: Case, backend, dtype: str, device) -> _Call:
         ref_args=[_rounded(backend, a, o) for a, o in zip(args, args_np)],
         ref_kwargs={k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()},
         positions=[i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)],
-        function=library_function(case.function),
+        function=library_call(case),
     )
 
 
 def _reference_output(case: Case, call: _Call):
-    out = getattr(reference, case.function)(*call.ref_args, **call.ref_kwargs)
+    out = _reference_call(case)(*call.ref_args, **call.ref_kwargs)
     return tuple(np.asarray(r) for r in out) if isinstance(out, tuple) else np.asarray(out)
 
 
