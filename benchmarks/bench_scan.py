@@ -54,6 +54,8 @@ def _block(out):
     for leaf in out if isinstance(out, (tuple, list)) else (out,):
         if hasattr(leaf, "block_until_ready"):
             leaf.block_until_ready()
+        elif hasattr(leaf, "detach"):
+            leaf.detach().numpy()
         elif hasattr(leaf, "numpy"):
             leaf.numpy()
 
