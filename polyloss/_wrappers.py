@@ -71,6 +71,12 @@ class LossClass:
                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip)
 
     @property
+    def required_inputs(self) -> int:
+        """How many of :attr:`inputs` have no default (``infonce_from_embeddings(a, b=None)``: 1)."""
+        params = self.signature.parameters
+        return sum(params[name].default is inspect.Parameter.empty for name in self.inputs)
+
+    @property
     def hyperparameters(self) -> dict:
         """The constructor's keyword arguments and their defaults, in the function's order."""
         skip = {*_ALWAYS_PER_BATCH, *self.per_batch, *self.parameters}

@@ -21,7 +21,7 @@ import keras
 
 from polyloss import _wrappers
 
-__all__ = ["Metric", "metric_class", *(line.name for line in _wrappers.METRICS if line.keras)]
+__all__ = ["Metric", "metric_class"] + [line.name for line in _wrappers.METRICS if line.keras]
 
 
 class Metric(keras.metrics.Metric):

@@ -49,6 +49,7 @@ class Loss(torch.nn.Module):
     # or import inside torch.compile)
     _function = None
     _inputs: tuple = ()
+    _required = 0
     _held: tuple = ()
     _batch_keywords: tuple = ()
 
@@ -79,11 +80,12 @@ class Loss(torch.nn.Module):
             self.register_buffer(name, torch.as_tensor(given[name]))
         for name in line.parameters:  # learned with the model
             value = given[name]
-            value = value if isinstance(value, torch.Tensor) else torch.as_tensor(value, dtype=torch.get_default_dtype())
+            if not isinstance(value, torch.Tensor):
+                value = torch.as_tensor(value, dtype=torch.get_default_dtype())
             self.register_parameter(name, torch.nn.Parameter(value.detach().clone()))
 
     def forward(self, *inputs, **batch):
-        if len(inputs) != len(self._inputs):
+        if not self._required <= len(inputs) <= len(self._inputs):
             raise TypeError(f"{type(self).__name__}.forward takes {len(self._inputs)} inputs "
                             f"({', '.join(self._inputs)}), got {len(inputs)}")
         unknown = [name for name in batch if name not in self._batch_keywords]
@@ -132,7 +134,7 @@ def loss_class(line: _wrappers.LossClass) -> type:
            + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
     cls = type(line.name, (Loss,), {
         "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
-        "_inputs": line.inputs, "_held": (*line.settings, *line.parameters), "_batch_keywords": line.batch_keywords,
+        "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters), "_batch_keywords": line.batch_keywords,
     })
     cls.__init__ = _with_signature(Loss.__init__, signature)
     return cls
