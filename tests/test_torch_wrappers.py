@@ -210,13 +210,12 @@ def test_torchmetrics_class_equals_polyloss_over_batches(line):
     for lo, hi in ((0, 1), (1, 1), (1, 10), (10, len(a))):  # a batch of one row, an empty batch
         metric.update(a[lo:hi], b[lo:hi])
     expected = _one_shot(line, a, b, settings)
-    got = metric.compute()
-    for g, e in zip(got if isinstance(got, tuple) else (got,), expected if isinstance(expected, tuple) else (expected,)):
+    as_tuple = lambda v: v if isinstance(v, tuple) else (v,)  # noqa: E731
+    for g, e in zip(as_tuple(metric.compute()), as_tuple(expected)):
         assert torch.equal(g, e), (line.name, g, e)
     metric.reset()
     metric.update(a, b)  # the state starts again
-    got = metric.compute()
-    assert torch.equal(got[0] if isinstance(got, tuple) else got, expected[0] if isinstance(expected, tuple) else expected)
+    assert torch.equal(as_tuple(metric.compute())[0], as_tuple(expected)[0])
 
 
 def test_state_fields_are_the_keys_of_the_measured_state():

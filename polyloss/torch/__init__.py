@@ -134,7 +134,8 @@ def loss_class(line: _wrappers.LossClass) -> type:
            + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
     cls = type(line.name, (Loss,), {
         "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
-        "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters), "_batch_keywords": line.batch_keywords,
+        "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters),
+        "_batch_keywords": line.batch_keywords,
     })
     cls.__init__ = _with_signature(Loss.__init__, signature)
     return cls
