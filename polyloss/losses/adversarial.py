@@ -37,6 +37,7 @@ _NORMS = ("l2", "sign")
 _SCOPES = ("global", "example")
 _DIVERGENCES = ("kl", "multilabel")
 _NEG_INF = -math.inf
+_TOWARD_ONE = 2.0**-64  # see _scaled
 
 
 # --------------------------------------------------------------------------------------------
@@ -152,7 +153,11 @@ def _scaled(xp, backend, v, axes):
     top = backend.stop_gradient(_unit_reduce(xp, xp.max, xp.abs(v), axes))
     usable = (top > 0.0) & (top < math.inf)  # NaN: False
     scale = xp.where(usable, top, 1.0)
-    u = v / scale
+    # v / scale, with both sides first brought towards 1 by an exact power of two: compilers divide by
+    # multiplying with the reciprocal, and 1/scale is subnormal (flushed to 0 by XLA on the CPU) for a
+    # scale above 2^126 in float32
+    toward_one = xp.where(scale > 1.0, xp.full_like(scale, _TOWARD_ONE), 1.0 / _TOWARD_ONE)
+    u = (v * toward_one) / (scale * toward_one)
     squares = _unit_reduce(xp, xp.sum, u * u, axes)
     return u, scale, squares, usable & xp.isfinite(squares)
 
