@@ -37,7 +37,7 @@ _NORMS = ("l2", "sign")
 _SCOPES = ("global", "example")
 _DIVERGENCES = ("kl", "multilabel")
 _NEG_INF = -math.inf
-_TOWARD_ONE = 2.0**-64  # see _scaled
+_LN2 = math.log(2.0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -145,37 +145,39 @@ def _unit_reduce(xp, op, v, axes):
 
 
 def _scaled(xp, backend, v, axes):
-    """``(u, scale, squares, ok)`` of each unit of ``v`` (compute dtype, excluded entries 0):
-    ``scale = max |v|`` (stop-gradient, 1 where it is 0 or not finite), ``u = v / scale`` and
-    ``squares = Σ u²``, so that ``‖v‖ = scale·√squares`` neither overflows nor underflows; ``ok``: the unit
-    is finite and not zero. Any finite positive scale gives the exact norm, so the scale is a constant
-    to autograd and the gradient of the norm is the textbook ``v / ‖v‖``."""
-    top = backend.stop_gradient(_unit_reduce(xp, xp.max, xp.abs(v), axes))
+    """``(u, c, squares, ok)`` of each unit of ``v`` (compute dtype, excluded entries 0): ``u = c·v`` with
+    ``c ≈ 1/max|v|`` per unit and ``squares = Σ u²``, so that ``‖v‖ = √squares / c`` neither overflows nor
+    underflows; ``ok``: the unit is finite and not zero.
+
+    ``c`` is a constant to autograd (any positive ``c`` gives the exact norm, and the textbook gradient
+    ``v/‖v‖``), kept within ``2^±(max exponent - 8)``: a normal number whose reciprocal is normal too,
+    since compilers divide by multiplying with the reciprocal (XLA on the CPU flushes a subnormal one to
+    0). The gradient is multiplied by ``c``, never divided by ``max|v|``."""
+    # max |v| as max(max v, -min v): two reads of v, no |v| written out
+    top = backend.stop_gradient(xp.maximum(_unit_reduce(xp, xp.max, v, axes), -_unit_reduce(xp, xp.min, v, axes)))
     usable = (top > 0.0) & (top < math.inf)  # NaN: False
-    scale = xp.where(usable, top, 1.0)
-    # v / scale, with both sides first brought towards 1 by an exact power of two: compilers divide by
-    # multiplying with the reciprocal, and 1/scale is subnormal (flushed to 0 by XLA on the CPU) for a
-    # scale above 2^126 in float32
-    toward_one = xp.where(scale > 1.0, xp.full_like(scale, _TOWARD_ONE), 1.0 / _TOWARD_ONE)
-    u = (v * toward_one) / (scale * toward_one)
+    bound = math.log(float(xp.finfo(v.dtype).max)) - 8.0 * _LN2
+    exponent = xp.clip(xp.log(xp.where(usable, top, 1.0)), min=-bound, max=bound)
+    c = backend.stop_gradient(xp.exp(-exponent))
+    u = v * c
     squares = _unit_reduce(xp, xp.sum, u * u, axes)
-    return u, scale, squares, usable & xp.isfinite(squares)
+    return u, c, squares, usable & xp.isfinite(squares)
 
 
 def _masked(xp, v, where):
     return v if where is None else xp.where(where, v, 0.0)
 
 
-def _direction(p: _Perturbed, g, norm: str):
-    """The unit direction of each unit of ``g``: ``g/‖g‖₂`` (l2) or ``sign(g)`` (sign), in the compute
-    dtype, 0 at excluded positions and in units that are not finite or are zero."""
+def _direction(p: _Perturbed, g, norm: str, size=1.0):
+    """``size`` times the unit direction of each unit of ``g``: ``g/‖g‖₂`` (l2) or ``sign(g)`` (sign), in
+    the compute dtype, 0 at excluded positions and in units that are not finite or are zero."""
     xp = p.xp
     g = _masked(xp, _ops.upcast(xp, g), p.where)
     if norm == "sign":
         finite = _unit_reduce(xp, xp.all, xp.isfinite(g), p.axes)
-        return xp.where(finite, xp.sign(g), 0.0)
+        return xp.where(finite, size * xp.sign(g), 0.0)
     u, _, squares, ok = _scaled(xp, p.backend, g, p.axes)
-    return xp.where(ok, u / xp.sqrt(xp.where(ok, squares, 1.0)), 0.0)
+    return xp.where(ok, u * (size / xp.sqrt(xp.where(ok, squares, 1.0))), 0.0)
 
 
 def _project(p: _Perturbed, delta, epsilon, norm: str):
@@ -184,8 +186,8 @@ def _project(p: _Perturbed, delta, epsilon, norm: str):
     xp = p.xp
     if norm == "sign":
         return xp.minimum(xp.maximum(delta, -epsilon), epsilon)
-    _, scale, squares, ok = _scaled(xp, p.backend, delta, p.axes)
-    length = scale * xp.sqrt(xp.where(ok, squares, 1.0))
+    _, c, squares, ok = _scaled(xp, p.backend, delta, p.axes)
+    length = xp.sqrt(xp.where(ok, squares, 1.0)) / c
     outside = ok & (length > epsilon)
     return delta * xp.where(outside, epsilon / xp.where(outside, length, 1.0), 1.0)
 
@@ -251,7 +253,7 @@ def fgm_perturbation(grad, *, epsilon=1.0, norm="l2", scope="global", where=None
     epsilon = _magnitude(xp, backend, epsilon, "epsilon", grad)
     norm = _choice(norm, "norm", _NORMS)
     p = _prepare(xp, backend, grad, scope=scope, where=where, name="grad")
-    delta = epsilon * _direction(p, grad, norm)
+    delta = _direction(p, grad, norm, epsilon)
     return delta if delta.dtype == grad.dtype else xp.astype(delta, grad.dtype)
 
 
@@ -269,14 +271,14 @@ def _adversarial_delta(p: _Perturbed, value_and_grad, g, epsilon, norm, steps, s
     ``δ ← Π_ε(δ + α·dir(∇L(x + δ)))``, ``steps`` times; ``g`` is the gradient at ``x``."""
     if steps == 1 and (step_size is None or (isinstance(step_size, float) and isinstance(epsilon, float)
                                              and step_size >= epsilon)):
-        return epsilon * _direction(p, g, norm)
+        return _direction(p, g, norm, epsilon)
     if step_size is None:
         step_size = 2.5 * epsilon / steps
     delta = None
     for step in range(steps):
         if step > 0:
             _, g = value_and_grad(_shifted(p, delta))
-        move = step_size * _direction(p, g, norm)
+        move = _direction(p, g, norm, step_size)
         delta = _project(p, move if delta is None else delta + move, epsilon, norm)
     return delta
 
@@ -396,12 +398,12 @@ def gradient_penalty(loss_fn, x, *, scope="global", normalized=False, where=None
 
     loss, g = backend.value_and_grad_nested(objective, 0, create_graph=True)(x)
     g = _masked(xp, _ops.upcast(xp, g), p.where)
-    _, scale, squares, _ = _scaled(xp, backend, g, p.axes)
+    _, c, squares, _ = _scaled(xp, backend, g, p.axes)
     if normalized:
         zero = squares == 0.0  # NaN stays NaN, +inf stays +inf; the gradient at g = 0 is 0
-        penalty = xp.where(zero, 0.0, scale * xp.sqrt(xp.where(zero, 1.0, squares)))
+        penalty = xp.where(zero, 0.0, xp.sqrt(xp.where(zero, 1.0, squares)) / c)
     else:
-        penalty = (0.5 * scale) * scale * squares  # overflows only when ½Σg² does
+        penalty = ((0.5 * squares) / c) / c  # overflows only when ½Σg² does
     return loss, xp.reshape(penalty, () if p.axes is None else (-1,))
 
 
