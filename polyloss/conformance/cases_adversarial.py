@@ -9,7 +9,8 @@ the same weights on every backend. The reference side uses ``_models``' analytic
 library is checked against exact derivatives, not finite differences of a finite-difference reference.
 
 A case of ``adversarial_loss`` or ``vat_loss`` returns, beside the losses, the gradients of the training
-objective with respect to the weights and to ``x``, taken by the adapter's ``value_and_grad`` around the
+objective with respect to the weights and to ``x`` (and, for ``adversarial_loss``, the perturbation δ,
+read back from the loss function's last input), taken by the adapter's ``value_and_grad`` around the
 call (the user's outer differentiation: ``jax.value_and_grad`` under ``jax.jit``, a ``GradientTape``
 inside ``tf.function``). Their perturbation is held constant, so the runner's finite differences of the
 reference (which would move the perturbation with the weights) cannot check them: the reference computes
@@ -22,7 +23,7 @@ from __future__ import annotations
 import numpy as np
 
 import polyloss
-from polyloss.conformance.registry import ALL_DTYPES, Case, register
+from polyloss.conformance.registry import ALL_DTYPES, HALF_DTYPES, Case, register
 from polyloss.reference import _models
 from polyloss.reference import adversarial as _reference
 
@@ -158,29 +159,53 @@ register(
 # --------------------------------------------------------------------------------------------
 
 
-def _adversarial_call(function, x, weights, bias, labels, mask, **options):
-    """``(L(x), L(x + δ), ∂/∂W, ∂/∂c, ∂/∂x of L(x) + L(x + δ))`` with δ held constant."""
-    xp, backend = polyloss.get_namespace(x)
+class _Recorder:
+    """A loss function that remembers its last input: the last call of ``adversarial_loss`` is at
+    ``x + δ``, so ``δ`` is read back without a hook into the library (also inside ``jax.jit`` and
+    ``tf.function``, where the recorded array belongs to the same trace)."""
 
-    def losses(w, c, z):
-        return polyloss.adversarial_loss(lambda v: xp.mean(_losses(xp, v, w, c, labels, mask)), z, **options)
+    def __init__(self, fn):
+        self.fn, self.last = fn, None
 
-    loss, adversarial = losses(weights, bias, x)
-    _, grads = backend.value_and_grad(lambda w, c, z: sum(losses(w, c, z)), argnums=(0, 1, 2))(weights, bias, x)
-    return (loss, adversarial, *_same_dtype(xp, loss, *grads))
+    def __call__(self, z):
+        self.last = z
+        return self.fn(z)
 
 
-def _adversarial_reference(function, x, weights, bias, labels, mask, **options):
-    def loss_fn(z):
-        return _models.classifier_loss(z, weights, bias, labels, mask=mask)[0]
+def _adversarial(with_delta: bool):
+    """``call``: ``(L(x), L(x + δ), ∂/∂W, ∂/∂c, ∂/∂x of L(x) + L(x + δ)[, δ])`` with δ held constant."""
 
-    def gradients(z):
-        return _models.classifier_gradients(z, weights, bias, labels, mask=mask)
+    def call(function, x, weights, bias, labels, mask, **options):
+        xp, backend = polyloss.get_namespace(x)
 
-    loss, adversarial = function(loss_fn, x, grad_fn=lambda z: gradients(z)["x"], **options)
-    delta = _reference.adversarial_perturbation(loss_fn, x, grad_fn=lambda z: gradients(z)["x"], **options)
-    clean, shifted = gradients(x), gradients(x + delta)
-    return (loss, adversarial, *(clean[k] + shifted[k] for k in ("weights", "bias", "x")))
+        def losses(w, c, z, loss_fn=None):
+            loss_fn = loss_fn or (lambda v: xp.mean(_losses(xp, v, w, c, labels, mask)))
+            return function(loss_fn, z, **options)
+
+        recorder = _Recorder(lambda v: xp.mean(_losses(xp, v, weights, bias, labels, mask)))
+        loss, adversarial = losses(weights, bias, x, recorder)
+        _, grads = backend.value_and_grad(lambda w, c, z: sum(losses(w, c, z)), argnums=(0, 1, 2))(weights, bias, x)
+        delta = (recorder.last - x,) if with_delta else ()
+        return (loss, adversarial, *_same_dtype(xp, loss, *grads, *delta))
+
+    return call
+
+
+def _adversarial_reference(with_delta: bool):
+    def reference_call(function, x, weights, bias, labels, mask, **options):
+        def loss_fn(z):
+            return _models.classifier_loss(z, weights, bias, labels, mask=mask)[0]
+
+        def gradients(z):
+            return _models.classifier_gradients(z, weights, bias, labels, mask=mask)
+
+        loss, adversarial = function(loss_fn, x, grad_fn=lambda z: gradients(z)["x"], **options)
+        delta = _reference.adversarial_perturbation(loss_fn, x, grad_fn=lambda z: gradients(z)["x"], **options)
+        clean, shifted = gradients(x), gradients(x + delta)
+        return (loss, adversarial, *(clean[k] + shifted[k] for k in ("weights", "bias", "x")),
+                *((delta,) if with_delta else ()))
+
+    return reference_call
 
 
 def _embedding_call(function, embeddings, weights, bias, ids, labels, **options):
@@ -188,14 +213,15 @@ def _embedding_call(function, embeddings, weights, bias, ids, labels, **options)
     xp, backend = polyloss.get_namespace(embeddings)
     mask = xp.ones(ids.shape, dtype=xp.bool, device=backend.device(embeddings))
 
-    def losses(w, c, e):
-        return polyloss.adversarial_loss(
-            lambda v: xp.mean(_losses(xp, _embedded(xp, v, ids), w, c, labels, mask)), e, **options)
+    def losses(w, c, e, loss_fn=None):
+        loss_fn = loss_fn or (lambda v: xp.mean(_losses(xp, _embedded(xp, v, ids), w, c, labels, mask)))
+        return function(loss_fn, e, **options)
 
-    loss, adversarial = losses(weights, bias, embeddings)
+    recorder = _Recorder(lambda v: xp.mean(_losses(xp, _embedded(xp, v, ids), weights, bias, labels, mask)))
+    loss, adversarial = losses(weights, bias, embeddings, recorder)
     _, grads = backend.value_and_grad(lambda w, c, e: sum(losses(w, c, e)), argnums=(0, 1, 2))(
         weights, bias, embeddings)
-    return (loss, adversarial, *_same_dtype(xp, loss, *grads))
+    return (loss, adversarial, *_same_dtype(xp, loss, *grads, recorder.last - embeddings))
 
 
 def _embedding_reference(function, embeddings, weights, bias, ids, labels, **options):
@@ -209,7 +235,7 @@ def _embedding_reference(function, embeddings, weights, bias, ids, labels, **opt
     loss, adversarial = function(loss_fn, embeddings, grad_fn=grad_fn, **options)
     delta = _reference.adversarial_perturbation(loss_fn, embeddings, grad_fn=grad_fn, **options)
     clean, shifted = gradients(embeddings), gradients(embeddings + delta)
-    return (loss, adversarial, *(clean[k] + shifted[k] for k in ("weights", "bias", "embeddings")))
+    return (loss, adversarial, *(clean[k] + shifted[k] for k in ("weights", "bias", "embeddings")), delta)
 
 
 def _adv_inputs(**options):
@@ -235,12 +261,17 @@ def _embedding_inputs(rng, dtype, vocabulary=6, batch=3, length=4, dim=3, classe
             rng.integers(0, classes, batch)), {"epsilon": 0.5}
 
 
-_ADVERSARIAL = {"call": _adversarial_call, "reference_call": _adversarial_reference, "grad_args": (),
-                "autograd": True, "normwise": (2, 3, 4)}
+# the outputs: loss, adversarial loss, the three gradients and δ (compared normwise); the half-precision
+# rows leave δ out: x + δ is rounded to the half dtype, which moves δ by 2^-11·|x| (float16), a few
+# percent of δ
+_ADVERSARIAL = {"call": _adversarial(True), "reference_call": _adversarial_reference(True), "grad_args": (),
+                "autograd": True, "normwise": (2, 3, 4, 5)}
 
 register(
-    Case("adversarial_loss/fgm-l2-global", "adversarial_loss", _adv_inputs(epsilon=0.5), dtypes=ALL_DTYPES,
-         value_tol=_HALF_TOL, **_ADVERSARIAL),
+    Case("adversarial_loss/fgm-l2-global", "adversarial_loss", _adv_inputs(epsilon=0.5), **_ADVERSARIAL),
+    Case("adversarial_loss/fgm-l2-global-half", "adversarial_loss", _adv_inputs(epsilon=0.5), dtypes=HALF_DTYPES,
+         value_tol=_HALF_TOL, call=_adversarial(False), reference_call=_adversarial_reference(False), grad_args=(),
+         autograd=True, normwise=(2, 3, 4)),
     Case("adversarial_loss/fgm-l2-example-where", "adversarial_loss", _adv_where(epsilon=0.5, scope="example"),
          **_ADVERSARIAL),
     Case("adversarial_loss/pgd-l2-example", "adversarial_loss", _adv_where(epsilon=0.8, scope="example", steps=3),
@@ -248,7 +279,7 @@ register(
     Case("adversarial_loss/pgd-sign-global", "adversarial_loss",
          _adv_inputs(epsilon=0.3, norm="sign", steps=3, step_size=0.2), **_ADVERSARIAL),
     Case("adversarial_loss/embedding-matrix", "adversarial_loss", _embedding_inputs, call=_embedding_call,
-         reference_call=_embedding_reference, grad_args=(), autograd=True, normwise=(2, 3, 4),
+         reference_call=_embedding_reference, grad_args=(), autograd=True, normwise=(2, 3, 4, 5),
          note="Su's / bert4keras's form: the embedding matrix perturbed with one global norm"),
 )
 

@@ -318,9 +318,9 @@ def adversarial_loss(loss_fn, x, *, epsilon=1.0, norm="l2", scope="global", step
       ``(loss, adversarial_loss)``, two scalars as ``loss_fn`` returns them.
 
     >>> import torch, polyloss
-    >>> x = torch.tensor([3.0, 4.0], requires_grad=True)
+    >>> x = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
     >>> loss, adv = polyloss.adversarial_loss(lambda z: 0.5 * (z * z).sum(), x)  # δ = x/‖x‖
-    >>> float(loss), float(adv)                                                   # ½·25, ½·36
+    >>> round(loss.item(), 12), round(adv.item(), 12)                             # ½·25, ½·36
     (12.5, 18.0)
     """
     xp, backend = _differentiable(x, "adversarial_loss")
@@ -375,11 +375,12 @@ def gradient_penalty(loss_fn, x, *, scope="global", normalized=False, where=None
       ``+inf`` (the squared norm is computed scaled, so it overflows only when the penalty does).
 
     >>> import torch, polyloss
-    >>> w = torch.tensor(3.0, requires_grad=True)
-    >>> loss, penalty = polyloss.gradient_penalty(lambda z: w * (z * z).sum(), torch.tensor([1.0, 2.0]))
-    >>> float(penalty)                          # ∇ = 2w·z = (6, 12): ½(36 + 144)
+    >>> w = torch.tensor(3.0, dtype=torch.float64, requires_grad=True)
+    >>> z = torch.tensor([1.0, 2.0], dtype=torch.float64)
+    >>> loss, penalty = polyloss.gradient_penalty(lambda v: w * (v * v).sum(), z)
+    >>> round(penalty.item(), 12)                            # ∇ = 2w·z = (6, 12): ½(36 + 144)
     90.0
-    >>> float(torch.autograd.grad(penalty, w)[0])   # P = 2w²‖z‖², dP/dw = 4w‖z‖² = 60
+    >>> round(torch.autograd.grad(penalty, w)[0].item(), 12)  # P = 2w²‖z‖², dP/dw = 4w‖z‖² = 60
     60.0
     """
     xp, backend = _differentiable(x, "gradient_penalty")
