@@ -6,6 +6,9 @@ numerics are composed in ``polyloss._ops``); they never import the rest of polyl
 - ``namespace``: the array API namespace of its arrays; ``device``, ``shape``, ``index_dtype`` and
   ``asarray`` (secondary inputs onto the first array's framework and device);
 - autograd hooks: ``stop_gradient``, ``value_and_grad``, ``grad`` and ``custom_vjp``;
+- gradients of a user's function nested in the user's own differentiation, ``value_and_grad_nested``
+  (``create_graph`` semantics), and ``random_normal`` (keys, generators, seeds): the gradient-based
+  regularisers;
 - ``scan`` (a loop over a leading axis, compiled under ``jax.jit`` / ``tf.function``) and
   ``tree_flatten`` (nested containers of arrays);
 - optional fused kernels: ``softplus``, ``log_scan``;

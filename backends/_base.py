@@ -109,6 +109,37 @@ class Backend:
 
         return f
 
+    # --- gradients of a user's function, nested in the user's own differentiation --------------
+    # (added for the gradient-based regularisers: FGM / PGD, the gradient penalty, VAT; the general
+    # hook for any library function that differentiates a function the user passes in)
+
+    def value_and_grad_nested(self, f: Callable, argnums: int | Sequence[int] = 0, *,
+                              create_graph: bool = False) -> Callable:
+        """``vg(*args) -> (f(*args), gradients)``: the gradient of ``Σ f(*args)`` (every entry of the
+        output summed, so per-example losses ``[B]`` give ``∇ Σ_b ℓ_b``) with respect to ``args[argnums]``
+        (one array for an int ``argnums``, a tuple otherwise), taken *inside* whatever differentiation
+        the caller runs around it:
+
+        - the value is ``f(*args)`` as if ``f`` had been called directly: an outer ``.backward()``,
+          ``jax.grad`` or ``GradientTape`` differentiates it with respect to everything ``f`` closes
+          over (a model's weights) and to the history of ``args``;
+        - ``create_graph=False``: the gradients are constants (stop-gradient; FGM's and VAT's
+          directions); ``create_graph=True``: they are differentiable functions of the arguments and of
+          everything ``f`` closes over (double backprop: the gradient penalty).
+
+        torch uses ``torch.autograd.grad`` (never ``.backward()``: a model's ``.grad`` buffers are
+        untouched), JAX ``jax.vjp``, TensorFlow a ``tf.GradientTape``; all work eagerly and under
+        ``jax.jit`` / ``tf.function``. Frameworks without autograd raise a TypeError naming those with it.
+        """
+        raise self._no_autograd("differentiating a function")
+
+    def random_normal(self, key, like, *, dtype):
+        """Standard normal samples shaped like ``like`` (on its device) in ``dtype``, from ``key``: a
+        JAX PRNG key (required), a ``torch.Generator`` or None (torch's default generator), an int seed,
+        a ``tf.random.Generator`` or None (TensorFlow). Frameworks without autograd have no use for it
+        (its only user, VAT, differentiates) and raise a TypeError."""
+        raise self._no_autograd("drawing random numbers for a gradient-based regulariser")
+
     # --- primitives with a fused native kernel (optional) ------------------------------------
     # ``polyloss._ops`` composes these; an adapter sets them when its framework has a kernel that is
     # as accurate as the array-API composition and faster. None means "compose it in polyloss._ops".

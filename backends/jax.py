@@ -69,6 +69,40 @@ class JaxBackend(Backend):
         # op-by-op dispatch; inside an outer jit/grad it is simply inlined
         return jax.jit(f)
 
+    # --- gradients of a user's function, nested in the user's own differentiation ---------------
+    # (the gradient-based regularisers; see Backend.value_and_grad_nested)
+
+    def value_and_grad_nested(self, f, argnums=0, *, create_graph=False):
+        """``jax.vjp`` with a cotangent of ones: inside an outer ``jax.grad`` / ``jax.jit`` both the value
+        and the gradient are traced like any other function of the weights; ``create_graph=False`` stops
+        the gradient."""
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+        def vg(*args):
+            def of_differentiated(*diff):
+                full = list(args)
+                for i, a in zip(nums, diff):
+                    full[i] = a
+                return f(*full)
+
+            value, pullback = jax.vjp(of_differentiated, *[args[i] for i in nums])
+            grads = pullback(jnp.ones_like(value))
+            if not create_graph:
+                grads = tuple(jax.lax.stop_gradient(g) for g in grads)
+            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+
+        return vg
+
+    def random_normal(self, key, like, *, dtype):
+        if key is None:
+            raise TypeError("JAX needs an explicit PRNG key for the random start: pass key=jax.random.key(seed) "
+                            "(and a fresh one every step: key, subkey = jax.random.split(key))")
+        if not isinstance(key, jax.Array):
+            raise TypeError(f"for JAX arrays, key must be a JAX PRNG key (jax.random.key(seed)), got {key!r}")
+        out = jax.random.normal(key, tuple(like.shape), dtype=dtype)
+        device = self.device(like)
+        return out if device is None else jax.device_put(out, device)
+
     def log_scan(self, x, *, reverse=False):
         return jax.lax.cumlogsumexp(x, axis=x.ndim - 1, reverse=reverse)
 

@@ -97,6 +97,7 @@ class TensorFlowBackend(Backend):
                 value = f(*args)
             grads = tape.gradient(value, [args[i] for i in nums],
                                   unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
             return value, grads[0] if isinstance(argnums, int) else tuple(grads)
 
         return vg
@@ -144,6 +145,48 @@ class TensorFlowBackend(Backend):
             return call(*args)
 
         return f
+
+    # --- gradients of a user's function, nested in the user's own differentiation ---------------
+    # (the gradient-based regularisers; see Backend.value_and_grad_nested)
+
+    def value_and_grad_nested(self, f, argnums=0, *, create_graph=False):
+        """A ``tf.GradientTape`` of its own: the tapes of the caller record the forward pass and the
+        gradient computation too (nested tapes), so the value and, with ``create_graph``, the gradient
+        are differentiable by them; ``create_graph=False`` stops the gradient. A non-scalar value is
+        summed (``tape.gradient``'s rule for non-scalar targets)."""
+        nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+
+        def vg(*args):
+            args = [tf.convert_to_tensor(a) if i in nums else a for i, a in enumerate(args)]
+            with tf.GradientTape() as tape:
+                for i in nums:
+                    tape.watch(args[i])
+                value = f(*args)
+            grads = tape.gradient(value, [args[i] for i in nums], unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            # a gather (an embedding lookup) gives IndexedSlices: made dense, an array like any other
+            grads = [tf.convert_to_tensor(g) if isinstance(g, tf.IndexedSlices) else g for g in grads]
+            if not create_graph:
+                grads = [tf.stop_gradient(g) for g in grads]
+            return value, grads[0] if isinstance(argnums, int) else tuple(grads)
+
+        return vg
+
+    def random_normal(self, key, like, *, dtype):
+        """``key``: None (``tf.random.normal``, a new draw every call), an int seed or an integer tensor
+        (``tf.random.stateless_normal``: the same seed gives the same numbers, eagerly and in graphs;
+        pass the step number to vary it), or a ``tf.random.Generator``."""
+        shape = tf.shape(like)
+        if key is None:
+            return tf.random.normal(shape, dtype=dtype)
+        if isinstance(key, tf.random.Generator):
+            return key.normal(shape, dtype=dtype)
+        if isinstance(key, (bool, np.bool_)) or not (
+                isinstance(key, (int, np.integer)) or (self.is_array(key) and key.dtype.is_integer)):
+            raise TypeError(f"for TensorFlow tensors, key must be None, an int seed, an integer tensor or a "
+                            f"tf.random.Generator, got {key!r}")
+        seed = tf.cast(tf.reshape(key, [-1]), tf.int64)
+        seed = tf.concat([seed, tf.zeros([2], tf.int64)], axis=0)[:2]  # a scalar seed s becomes [s, 0]
+        return tf.random.stateless_normal(shape, seed=seed, dtype=dtype)
 
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def softplus(self, x):

@@ -147,6 +147,45 @@ class TorchBackend(Backend):
 
         return f
 
+    # --- gradients of a user's function, nested in the user's own differentiation ---------------
+    # (the gradient-based regularisers; see Backend.value_and_grad_nested)
+
+    def value_and_grad_nested(self, f, argnums=0, *, create_graph=False):
+        """``torch.autograd.grad`` with ``retain_graph=True``, so that the caller can still call
+        ``.backward()`` on the value (or on losses built from it) afterwards. An argument that requires
+        grad (an activation of the model) is differentiated in place, keeping its history; another gets
+        a fresh leaf. Under ``torch.no_grad()`` the gradient is still taken (grad mode is switched on
+        for it) and the results are returned detached."""
+        nums = _argnums(argnums)
+
+        def vg(*args):
+            args = list(args)
+            for i in nums:
+                if not args[i].requires_grad:
+                    args[i] = args[i].detach().requires_grad_(True)
+            recording = torch.is_grad_enabled()
+            with torch.enable_grad():
+                value = f(*args)
+                inputs = [args[i] for i in nums]
+                if value.requires_grad:
+                    grads = torch.autograd.grad(value, inputs, grad_outputs=torch.ones_like(value),
+                                                create_graph=create_graph and recording, retain_graph=True,
+                                                allow_unused=True)
+                else:  # f does not depend on anything differentiable
+                    grads = (None,) * len(inputs)
+            grads = tuple(torch.zeros_like(a) if g is None else g for a, g in zip(inputs, grads))
+            if not recording:
+                value = value.detach()
+            return value, grads[0] if isinstance(argnums, int) else grads
+
+        return vg
+
+    def random_normal(self, key, like, *, dtype):
+        if key is not None and not isinstance(key, torch.Generator):
+            raise TypeError(f"for torch tensors, key must be a torch.Generator (on the tensors' device) or None "
+                            f"(torch's default generator), got {key!r}")
+        return torch.randn(tuple(like.shape), generator=key, dtype=dtype, device=like.device)
+
     # --- data-dependent checks and scatter ---------------------------------------------------------
     def is_eager(self, x) -> bool:
         if torch.compiler.is_compiling() or torch.jit.is_tracing():

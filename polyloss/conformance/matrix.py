@@ -66,7 +66,7 @@ def check(functions=None, *, backends=None, modes=None, devices=None, dtypes=Non
         backend = _backends.get_backend(target.backend)
         available = backend.dtypes(target.device)
         for case in selected:
-            if not backend.supports(case.function):
+            if not case.runs_on(backend):
                 continue
             for dtype in case.dtypes:
                 if dtype not in available or (dtypes is not None and dtype not in dtypes):

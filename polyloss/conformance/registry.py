@@ -49,6 +49,11 @@ class Case:
     ``reference_call`` does the same with the reference function and float64 NumPy arguments. Both are
     written in the cases module: ``call`` against the array API (``polyloss.get_namespace``), never with
     framework imports, and ``reference_call`` with the reference only.
+
+    ``autograd``: the function differentiates (a user's loss function, through the adapter's hooks), so
+    backends without automatic differentiation do not run the case (:meth:`runs_on`). ``normwise``: the
+    positions of results that are gradients (returned as values by ``call``, e.g. the weight gradients of a
+    training step), compared normwise like gradients instead of entry by entry.
     """
 
     name: str
@@ -64,6 +69,12 @@ class Case:
     options: dict = field(default_factory=dict)
     call: Callable | None = None
     reference_call: Callable | None = None
+    autograd: bool = False
+    normwise: tuple[int, ...] = ()
+
+    def runs_on(self, backend) -> bool:
+        """Whether ``backend`` runs this case: it supports the function, and has autograd if the case needs it."""
+        return backend.supports(self.function) and (backend.has_autograd or not self.autograd)
 
     @property
     def label(self) -> str:
