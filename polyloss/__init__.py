@@ -10,7 +10,7 @@ the first time one of its arrays arrives.
 """
 
 from polyloss import losses as _losses
-from polyloss import metrics
+from polyloss import metrics, multitask
 from polyloss._checks import value_checks
 from polyloss._namespace import get_namespace
 from polyloss._reduce import reduce
@@ -18,7 +18,7 @@ from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polylos
 
 __version__ = "0.1.0"
 
-__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "reference", "conformance"]  # noqa: F405
+__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "multitask", "reference", "conformance"]  # noqa: F405
 
 
 def __getattr__(name):
