@@ -18,7 +18,8 @@ from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polylos
 
 __version__ = "0.1.0"
 
-__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "multitask", "reference", "conformance"]  # noqa: F405
+__all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "reference", "conformance"]  # noqa: F405
+__all__ += ["multitask"]  # loss weighting and gradient combination (polyloss.multitask)
 
 
 def __getattr__(name):

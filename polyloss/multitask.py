@@ -532,7 +532,9 @@ def _active_set(xp, backend, g, problem: str):
         grown = support | ((positions == xp.astype(entering, dtype)) & enter)
         # y not feasible: move from w towards y until the first weight reaches 0; it leaves
         falling = support & free & (y <= 0.0)
-        ratio = xp.where(falling, w / xp.where(falling, w - y, 1.0), math.inf)
+        gap = w - y  # > 0 unless w = 0 (a task that just entered): then the ratio is 0
+        moving = falling & (gap > 0.0)
+        ratio = xp.where(moving, w / xp.where(moving, gap, 1.0), xp.where(falling, xp.zeros_like(w), math.inf))
         theta = xp.clip(xp.min(ratio), min=0.0, max=1.0)
         moved = w + theta * (y - w)
         leaving = falling & (ratio <= theta)
@@ -567,8 +569,14 @@ def _solve(xp, backend, g, problem: str, solver: str):
     else:
         reference = c
     y, ok = _face_minimizers(xp, backend, g, support[None, :], reference[None, :], c)
-    candidates = xp.stack([_feasible(xp, backend, y, problem)[0, ...], w])
-    return _best(xp, backend, g, candidates, xp.stack([ok[0], xp.any(support)]))
+    y = _feasible(xp, backend, y, problem)[0, ...]
+    # the re-solved face (differentiable) unless it is singular or worse than the loop's point by more
+    # than rounding (a loop stopped before convergence)
+    fixed = backend.stop_gradient(g)
+    slack = 64.0 * k * float(xp.finfo(g.dtype).eps)  # g is scaled to max_i G_ii = 1
+    better = ok[0] & (_quadratic(xp, fixed, backend.stop_gradient(y)[None, :])[0]
+                      <= _quadratic(xp, fixed, w[None, :])[0] + slack)
+    return xp.where(better, y, w)
 
 
 def _two_tasks(xp, g, problem: str):
@@ -945,7 +953,8 @@ def weigh_losses(losses, *, method, initial=None, prior=None, gamma=None, log_va
     ==============  ======================================  ===============================================
 
     "initial" and "prior" are constants (a stop-gradient is applied to them). "power" is computed in
-    log space, ``exp((logsumexp(γ log L) - log K) / γ)``: no overflow for large γ or L. "uncertainty"
+    log space, ``exp((m + log1p(mean(expm1(γ log L - m)))) / γ)`` with ``m = max γ log L``: no
+    overflow for large γ or L, no cancellation for γ near 0. "uncertainty"
     is Kendall et al.'s Gaussian form, as LibMTL's ``UW`` and TorchJD's ``scalarization.UW`` (the form
     ``Σ e^{-s} L + s`` is twice it). "realtime" returns K: log the raw losses separately.
 
@@ -983,7 +992,6 @@ def weigh_losses(losses, *, method, initial=None, prior=None, gamma=None, log_va
         if name != needed and value is not None:
             raise ValueError(f"weigh_losses(method={method!r}) does not use {name}=")
     xp, backend, values = _loss_vector(losses)
-    k = values.shape[0]
     if method == "sum":
         return xp.sum(values)
     if method == "uncertainty":
@@ -1006,8 +1014,11 @@ def weigh_losses(losses, *, method, initial=None, prior=None, gamma=None, log_va
     gamma = _checks.hyperparameter(gamma, "gamma")
     if gamma == 0.0:
         return xp.exp(xp.mean(logs))
-    log_mean = (_ops.logsumexp(xp, backend, gamma * logs, axis=-1) - math.log(k)) / gamma
-    return xp.exp(log_mean)
+    # log((1/K) Σ e^{y}) with y = γ log L, as m + log1p(mean(expm1(y - m))), m = max y: no overflow for
+    # large γ L, and no cancellation for small γ (where log Σ e^{y} - log K loses eps / γ)
+    y = gamma * logs
+    m = backend.stop_gradient(xp.max(y))
+    return xp.exp((m + xp.log1p(xp.mean(xp.expm1(y - m)))) / gamma)
 
 
 # ---------------------------------------------------------------------------------------------
