@@ -229,7 +229,7 @@ class TensorFlowBackend(Backend):
             own = tf.GradientTape(persistent=True)
             with own:
                 for leaf in leaves:
-                    if not isinstance(leaf, tf.Variable):
+                    if isinstance(leaf, tf.Tensor):  # variables (Keras' too) are watched already
                         own.watch(leaf)
                 losses = losses(params)
             tape = own

@@ -39,6 +39,7 @@ from collections.abc import Iterable
 import numpy as np
 
 from polyloss import _checks, _ops
+from polyloss import backends as _backends
 from polyloss._namespace import namespace_of
 
 __all__ = [
@@ -1026,6 +1027,12 @@ def weigh_losses(losses, *, method, initial=None, prior=None, gamma=None, log_va
 # ---------------------------------------------------------------------------------------------
 
 
+def _is_wrapped_variable(x) -> bool:
+    """A Keras 3 variable (``keras.Variable``): not an array of any framework itself, it holds one in
+    ``.value`` (a ``tf.Variable`` on the TensorFlow backend)."""
+    return _backends.backend_for(x) is None and _backends.backend_for(getattr(x, "value", None)) is not None
+
+
 def task_gradients(losses, params, *, tape=None, create_graph=False):
     """The K gradients of K scalar losses with respect to ``params``: a list of K pytrees of
     ``params``'s structure. The adapters differentiate (``Backend.task_gradients``):
@@ -1059,6 +1066,8 @@ def task_gradients(losses, params, *, tape=None, create_graph=False):
     first = _first_leaf(params)
     if first is None:
         raise ValueError("params holds no array")
+    if _is_wrapped_variable(first):
+        first = first.value  # a Keras 3 variable: its framework's variable (the tape differentiates both)
     _, backend = namespace_of(params=first)
     if not callable(losses):
         if isinstance(losses, (list, tuple)) and not losses:

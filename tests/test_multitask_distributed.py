@@ -9,8 +9,12 @@ combination. What is proved here, in float64 on CPU:
   (fixed order), the gradients being pytrees (a dict). The Gram matrix of the averages is not the
   average of the members' Gram matrices: MGDA on the latter gives other weights (checked, so that the
   equality is not vacuous).
-* **JAX** (two host CPU devices): the same under ``jax.shard_map`` inside ``jax.jit``, with the mesh
-  axis name as ``group``.
+* **JAX** (two host CPU devices), under ``jax.jit``: ``jax.shard_map`` with the parameters cast to
+  varying (``jax.lax.pcast``: each device's own per-task gradients) and the mesh axis name as
+  ``group``; ``shard_map`` with replicated parameters, whose gradients JAX has already summed over the
+  axis (the transpose of the implicit broadcast), divided by the number of devices and no ``group``;
+  and global arrays sharded over the devices (XLA partitions the whole-batch computation). All three
+  equal the single-device direction and the torch single-process one.
 """
 
 from __future__ import annotations
@@ -142,18 +146,33 @@ def losses_on(x, y):
 
 out = {}
 params = {"w": data["w"], "b": data["b"]}
+varying = lambda p: jax.tree_util.tree_map(lambda a: jax.lax.pcast(a, "batch", to="varying"), p)
+sharding = jax.sharding.NamedSharding(mesh, P("batch"))
 for method, options in methods.items():
     def member(p, x, y):
-        grads = MT.task_gradients(losses_on(x, y), p)
+        # params cast to varying: each device's own per-task gradients, averaged by group=
+        grads = MT.task_gradients(losses_on(x, y), varying(p))
         return MT.combine_gradients(grads, method=method, group="batch", **options)
-    sharded = jax.jit(jax.shard_map(member, mesh=mesh, in_specs=(P(), P("batch"), P("batch")), out_specs=P()))
-    u, w = sharded(params, data["x"], data["y"])
-    single = jax.jit(lambda p: MT.combine_gradients(MT.task_gradients(losses_on(data["x"], data["y"]), p),
-                                                    method=method, **options))
-    u0, w0 = single(params)
-    for name, value in (("w", u["w"]), ("b", u["b"]), ("weights", w), ("single_w", u0["w"]),
-                        ("single_b", u0["b"]), ("single_weights", w0)):
-        out[method + "/" + name] = np.asarray(value)
+
+    def summed(p, x, y):
+        # replicated (invariant) params: JAX sums their gradients over the axis itself (the transpose of
+        # the implicit broadcast); no group=, divide by the number of devices
+        grads = MT.task_gradients(losses_on(x, y), p)
+        grads = [jax.tree_util.tree_map(lambda g: g / jax.lax.axis_size("batch"), t) for t in grads]
+        return MT.combine_gradients(grads, method=method, **options)
+
+    whole = lambda p, x, y: MT.combine_gradients(MT.task_gradients(losses_on(x, y), p), method=method, **options)
+    specs = dict(mesh=mesh, in_specs=(P(), P("batch"), P("batch")), out_specs=P())
+    runs = {"": jax.jit(jax.shard_map(member, **specs)), "summed_": jax.jit(jax.shard_map(summed, **specs)),
+            "single_": jax.jit(whole)}
+    for prefix, run in runs.items():
+        u, w = run(params, data["x"], data["y"])
+        out[method + "/" + prefix + "w"], out[method + "/" + prefix + "b"] = np.asarray(u["w"]), np.asarray(u["b"])
+        out[method + "/" + prefix + "weights"] = np.asarray(w)
+    # global arrays sharded over the devices under jit: XLA partitions the whole-batch computation
+    u, w = jax.jit(whole)(params, jax.device_put(data["x"], sharding), jax.device_put(data["y"], sharding))
+    out[method + "/global_w"], out[method + "/global_b"], out[method + "/global_weights"] = (
+        np.asarray(u["w"]), np.asarray(u["b"]), np.asarray(w))
 np.savez(folder + "/jax.npz", **out)
 '''
 
@@ -172,7 +191,7 @@ def test_jax_two_devices_give_the_whole_batch_direction(tmp_path):
     get("torch")
     expected = _single_process(data)
     for method, (u_w, u_b, weights) in expected.items():
-        for prefix in ("", "single_"):  # shard_map over two devices, and one device on the whole batch
+        for prefix in ("", "summed_", "single_", "global_"):
             assert_close(res[f"{method}/{prefix}w"], u_w, rtol=RTOL, atol=ATOL, err_msg=f"{method} {prefix}w")
             assert_close(res[f"{method}/{prefix}b"], u_b, rtol=RTOL, atol=ATOL, err_msg=f"{method} {prefix}b")
             assert_close(res[f"{method}/{prefix}weights"], weights, rtol=RTOL, atol=ATOL, err_msg=method)

@@ -85,15 +85,15 @@ def test_min_norm_against_libmtl(torch, float64_default):
         else:  # LibMTL's clipped convention
             assert sorted(theirs.tolist()) == pytest.approx([0.001, 0.999], abs=1e-15)
     assert interior >= 8
-    worst = 0.0
-    for k in range(3, 8):  # iterative on their side: never below our value, close when it converges
+    misses = 0
+    for k in range(3, 8):  # iterative on their side: never below our value, often above it
         for _ in range(3):
             grads = rng.normal(size=(k, 2 * k))
             ours = MT.combine_gradients(torch.tensor(grads), method="min_norm")[1].numpy()
             theirs = mgda._find_min_norm_element(torch.tensor(grads)).numpy()
             assert value(grads, theirs) >= value(grads, ours) * (1 - 1e-13)
-            worst = max(worst, value(grads, theirs) / value(grads, ours) - 1)
-    assert worst < 1e-2  # LibMTL stops on an L1 change of α, not on optimality
+            misses += value(grads, theirs) > value(grads, ours) * (1 + 1e-6)
+    assert misses >= 1  # LibMTL stops on an L1 change of α below 1e-5, not on optimality (15 % above here)
 
 
 def test_min_norm_against_torchjd(torch):
@@ -266,7 +266,8 @@ def test_task_gradients_torch(torch):
         assert_close(on_rep[t], jrep[t], rtol=1e-13)
     # MGDA-UB: weights from the representation's gradients, then one backward of the weighted sum
     _, alpha = MT.combine_gradients(on_rep, method="min_norm")
-    (weighted,) = torch.autograd.grad((alpha.detach() * losses).sum(), [model.bias])  # the graph was retained
+    # the graph was retained by task_gradients (and is kept here for the checks below)
+    (weighted,) = torch.autograd.grad((alpha.detach() * losses).sum(), [model.bias], retain_graph=True)
     assert_close(weighted, sum(alpha[t].item() * jb[t] for t in range(3)), rtol=1e-13)
     # create_graph: the gradients are differentiable (a gradient penalty on one task's gradient)
     graphs = MT.task_gradients(losses, [model.bias], create_graph=True)
@@ -329,8 +330,8 @@ def test_task_gradients_tensorflow():
     @tf.function
     def in_graph():
         def fn(p):
-            return [tf.reduce_mean((tf.tanh(d["x"] @ p[0] + p[1]) @ d["heads"][:, t] - d["y"][:, t]) ** 2)
-                    for t in range(3)]
+            out = tf.tanh(d["x"] @ p[0] + p[1]) @ d["heads"]
+            return [tf.reduce_mean((out[:, t] - d["y"][:, t]) ** 2) for t in range(3)]
 
         return MT.task_gradients(fn, [w, b])
 
