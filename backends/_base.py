@@ -234,6 +234,33 @@ class Backend:
         return xp.any(hit, axis=-2)
 
 
+    # --- multi-task learning (polyloss.multitask) ---------------------------------------------------
+    def task_gradients(self, losses, params, *, tape=None, create_graph: bool = False) -> list:
+        """The gradients of K scalar losses with respect to ``params``: a list of K trees of ``params``'s
+        structure (zeros where a loss does not reach a parameter).
+
+        ``losses``: K scalar losses (a sequence or a [K] array) already computed from ``params`` (torch;
+        TensorFlow under ``tape``, a persistent ``tf.GradientTape``), or a function ``params -> K
+        losses`` (every framework with autograd; the only form for JAX). ``create_graph``: the
+        gradients stay differentiable (torch; JAX and TensorFlow always are, under an outer
+        transformation or tape). One backward pass per task; never writes ``.grad`` buffers."""
+        raise self._no_autograd("task_gradients")
+
+    def random_permutations(self, key, n: int, count: int, *, like):
+        """``[count, n]`` integers: ``count`` independent uniformly random permutations of ``range(n)``,
+        on ``like``'s device, drawn from ``key``. Here (and as a fallback in the adapters) ``key`` is a
+        ``numpy.random.Generator`` or an int seed, drawn on the host when the call runs (inside a
+        compiled function: once, when it is traced); adapters also take their framework's generators."""
+        if isinstance(key, np.random.Generator):
+            rng = key
+        elif isinstance(key, (int, np.integer)) and not isinstance(key, (bool, np.bool_)):
+            rng = np.random.default_rng(int(key))
+        else:
+            raise TypeError(f"key must be a numpy.random.Generator or an int seed for {self.name} arrays, "
+                            f"got {type(key).__name__}")
+        orders = np.stack([rng.permutation(n) for _ in range(count)]).astype(np.int64)
+        return self._from_host(orders, like=like)
+
     # --- conformance support -------------------------------------------------------------------
     def prepare_conformance(self) -> None:
         """Process-wide settings the conformance matrix needs (JAX's float64); nothing by default."""

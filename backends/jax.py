@@ -157,6 +157,35 @@ class JaxBackend(Backend):
         mask = jnp.zeros((rows, n + 1), dtype=bool).at[row_ids, target].set(True)
         return mask.reshape(lead + (n + 1,))[..., :n]
 
+    # --- multi-task learning (polyloss.multitask) ---------------------------------------------------
+    def task_gradients(self, losses, params, *, tape=None, create_graph=False):
+        """``jax.jacrev`` of ``losses``, a function ``params -> K losses`` (a [K] array or a sequence of
+        scalars): one vector-Jacobian product per task, vmapped; the Jacobian's leaves have a leading
+        task axis, split into K trees. Differentiable and jit-able as any JAX function
+        (``create_graph`` has nothing to do)."""
+        if tape is not None:
+            raise ValueError("tape= is for TensorFlow; JAX differentiates functions")
+        if not callable(losses):
+            raise TypeError("for JAX, losses must be a function of params returning the K losses (JAX "
+                            f"differentiates functions, not values), got {type(losses).__name__}")
+
+        def stacked(p):
+            out = losses(p)
+            return jnp.stack([jnp.reshape(x, ()) for x in out]) if isinstance(out, (list, tuple)) else out
+
+        jacobian = jax.jacrev(stacked)(params)
+        leaves, treedef = jax.tree_util.tree_flatten(jacobian)
+        k = leaves[0].shape[0]
+        return [jax.tree_util.tree_unflatten(treedef, [leaf[i] for leaf in leaves]) for i in range(k)]
+
+    def random_permutations(self, key, n, count, *, like):
+        """``key``: a JAX PRNG key (``jax.random.key`` or ``PRNGKey``; traced under ``jit``), or what the
+        base class takes."""
+        if isinstance(key, jax.Array) and (jnp.issubdtype(key.dtype, jax.dtypes.prng_key) or key.shape == (2,)):
+            keys = jax.random.split(key, count)
+            return jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
+        return super().random_permutations(key, n, count, like=like)
+
     # --- conformance support ---------------------------------------------------------------------------
     def prepare_conformance(self):
         """float64 rows need ``jax_enable_x64``, a process-wide setting: ``polyloss check`` and the

@@ -259,6 +259,53 @@ class TensorFlowBackend(Backend):
         hits = tf.tensor_scatter_nd_update(grid, coords, tf.ones(tf.shape(coords)[:1], tf.bool))
         return tf.reshape(hits[:, :n], tf.concat([lead, tf.reshape(tf.cast(n, lead.dtype), [1])], axis=0))
 
+    # --- multi-task learning (polyloss.multitask) ---------------------------------------------------
+    def task_gradients(self, losses, params, *, tape=None, create_graph=False):
+        """``tape.gradient`` once per task. ``losses`` computed under ``tape`` (a persistent
+        ``tf.GradientTape``), or a function ``params -> losses`` run under a persistent tape of its own
+        that watches every tensor of ``params``. A [K] tensor of losses is differentiated with one-hot
+        output gradients (a slice taken outside the tape would not be recorded). Under an outer tape the
+        gradients are recorded and differentiable (``create_graph`` has nothing to do)."""
+        leaves, rebuild = self.tree_flatten(params)
+        own = None
+        if callable(losses):
+            own = tf.GradientTape(persistent=True)
+            with own:
+                for leaf in leaves:
+                    if isinstance(leaf, tf.Tensor):  # variables (Keras' too) are watched already
+                        own.watch(leaf)
+                losses = losses(params)
+            tape = own
+        elif tape is None:
+            raise ValueError("for TensorFlow, pass tape= (the persistent tf.GradientTape that recorded the losses) "
+                             "or losses as a function of params")
+        elif not getattr(tape, "_persistent", True):
+            raise ValueError("tape must be persistent (tf.GradientTape(persistent=True)): one gradient per task")
+        if isinstance(losses, (list, tuple)):
+            targets = [(loss, None) for loss in losses]
+        else:
+            k = losses.shape[0]
+            targets = [(losses, tf.one_hot(i, k, dtype=losses.dtype)) for i in range(k)]
+        grads = []
+        for loss, cotangent in targets:
+            parts = tape.gradient(loss, leaves, output_gradients=cotangent,
+                                  unconnected_gradients=tf.UnconnectedGradients.ZERO)
+            grads.append(rebuild([tf.convert_to_tensor(g) for g in parts]))
+        if own is not None:
+            del own
+        return grads
+
+    def random_permutations(self, key, n, count, *, like):
+        """``key``: a ``tf.random.Generator`` (its state advances, in graphs too), a ``[2]`` integer seed
+        tensor (``tf.random.stateless_uniform``), or what the base class takes."""
+        if isinstance(key, tf.random.Generator):
+            noise = key.uniform((count, n))
+        elif isinstance(key, (tf.Tensor, tf.Variable)) and key.dtype.is_integer:
+            noise = tf.random.stateless_uniform((count, n), seed=key)
+        else:
+            return super().random_permutations(key, n, count, like=like)
+        return tf.cast(tf.argsort(noise, axis=1), tf.int64)
+
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):
         out = [("cpu", "/CPU:0")]

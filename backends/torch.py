@@ -276,6 +276,46 @@ class TorchBackend(Backend):
         target = torch.where(valid, indices.to(torch.int64), n)
         return mask.scatter_(-1, target, True)[..., :n]
 
+    # --- multi-task learning (polyloss.multitask) ---------------------------------------------------
+    def task_gradients(self, losses, params, *, tape=None, create_graph=False):
+        """``torch.autograd.grad`` once per task, the graph retained (the caller may still backpropagate
+        a weighted sum of the same losses, as MGDA-UB does); never ``.backward()``. ``params`` are
+        leaves or intermediate tensors (a shared representation). A function ``params -> losses`` is
+        called with gradients enabled, on the tensors themselves when they require grad, otherwise on
+        detached copies that do."""
+        if tape is not None:
+            raise ValueError("tape= is for TensorFlow; torch records the graph itself")
+        leaves, rebuild = self.tree_flatten(params)
+        with torch.enable_grad():
+            if callable(losses):
+                leaves = [leaf if leaf.requires_grad else leaf.detach().requires_grad_(True) for leaf in leaves]
+                losses = losses(rebuild(leaves))
+            if isinstance(losses, (list, tuple)):
+                outputs = [torch.as_tensor(loss).reshape(()) for loss in losses]
+            else:
+                outputs = list(losses.reshape(-1).unbind(0))
+            missing = [i for i, leaf in enumerate(leaves) if not leaf.requires_grad]
+            if missing:
+                raise ValueError(f"params: leaf {missing[0]} does not require grad, so no loss depends on it "
+                                 "through autograd (pass tensors that require grad, or a function of params)")
+            grads = []
+            for loss in outputs:
+                if not loss.requires_grad:
+                    grads.append(rebuild([torch.zeros_like(leaf) for leaf in leaves]))
+                    continue
+                parts = torch.autograd.grad(loss, leaves, retain_graph=True, create_graph=create_graph,
+                                            allow_unused=True)
+                grads.append(rebuild([torch.zeros_like(leaf) if g is None else g for leaf, g in zip(leaves, parts)]))
+        return grads
+
+    def random_permutations(self, key, n, count, *, like):
+        """``key``: a ``torch.Generator`` (on ``like``'s device type; drawn there, no host round trip), or
+        what the base class takes (a NumPy generator or an int seed)."""
+        if isinstance(key, torch.Generator):
+            noise = torch.rand((count, n), generator=key, device=key.device).to(like.device)
+            return torch.argsort(noise, dim=1)
+        return super().random_permutations(key, n, count, like=like)
+
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):
         out = [("cpu", torch.device("cpu"))]

@@ -10,7 +10,7 @@ the first time one of its arrays arrives.
 """
 
 from polyloss import losses as _losses
-from polyloss import metrics
+from polyloss import metrics, multitask
 from polyloss._checks import value_checks
 from polyloss._namespace import get_namespace
 from polyloss._reduce import reduce
@@ -26,6 +26,7 @@ from polyloss import backends as _backends  # noqa: E402
 _backends.preload()
 
 __all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "reference", "conformance"]  # noqa: F405
+__all__ += ["multitask"]  # loss weighting and gradient combination (polyloss.multitask)
 
 
 def __getattr__(name):

@@ -154,3 +154,23 @@ sys.stdout.flush()
 sys.stderr.flush()
 os._exit(0)
 """
+
+
+def libmtl_weighting():
+    """``LibMTL.weighting`` without running ``LibMTL/__init__.py`` (which imports torchvision's removed
+    ``models.utils``: LibMTL issue 62), or skip; shared by the multi-task peer and native tests."""
+    if "LibMTL.weighting" in sys.modules:
+        return sys.modules["LibMTL.weighting"]
+    import importlib.util
+    import types
+
+    spec = importlib.util.find_spec("LibMTL")
+    if spec is None:
+        pytest.skip("LibMTL is absent (optional peer: pip install --no-deps LibMTL)")
+    if "LibMTL" not in sys.modules:
+        package = types.ModuleType("LibMTL")
+        package.__path__ = list(spec.submodule_search_locations)
+        sys.modules["LibMTL"] = package
+    import LibMTL.weighting as weighting
+
+    return weighting

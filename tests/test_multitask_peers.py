@@ -55,16 +55,16 @@ TorchJD 0.18.0 (``torchjd.aggregation``, ``torchjd.scalarization``):
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import random
 import sys
-import types
 
 import numpy as np
 import pytest
 
 from polyloss.reference import multitask as MT
+
+from helpers import libmtl_weighting
 
 torch = pytest.importorskip("torch")
 
@@ -85,22 +85,6 @@ def keep_global_rngs():
     yield
     random.setstate(python_state)
     torch.set_rng_state(torch_state)
-
-
-def libmtl_weighting():
-    """``LibMTL.weighting`` without running ``LibMTL/__init__.py`` (which needs torchvision)."""
-    if "LibMTL.weighting" in sys.modules:
-        return sys.modules["LibMTL.weighting"]
-    spec = importlib.util.find_spec("LibMTL")
-    if spec is None:
-        pytest.skip("LibMTL is absent (optional peer: pip install --no-deps LibMTL)")
-    if "LibMTL" not in sys.modules:
-        package = types.ModuleType("LibMTL")
-        package.__path__ = list(spec.submodule_search_locations)
-        sys.modules["LibMTL"] = package
-    import LibMTL.weighting as weighting
-
-    return weighting
 
 
 def quad(gram, w):
