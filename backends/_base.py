@@ -203,6 +203,12 @@ class Backend:
         return xp.any(hit, axis=-2)
 
 
+    # --- performance hooks (optional primitives; None where the framework has none) ------------------
+    #: ``bitcast(x, dtype)``: the bits of ``x`` viewed as ``dtype`` of the same width (float32 <-> int32),
+    #: without conversion. ``polyloss`` sorts float32 scores with their labels as packed int64 keys through
+    #: it (one integer sort instead of an argsort and two gathers); without it, it argsorts.
+    bitcast: Callable | None = None
+
     # --- conformance support -------------------------------------------------------------------
     def prepare_conformance(self) -> None:
         """Process-wide settings the conformance matrix needs (JAX's float64); nothing by default."""

@@ -123,6 +123,10 @@ class JaxBackend(Backend):
         mask = jnp.zeros((rows, n + 1), dtype=bool).at[row_ids, target].set(True)
         return mask.reshape(lead + (n + 1,))[..., :n]
 
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return jax.lax.bitcast_convert_type(x, dtype)
+
     # --- conformance support ---------------------------------------------------------------------------
     def prepare_conformance(self):
         """float64 rows need ``jax_enable_x64``, a process-wide setting: ``polyloss check`` and the

@@ -237,6 +237,10 @@ class TorchBackend(Backend):
         target = torch.where(valid, indices.to(torch.int64), n)
         return mask.scatter_(-1, target, True)[..., :n]
 
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return x.view(dtype)
+
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):
         out = [("cpu", torch.device("cpu"))]
