@@ -37,6 +37,9 @@ class Backend:
 
     name: str = "abstract"
     has_autograd: bool = False
+    #: True for frameworks that run only on a GPU (CuPy): left out of the matrix every machine runs
+    #: (``polyloss.backends.GPU_BACKEND_NAMES`` lists them without importing them)
+    gpu_only: bool = False
     modes: tuple[str, ...] = ("eager",)
 
     # --- arrays and namespace -------------------------------------------------------------
