@@ -36,6 +36,7 @@ import bench_multilabel as base  # noqa: E402  (the framework adapters and the t
 import polyloss  # noqa: E402
 
 FRAMEWORKS = ("torch", "torch.compile", "jax", "tensorflow")
+SELECTED: list[str] = []  # --losses
 EPS_SMOOTH, GAMMA, ALPHA, POLY_EPS, RDROP_ALPHA = 0.1, 2.0, 0.25, 1.0, 4.0
 
 
@@ -259,6 +260,8 @@ def run(fw, shape: Shape) -> list[tuple]:
     logits = dev["logits"]
     rows = []
     for loss, triple in CANDIDATES[fw.name](fw).items():
+        if SELECTED and not any(s in loss for s in SELECTED):
+            continue
         aux = dev[AUX[loss]]
         fns = {key: fn for key, fn in zip("pnh", triple) if fn is not None}
         calls, diffs = {}, {}
@@ -273,20 +276,25 @@ def run(fw, shape: Shape) -> list[tuple]:
                 print(f"  {loss} ({key}): {type(exc).__name__}: {exc}")
                 continue
             calls[key] = lambda fb=fb: fw.wait(fb(logits, aux))
-        times = base.time_interleaved(calls, shape.repeats)
+        cpu: dict = {}
+        times = base.time_interleaved(calls, shape.repeats, cpu)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        rows.append((loss, med, diffs))
+        cpu_med = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+        rows.append((loss, med, diffs, cpu_med))
     return rows
 
 
 def report(label: str, rows: list[tuple]) -> None:
-    print(f"\n{label}: forward+backward, median ms (ratio = polyloss / other; max |Δ| of the per-example values)")
+    print(f"\n{label}: forward+backward, median ms (ratio = polyloss / other; in parentheses the ratio of the "
+          "median process CPU times; max |Δ| of the per-example values)")
     header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max |Δ| native", "max |Δ| port")
     table = []
-    for loss, med, diffs in rows:
+    for loss, med, diffs, cpu in rows:
 
         def ratio(k):
-            return f"{med['p'] / med[k]:.2f}x" if k in med else "—"
+            if k not in med:
+                return "—"
+            return f"{med['p'] / med[k]:.2f}x ({cpu['p'] / cpu[k]:.2f}x)" if cpu.get(k) else f"{med['p'] / med[k]:.2f}x"
 
         table.append(
             (
@@ -309,11 +317,18 @@ def main(argv=None) -> int:
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument("--examples", type=int, default=Shape.examples)
     parser.add_argument("--classes", type=int, default=Shape.classes)
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 20, 8 with --quick)")
+    parser.add_argument("--losses", help="comma-separated substrings of the loss names to run (default: all)")
+    base.add_common_options(parser)
     args = parser.parse_args(argv)
-    shape = Shape(args.examples, args.classes, 8 if args.quick else Shape.repeats)
+    base.apply_common_options(args)
+    global SELECTED
+    SELECTED = [s for s in (args.losses or "").split(",") if s]
+    shape = Shape(args.examples, args.classes, args.repeats or (8 if args.quick else Shape.repeats))
     print(
         f"logits float32 [{shape.examples}, {shape.classes}]; binary labels 1% positives; "
-        f"{shape.repeats} rounds; {os.cpu_count()} CPUs"
+        f"{shape.repeats} rounds; {os.cpu_count()} CPUs; torch device {args.device}; "
+        f"threads {args.threads or 'default'}; load average {os.getloadavg()[0]:.2f}"
     )
     for name in args.frameworks.split(","):
         fw, line = base.load_framework(name)
