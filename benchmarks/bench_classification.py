@@ -250,6 +250,30 @@ AUX = {
 }
 
 
+def saved_mib(fw, fn, logits, aux) -> float | None:
+    """MiB of the tensors autograd keeps from the forward pass for the backward pass (torch eager: counted by
+    ``saved_tensors_hooks``, each storage once; the inputs themselves excluded): the residuals of the loss."""
+    torch = fw.torch
+    seen, inputs = {}, {logits.untyped_storage().data_ptr()}
+    for a in (aux if isinstance(aux, tuple) else (aux,)):
+        inputs.add(a.untyped_storage().data_ptr())
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in inputs:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    x = logits.detach().requires_grad_(True)
+    inputs.add(x.untyped_storage().data_ptr())
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x, aux).mean()
+    except Exception:  # noqa: BLE001 - reported as "-"
+        return None
+    return sum(seen.values()) / 2**20
+
+
 def run(fw, shape: Shape) -> list[tuple]:
     host = host_inputs(shape)
     dev = {
@@ -276,6 +300,8 @@ def run(fw, shape: Shape) -> list[tuple]:
                 print(f"  {loss} ({key}): {type(exc).__name__}: {exc}")
                 continue
             calls[key] = lambda fb=fb: fw.wait(fb(logits, aux))
+        saved = {k: saved_mib(fw, fn, logits, aux) for k, fn in fns.items()} if fw.name == "torch" else {}
+        diffs.update({f"saved {k}": v for k, v in saved.items() if v is not None})
         cpu: dict = {}
         times = base.time_interleaved(calls, shape.repeats, cpu)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
@@ -287,7 +313,8 @@ def run(fw, shape: Shape) -> list[tuple]:
 def report(label: str, rows: list[tuple]) -> None:
     print(f"\n{label}: forward+backward, median ms (ratio = polyloss / other; in parentheses the ratio of the "
           "median process CPU times; max |Δ| of the per-example values)")
-    header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max |Δ| native", "max |Δ| port")
+    header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max Δ native", "max Δ port",
+              "saved MiB p / n / h")
     table = []
     for loss, med, diffs, cpu in rows:
 
@@ -306,6 +333,7 @@ def report(label: str, rows: list[tuple]) -> None:
                 ratio("h"),
                 f"{diffs['n']:.1e}" if "n" in diffs else "—",
                 f"{diffs['h']:.1e}" if "h" in diffs else "—",
+                " / ".join(f"{diffs[f'saved {k}']:.1f}" if f"saved {k}" in diffs else "—" for k in "pnh"),
             )
         )
     base.print_table(header, table, right_from=1)
