@@ -218,7 +218,25 @@ def _weights(alpha):
     return (1.0, 1.0) if alpha is None else (alpha, 1.0 - alpha)
 
 
+def _softplus_parts(xp, s):
+    """``(log1p(e^{-|s|}), relu(s), relu(-s))``: ``sp(±s)`` is the first plus the second or third."""
+    relu = xp.clip(s, min=0.0)
+    return xp.log1p(xp.exp(-xp.abs(s))), relu, relu - s  # relu(s) - s is relu(-s) exactly
+
+
+def _sigmoid_of(xp, s):
+    """``σ(s) = 1 / (1 + e^{-s})``, one exponential; below ``-log(max)`` (where ``σ`` is under the smallest
+    normal number) ``s`` is clipped so that ``e^{-s}`` cannot overflow: exact to within the smallest normal."""
+    bound = -math.log(float(xp.finfo(s.dtype).max))
+    return 1.0 / (1.0 + xp.exp(-xp.clip(s, min=bound)))
+
+
 def _binary_focal_value(xp, s, t, gamma, alpha, epsilon):
+    if gamma == 0.0 and not epsilon:  # the weighted cross-entropy: no σ needed
+        log_term, relu_pos, relu_neg = _softplus_parts(xp, s)
+        a1, a0 = _weights(alpha)
+        return (log_term * (a1 * t + a0 * (1.0 - t)) + (a1 * t) * relu_neg + (a0 * (1.0 - t)) * relu_pos,) \
+            if alpha is not None else (log_term + t * relu_neg + (1.0 - t) * relu_pos,)
     p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, s, gamma)
     a1, a0 = _weights(alpha)
     positive, negative = a1 * (p_g * sp_neg), a0 * (q_g * sp_pos)
@@ -228,6 +246,8 @@ def _binary_focal_value(xp, s, t, gamma, alpha, epsilon):
 
 
 def _binary_focal_gradients(xp, s, t, g, needs, gamma, alpha, epsilon):
+    if gamma == 0.0 and not epsilon and alpha is None and not needs[1]:  # σ(s) - t, one exponential
+        return (g * (_sigmoid_of(xp, s) - t),)
     p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, s, gamma)
     a1, a0 = _weights(alpha)
     out = []
