@@ -153,57 +153,64 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     if isinstance(n, int) and n == 0:
         raise ValueError(f"best_threshold: no scores (shape {tuple(s.shape)})")
     idx = backend.index_dtype()
-    ranked, positive = _sorted_with_labels(xp, backend, xp.reshape(s, (-1,)), xp.reshape(d.truth, (-1,)))
+    # ranked: the sorted scores, or keys that order and compare as they do (decode gives the scores)
+    ranked, positive, decode = _sorted_with_labels(xp, backend, xp.reshape(s, (-1,)), xp.reshape(d.truth, (-1,)))
     missed = xp.cumulative_sum(positive, include_initial=True)  # FN_k: positives among the k lowest
     total_pos = missed[-1]
     k = xp.arange(n + 1, dtype=idx, device=backend.device(s))
     true = xp.ones((1,), dtype=xp.bool, device=backend.device(s))
     # candidate k is real when k = 0 ("every entry positive": impossible with a -inf score) or
     # when the k-th lowest score ends a run of equal scores
-    valid = xp.concat([ranked[:1] > -math.inf, ranked[:-1] != ranked[1:], true])
+    valid = xp.concat([decode(ranked[:1]) > -math.inf, ranked[:-1] != ranked[1:], true])
     if metric == "f1":
         value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
         value = _counts.fraction(xp, correct, n, s.dtype)
     else:
-        value = _subset_accuracy_sweep(xp, backend, d, ranked)
+        value = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
     # negative" with no positives, always real: that one is chosen when no other is real
     rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
-    low = _at(xp, ranked, xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
-    high = _at(xp, xp.concat([ranked, _one(xp, backend, math.inf, ranked)]), best)
+    low = decode(_at(xp, ranked, xp.clip(best - 1, 0, n - 1)))  # u_j for candidate k = j
+    high = decode(_at(xp, ranked, xp.clip(best, 0, n - 1)))
+    high = xp.where(best == n, xp.full_like(high, math.inf), high)
     # the float just below the smallest score; below a score within the subnormal range the normal
     # -smallest_normal instead (JAX and TensorFlow flush subnormals to zero: nextafter(0, -inf) is -0)
     tiny = xp.finfo(s.dtype).smallest_normal
-    below_all = xp.where(xp.abs(ranked[0]) < tiny, -tiny, xp.nextafter(ranked[0], xp.full_like(ranked[0], -math.inf)))
+    lowest = decode(ranked[0])
+    below_all = xp.where(xp.abs(lowest) < tiny, -tiny, xp.nextafter(lowest, xp.full_like(lowest, -math.inf)))
     threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, backend, low, high))
     return threshold, _at(xp, value, best)
 
 
 def _sorted_with_labels(xp, backend, flat, truth):
-    """``(ranked, positive)``: the scores sorted, and their labels in the same order as integers (0/1) of
-    the indexing dtype. The sweep only reads the ends of runs of equal scores, so the order within a run
-    does not matter (no stable sort needed).
+    """``(ranked, positive, decode)``: the scores in ascending order, or integer keys that order and compare
+    equal exactly as they do (``decode`` turns keys, or a slice of them, back into the scores), and the
+    labels in the same order as integers (0/1) of the indexing dtype. The sweep only reads the ends of runs
+    of equal scores, so the order within a run does not matter (no stable sort needed).
 
     float32 scores are sorted as int64 keys ``(order-preserving bits of the score) << 1 | label`` (eager on the
-    CPU, where the adapter can bitcast and the indexing dtype is int64): one integer sort, which NumPy and PyTorch run
-    several times faster than an argsort followed by two gathers (``benchmarks/README.md``). The keys
-    decode exactly: the bits of ``-0.0`` become those of ``0.0`` first (equal scores must share a run),
-    and IEEE sign-magnitude bits order like two's-complement integers once a negative float's low 31
-    bits are flipped (an involution)."""
+    CPU, where the adapter can bitcast and the indexing dtype is int64): one integer sort, which NumPy and
+    PyTorch run several times faster than an argsort followed by two gathers (``benchmarks/README.md``), and
+    the scores are decoded only where the sweep reads them. ``s + 0.0`` turns ``-0.0`` into ``0.0`` first
+    (equal scores must share a run); IEEE sign-magnitude bits order like two's-complement integers once a
+    negative float's low 31 bits are flipped (an involution)."""
     idx = backend.index_dtype()
     packed = backend.bitcast is not None and flat.dtype == xp.float32 and idx == xp.int64
     if not (packed and _ops.cheap_branch(backend, flat)):  # elsewhere (jit, graphs, GPUs) the compiler's sort
         order = xp.argsort(flat)
-        return xp.take(flat, order), xp.astype(xp.take(truth, order), idx)
-    bits = backend.bitcast(xp.where(flat == 0.0, 0.0, flat), xp.int32)
-    ordered = bits ^ ((bits >> 31) & 0x7FFFFFFF)
-    keys = xp.sort((xp.astype(ordered, xp.int64) << 1) | xp.astype(truth, xp.int64))
-    ordered = xp.astype(keys >> 1, xp.int32)
-    return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32), keys & 1
+        return xp.take(flat, order), xp.astype(xp.take(truth, order), idx), lambda keys: keys
+    bits = backend.bitcast(flat + 0.0, xp.int32)
+    keys = xp.sort((xp.astype(bits ^ ((bits >> 31) & 0x7FFFFFFF), xp.int64) << 1) | xp.astype(truth, xp.int64))
+
+    def decode(ordered):
+        ordered = xp.astype(ordered, xp.int32)
+        return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32)
+
+    return keys >> 1, keys & 1, decode
 
 
 def _subset_accuracy_sweep(xp, backend, d, ranked):
