@@ -262,10 +262,10 @@ def crossentropy(sm, targets, label_smoothing: float, precise=False):
 # --------------------------------------------------------------------------------------------
 # ``L = log Σ e^{z} - (1 - ε) z_y - (ε/C) Σ z`` with ``z = s - max s``: the value of :func:`crossentropy` for
 # class ids when no class is removed (``K = C``). Its gradient ``g (softmax(s) - (1 - ε) onehot(y) - ε/C)`` is
-# closed-form; the kernel keeps two numbers per row (the maximum and ``log Σ e^{z}``), and the backward pass
-# rebuilds the softmax with one exponential per entry. Eager PyTorch would otherwise record and replay a
-# dozen passes (the masked sums of :class:`Softmax`, the smoothing's mean); compiled code fuses those
-# anyway and keeps the general form.
+# closed-form; the kernel keeps the softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` keeps its
+# log-softmax). Eager PyTorch would otherwise record and replay a dozen passes (the masked sums of
+# :class:`Softmax`, the smoothing's mean); compiled code fuses those anyway and keeps the general form.
+# Used with label smoothing only: without it the composed form is as fast.
 
 
 def fast_crossentropy_applies(xp, backend, s, where) -> bool:
@@ -287,32 +287,33 @@ def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
 def _crossentropy_rows(xp, s, ids, label_smoothing):
     m = xp.max(s, axis=-1, keepdims=True)
     z = s - m
-    log_total = xp.log(xp.sum(xp.exp(z), axis=-1))
+    e = xp.exp(z)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    log_total = xp.log(total)[..., 0]
     value = log_total - pick(xp, z, ids)
     if label_smoothing:
         mean_nll = log_total - xp.sum(z, axis=-1) / s.shape[-1]
         value = (1.0 - label_smoothing) * value + label_smoothing * mean_nll
-    return value, m[..., 0], log_total
+    return value, e / total
 
 
-def _crossentropy_gradient_rows(xp, backend, s, ids, m, log_total, g, label_smoothing):
-    p = xp.exp(s - (m + log_total)[..., None])
+def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
     if label_smoothing:
-        p = p - label_smoothing / s.shape[-1]
-    target = xp.astype(backend.index_mask(ids[..., None], s.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None]),
-                       s.dtype)
-    return ((p - (1.0 - label_smoothing) * target) * g[..., None],)
+        p = p - label_smoothing / p.shape[-1]
+    hit = backend.index_mask(ids[..., None], p.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None])
+    return ((p - (1.0 - label_smoothing) * xp.astype(hit, p.dtype)) * g[..., None],)
 
 
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
-    value, m, log_total = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, a, b, label_smoothing), s, ids)
-    return value, (m, log_total)
+    # the softmax is the one [..., C] residual, as the native cross-entropy keeps its log-softmax
+    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, a, b, label_smoothing), s, ids)
+    return value, (p,)
 
 
 def _crossentropy_bwd(xp, backend, arrays, residuals, g, needs, *, label_smoothing):
-    s, ids = arrays
-    (grad,) = _ops.by_rows(
-        xp, backend, lambda *a: _crossentropy_gradient_rows(xp, backend, *a, label_smoothing), s, ids, *residuals, g)
+    (grad,) = _ops.by_rows(xp, backend, lambda p, ids, g: _crossentropy_gradient_rows(xp, backend, ids, p, g,
+                                                                                       label_smoothing),
+                           residuals[0], arrays[1], g)
     return grad, None
 
 

@@ -134,7 +134,8 @@ def softmax_crossentropy(logits, labels, *, axis=-1, label_smoothing=0.0, where=
     eps = _softmax.label_smoothing(label_smoothing)
     prepared = _softmax.prepare(logits, labels, axis=axis, where=where, ignore_index=ignore_index)
     xp, targets = prepared.xp, prepared.targets
-    if targets.ids is not None and _softmax.fast_crossentropy_applies(xp, prepared.backend, prepared.values, where):
+    if eps and targets.ids is not None and _softmax.fast_crossentropy_applies(xp, prepared.backend,
+                                                                               prepared.values, where):
         value = _softmax.class_id_crossentropy(xp, prepared.backend, prepared.values, targets.ids, eps)
         return value if targets.keep is None else xp.where(targets.keep, value, 0.0)
     sm = prepared.softmax()
