@@ -41,6 +41,7 @@ from polyloss import metrics  # noqa: E402
 
 SEED = 0
 POWELL_MAX_N = 10**6  # the port is not exact; at 10^7 it only adds minutes
+PEERS = True  # --no-peers
 
 
 def binary_inputs(n: int):
@@ -75,7 +76,15 @@ def powell_best_f1(scores, labels):
     return float(result.x[0]), -float(result.fun)
 
 
+FRAMEWORKS: list[str] = []  # --frameworks: a subset of numpy,torch,jax.jit (default: all installed)
+
+
 def _frameworks():
+    out = _all_frameworks()
+    return {k: v for k, v in out.items() if not FRAMEWORKS or k in FRAMEWORKS}
+
+
+def _all_frameworks():
     out = {"numpy": (lambda a: a, lambda f: f, lambda x: x)}
     try:
         import torch
@@ -108,9 +117,10 @@ def threshold_table(sizes, repeats):
             t, v = call()
             values[f"polyloss {name}"] = (float(t), float(v))
             calls[f"polyloss {name}"] = call
-        values["sklearn precision_recall_curve"] = sklearn_best_f1(scores, labels)
-        calls["sklearn precision_recall_curve"] = lambda s=scores, y=labels: sklearn_best_f1(s, y)
-        if n <= POWELL_MAX_N:
+        if PEERS:
+            values["sklearn precision_recall_curve"] = sklearn_best_f1(scores, labels)
+            calls["sklearn precision_recall_curve"] = lambda s=scores, y=labels: sklearn_best_f1(s, y)
+        if PEERS and n <= POWELL_MAX_N:
             values["port: Powell (kexue 8860)"] = powell_best_f1(scores, labels)
             calls["port: Powell (kexue 8860)"] = lambda s=scores, y=labels: powell_best_f1(s, y)
         # the floor of any exact method that sorts: one NumPy argsort of the same scores, in the same rounds
@@ -231,9 +241,14 @@ def main():
     parser.add_argument("--quick", action="store_true", help="n up to 10^6, fewer rounds")
     parser.add_argument("--sizes", help="comma-separated n of part 1 (default 1e5,1e6,1e7; 1e5,1e6 with --quick)")
     parser.add_argument("--parts", default="1,2,3", help="which parts to run (default 1,2,3)")
+    parser.add_argument("--frameworks", help="comma-separated subset of numpy,torch,jax.jit for parts 1 and 3")
+    parser.add_argument("--no-peers", action="store_true", help="part 1 without scikit-learn and the Powell port")
     base.add_common_options(parser)
     args = parser.parse_args()
     base.apply_common_options(args)
+    global FRAMEWORKS, PEERS
+    FRAMEWORKS = [f for f in (args.frameworks or "").split(",") if f]
+    PEERS = not args.no_peers
     sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7]
     if args.sizes:
         sizes = [int(float(v)) for v in args.sizes.split(",")]
