@@ -32,7 +32,8 @@ import sys
 
 from ._base import DTYPE_NAMES, Backend
 
-__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "DTYPE_NAMES", "available_backends", "preload"]
+__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "GPU_BACKEND_NAMES", "DTYPE_NAMES",
+           "available_backends", "preload"]
 
 # name -> (framework module checked in sys.modules, adapter module, adapter class)
 _REGISTRY = {
@@ -42,8 +43,16 @@ _REGISTRY = {
     "jax": ("jax", "jax", "JaxBackend"),
     "tensorflow": ("tensorflow", "tensorflow", "TensorFlowBackend"),
     "dask": ("dask", "dask", "DaskBackend"),  # metrics only (Backend.supports)
+    # --- GPU-only backends (see GPU_BACKEND_NAMES) ---
+    "cupy": ("cupy", "cupy", "CuPyBackend"),
 }
-BACKEND_NAMES = tuple(_REGISTRY)
+# Backends whose framework runs only on a GPU (the adapter declares ``gpu_only = True``): registered, so that
+# their arrays are recognised and ``get_backend`` / ``polyloss check --backends cupy`` reach them, but not in
+# BACKEND_NAMES, the matrix that every machine runs (the CPU test matrix, CI's required backends): a machine
+# without a GPU is not missing them. The GPU matrix (``polyloss check --devices cuda``, tests/test_gpu.py,
+# benchmarks/gpu.sh) adds those that import.
+GPU_BACKEND_NAMES = ("cupy",)
+BACKEND_NAMES = tuple(name for name in _REGISTRY if name not in GPU_BACKEND_NAMES)
 
 _instances: dict[str, Backend] = {}
 _by_type: dict[type, Backend] = {}
@@ -54,7 +63,7 @@ def get_backend(name: str) -> Backend:
     try:
         _, module, cls = _REGISTRY[name]
     except KeyError:
-        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(BACKEND_NAMES)}") from None
+        raise ValueError(f"unknown backend {name!r}; known backends: {', '.join(_REGISTRY)}") from None
     if name not in _instances:
         # __import__, a builtin, rather than importlib: the first call may come from inside a
         # tf.function trace, where AutoGraph would try (and fail, noisily) to convert importlib
@@ -80,9 +89,10 @@ def backend_for(x) -> Backend | None:
 
 
 def available_backends() -> dict[str, str | None]:
-    """Each known backend mapped to None when importable, else the import error's text."""
+    """Each known backend (the GPU-only ones included) mapped to None when importable, else the import
+    error's text."""
     status = {}
-    for name in BACKEND_NAMES:
+    for name in _REGISTRY:
         try:
             get_backend(name).namespace  # noqa: B018 - importing is the check
             status[name] = None

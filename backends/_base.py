@@ -37,6 +37,9 @@ class Backend:
 
     name: str = "abstract"
     has_autograd: bool = False
+    #: True for frameworks that run only on a GPU (CuPy): left out of the matrix every machine runs
+    #: (``polyloss.backends.GPU_BACKEND_NAMES`` lists them without importing them)
+    gpu_only: bool = False
     modes: tuple[str, ...] = ("eager",)
 
     # --- arrays and namespace -------------------------------------------------------------
@@ -260,6 +263,12 @@ class Backend:
                             f"got {type(key).__name__}")
         orders = np.stack([rng.permutation(n) for _ in range(count)]).astype(np.int64)
         return self._from_host(orders, like=like)
+
+    # --- performance hooks (optional primitives; None where the framework has none) ------------------
+    #: ``bitcast(x, dtype)``: the bits of ``x`` viewed as ``dtype`` of the same width (float32 <-> int32),
+    #: without conversion. ``polyloss`` sorts float32 scores with their labels as packed int64 keys through
+    #: it (one integer sort instead of an argsort and two gathers); without it, it argsorts.
+    bitcast: Callable | None = None
 
     # --- conformance support -------------------------------------------------------------------
     def prepare_conformance(self) -> None:

@@ -186,6 +186,10 @@ class JaxBackend(Backend):
             return jax.vmap(lambda k: jax.random.permutation(k, n))(keys)
         return super().random_permutations(key, n, count, like=like)
 
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return jax.lax.bitcast_convert_type(x, dtype)
+
     # --- conformance support ---------------------------------------------------------------------------
     def prepare_conformance(self):
         """float64 rows need ``jax_enable_x64``, a process-wide setting: ``polyloss check`` and the

@@ -45,6 +45,10 @@ class NumPyBackend(Backend):
         np.put_along_axis(mask, np.where(valid, indices, np.int64(n)), True, axis=-1)
         return mask[..., :n]
 
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return x.view(dtype)
+
     def dtypes(self, device=None):
         return ("float64", "float32", "float16")
 

@@ -335,3 +335,7 @@ class TensorFlowBackend(Backend):
         if mode == "function":
             return tf.function(f)
         return super().compile(f, mode)
+
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return tf.bitcast(x, dtype)

@@ -316,6 +316,10 @@ class TorchBackend(Backend):
             return torch.argsort(noise, dim=1)
         return super().random_permutations(key, n, count, like=like)
 
+    # --- performance hooks (see Backend) ------------------------------------------------------------
+    def bitcast(self, x, dtype):
+        return x.view(dtype)
+
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):
         out = [("cpu", torch.device("cpu"))]

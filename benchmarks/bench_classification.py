@@ -36,6 +36,7 @@ import bench_multilabel as base  # noqa: E402  (the framework adapters and the t
 import polyloss  # noqa: E402
 
 FRAMEWORKS = ("torch", "torch.compile", "jax", "tensorflow")
+SELECTED: list[str] = []  # --losses
 EPS_SMOOTH, GAMMA, ALPHA, POLY_EPS, RDROP_ALPHA = 0.1, 2.0, 0.25, 1.0, 4.0
 
 
@@ -249,6 +250,30 @@ AUX = {
 }
 
 
+def saved_mib(fw, fn, logits, aux) -> float | None:
+    """MiB of the tensors autograd keeps from the forward pass for the backward pass (torch eager: counted by
+    ``saved_tensors_hooks``, each storage once; the inputs themselves excluded): the residuals of the loss."""
+    torch = fw.torch
+    seen, inputs = {}, {logits.untyped_storage().data_ptr()}
+    for a in (aux if isinstance(aux, tuple) else (aux,)):
+        inputs.add(a.untyped_storage().data_ptr())
+
+    def pack(t):
+        ptr = t.untyped_storage().data_ptr()
+        if ptr not in inputs:
+            seen[ptr] = t.untyped_storage().nbytes()
+        return t
+
+    x = logits.detach().requires_grad_(True)
+    inputs.add(x.untyped_storage().data_ptr())
+    try:
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            fn(x, aux).mean()
+    except Exception:  # noqa: BLE001 - reported as "-"
+        return None
+    return sum(seen.values()) / 2**20
+
+
 def run(fw, shape: Shape) -> list[tuple]:
     host = host_inputs(shape)
     dev = {
@@ -259,6 +284,8 @@ def run(fw, shape: Shape) -> list[tuple]:
     logits = dev["logits"]
     rows = []
     for loss, triple in CANDIDATES[fw.name](fw).items():
+        if SELECTED and not any(s in loss for s in SELECTED):
+            continue
         aux = dev[AUX[loss]]
         fns = {key: fn for key, fn in zip("pnh", triple) if fn is not None}
         calls, diffs = {}, {}
@@ -273,20 +300,28 @@ def run(fw, shape: Shape) -> list[tuple]:
                 print(f"  {loss} ({key}): {type(exc).__name__}: {exc}")
                 continue
             calls[key] = lambda fb=fb: fw.wait(fb(logits, aux))
-        times = base.time_interleaved(calls, shape.repeats)
+        saved = {k: saved_mib(fw, fn, logits, aux) for k, fn in fns.items()} if fw.name == "torch" else {}
+        diffs.update({f"saved {k}": v for k, v in saved.items() if v is not None})
+        cpu: dict = {}
+        times = base.time_interleaved(calls, shape.repeats, cpu)
         med = {k: statistics.median(v) * 1e3 for k, v in times.items()}
-        rows.append((loss, med, diffs))
+        cpu_med = {k: statistics.median(v) * 1e3 for k, v in cpu.items()}
+        rows.append((loss, med, diffs, cpu_med))
     return rows
 
 
 def report(label: str, rows: list[tuple]) -> None:
-    print(f"\n{label}: forward+backward, median ms (ratio = polyloss / other; max |Δ| of the per-example values)")
-    header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max |Δ| native", "max |Δ| port")
+    print(f"\n{label}: forward+backward, median ms (ratio = polyloss / other; in parentheses the ratio of the "
+          "median process CPU times; max |Δ| of the per-example values)")
+    header = ("loss", "polyloss", "native", "port", "vs native", "vs port", "max Δ native", "max Δ port",
+              "saved MiB p / n / h")
     table = []
-    for loss, med, diffs in rows:
+    for loss, med, diffs, cpu in rows:
 
         def ratio(k):
-            return f"{med['p'] / med[k]:.2f}x" if k in med else "—"
+            if k not in med:
+                return "—"
+            return f"{med['p'] / med[k]:.2f}x ({cpu['p'] / cpu[k]:.2f}x)" if cpu.get(k) else f"{med['p'] / med[k]:.2f}x"
 
         table.append(
             (
@@ -298,6 +333,7 @@ def report(label: str, rows: list[tuple]) -> None:
                 ratio("h"),
                 f"{diffs['n']:.1e}" if "n" in diffs else "—",
                 f"{diffs['h']:.1e}" if "h" in diffs else "—",
+                " / ".join(f"{diffs[f'saved {k}']:.1f}" if f"saved {k}" in diffs else "—" for k in "pnh"),
             )
         )
     base.print_table(header, table, right_from=1)
@@ -309,11 +345,18 @@ def main(argv=None) -> int:
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS))
     parser.add_argument("--examples", type=int, default=Shape.examples)
     parser.add_argument("--classes", type=int, default=Shape.classes)
+    parser.add_argument("--repeats", type=int, help="timed rounds (default 20, 8 with --quick)")
+    parser.add_argument("--losses", help="comma-separated substrings of the loss names to run (default: all)")
+    base.add_common_options(parser)
     args = parser.parse_args(argv)
-    shape = Shape(args.examples, args.classes, 8 if args.quick else Shape.repeats)
+    base.apply_common_options(args)
+    global SELECTED
+    SELECTED = [s for s in (args.losses or "").split(",") if s]
+    shape = Shape(args.examples, args.classes, args.repeats or (8 if args.quick else Shape.repeats))
     print(
         f"logits float32 [{shape.examples}, {shape.classes}]; binary labels 1% positives; "
-        f"{shape.repeats} rounds; {os.cpu_count()} CPUs"
+        f"{shape.repeats} rounds; {os.cpu_count()} CPUs; torch device {args.device}; "
+        f"threads {args.threads or 'default'}; load average {os.getloadavg()[0]:.2f}"
     )
     for name in args.frameworks.split(","):
         fw, line = base.load_framework(name)

@@ -16,12 +16,16 @@ against scikit-learn and a torch port with ``torch.bincount``; and ``spearman`` 
 ``scipy.stats.spearmanr``.
 
 Every candidate's value is compared with polyloss's before timing. Timing: medians of interleaved
-rounds (``bench_multilabel.time_interleaved``). Run ``python benchmarks/bench_metrics.py [--quick]``.
+rounds (``bench_multilabel.time_interleaved``), with one NumPy ``argsort`` of the same scores (quicksort and
+stable) in the same rounds as the floor of any exact method that sorts. Part 3 times one round of
+``best_threshold_vector`` (every class once) at N = 5·10^4, C = 100. Run
+``python benchmarks/bench_metrics.py [--quick] [--sizes 1e7] [--parts 1,3] [--threads 1] [--markdown]``.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -36,6 +40,8 @@ import bench_multilabel as base  # noqa: E402  (the interleaved timer)
 from polyloss import metrics  # noqa: E402
 
 SEED = 0
+POWELL_MAX_N = 10**6  # the port is not exact; at 10^7 it only adds minutes
+PEERS = True  # --no-peers
 
 
 def binary_inputs(n: int):
@@ -70,7 +76,15 @@ def powell_best_f1(scores, labels):
     return float(result.x[0]), -float(result.fun)
 
 
+FRAMEWORKS: list[str] = []  # --frameworks: a subset of numpy,torch,jax.jit (default: all installed)
+
+
 def _frameworks():
+    out = _all_frameworks()
+    return {k: v for k, v in out.items() if not FRAMEWORKS or k in FRAMEWORKS}
+
+
+def _all_frameworks():
     out = {"numpy": (lambda a: a, lambda f: f, lambda x: x)}
     try:
         import torch
@@ -88,8 +102,7 @@ def _frameworks():
 
 
 def threshold_table(sizes, repeats):
-    print("\nPart 1: best_threshold (F1), float32 binary scores; median ms, value reached")
-    print(f"{'n':>10} {'candidate':<28} {'ms':>10} {'F1':>10} {'threshold':>11}")
+    print("\nPart 1: best_threshold (F1), float32 binary scores; median wall and process CPU ms, value reached")
     frameworks = _frameworks()
     for n in sizes:
         scores, labels = binary_inputs(n)
@@ -104,14 +117,31 @@ def threshold_table(sizes, repeats):
             t, v = call()
             values[f"polyloss {name}"] = (float(t), float(v))
             calls[f"polyloss {name}"] = call
-        values["sklearn precision_recall_curve"] = sklearn_best_f1(scores, labels)
-        calls["sklearn precision_recall_curve"] = lambda s=scores, y=labels: sklearn_best_f1(s, y)
-        values["port: Powell (kexue 8860)"] = powell_best_f1(scores, labels)
-        calls["port: Powell (kexue 8860)"] = lambda s=scores, y=labels: powell_best_f1(s, y)
-        times = base.time_interleaved(calls, repeats)
+        if PEERS:
+            values["sklearn precision_recall_curve"] = sklearn_best_f1(scores, labels)
+            calls["sklearn precision_recall_curve"] = lambda s=scores, y=labels: sklearn_best_f1(s, y)
+        if PEERS and n <= POWELL_MAX_N:
+            values["port: Powell (kexue 8860)"] = powell_best_f1(scores, labels)
+            calls["port: Powell (kexue 8860)"] = lambda s=scores, y=labels: powell_best_f1(s, y)
+        # the floor of any exact method that sorts: one NumPy argsort of the same scores, in the same rounds
+        for kind in ("quicksort", "stable"):
+            calls[f"np.argsort(kind={kind!r})"] = lambda s=scores, kind=kind: np.argsort(s, kind=kind)
+            values[f"np.argsort(kind={kind!r})"] = (math.nan, math.nan)
+        cpu: dict = {}
+        times = base.time_interleaved(calls, repeats, cpu)
+        rows = []
         for key, ts in times.items():
             t, v = values[key]
-            print(f"{n:>10} {key:<28} {1e3 * statistics.median(ts):>10.1f} {v:>10.6f} {t:>11.5f}", flush=True)
+            rows.append((str(n), key, f"{1e3 * statistics.median(ts):.1f}", f"{1e3 * statistics.median(cpu[key]):.1f}",
+                         "-" if math.isnan(v) else f"{v:.6f}", "-" if math.isnan(t) else f"{t:.5f}"))
+        base.print_table(("n", "candidate", "ms", "CPU ms", "F1", "threshold"), rows, right_from=2)
+        for name in frameworks:
+            key = f"polyloss {name}"
+            for kind in ("quicksort", "stable"):
+                ref = f"np.argsort(kind={kind!r})"
+                print(f"n={n}: {key} / {ref}: {statistics.median(times[key]) / statistics.median(times[ref]):.2f}x "
+                      f"(CPU time {statistics.median(cpu[key]) / statistics.median(cpu[ref]):.2f}x)")
+        print(flush=True)
 
 
 def counting_table(n, repeats):
@@ -185,13 +215,50 @@ def counting_table(n, repeats):
         print(f"{key:<42} {rows[-1][1]:>10.2f}", flush=True)
 
 
+def vector_table(rows: int, classes: int, rounds: int) -> None:
+    """``best_threshold_vector``: seconds per round of coordinate ascent (every class once)."""
+    import time
+
+    rng = np.random.default_rng(SEED)
+    ids = rng.integers(0, classes, rows)
+    scores = (rng.normal(0.0, 1.0, (rows, classes)) + 1.5 * np.eye(classes)[ids]
+              + rng.normal(0.0, 0.5, classes)).astype(np.float32)
+    print(f"\nPart 3: best_threshold_vector (macro F1), scores [{rows}, {classes}] float32; seconds per round")
+    table = []
+    for name, (put, _, _) in _frameworks().items():
+        if name == "jax.jit":
+            continue  # eager JAX compiles each operation once per shape: the first round measures compilation
+        s, y = put(scores), put(ids)
+        start, cpu = time.perf_counter(), time.process_time()
+        _, value = metrics.best_threshold_vector(s, y, rounds=rounds)
+        table.append((f"polyloss {name}", f"{(time.perf_counter() - start) / rounds:.2f}",
+                      f"{(time.process_time() - cpu) / rounds:.2f}", f"{float(value):.6f}"))
+    base.print_table(("candidate", "s per round", "CPU s per round", "macro F1"), table, right_from=1)
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="n up to 10^6, fewer rounds")
+    parser.add_argument("--sizes", help="comma-separated n of part 1 (default 1e5,1e6,1e7; 1e5,1e6 with --quick)")
+    parser.add_argument("--parts", default="1,2,3", help="which parts to run (default 1,2,3)")
+    parser.add_argument("--frameworks", help="comma-separated subset of numpy,torch,jax.jit for parts 1 and 3")
+    parser.add_argument("--no-peers", action="store_true", help="part 1 without scikit-learn and the Powell port")
+    base.add_common_options(parser)
     args = parser.parse_args()
+    base.apply_common_options(args)
+    global FRAMEWORKS, PEERS
+    FRAMEWORKS = [f for f in (args.frameworks or "").split(",") if f]
+    PEERS = not args.no_peers
     sizes = [10**5, 10**6] if args.quick else [10**5, 10**6, 10**7]
-    threshold_table(sizes, 3 if args.quick else 5)
-    counting_table(10**6, 5 if args.quick else 10)
+    if args.sizes:
+        sizes = [int(float(v)) for v in args.sizes.split(",")]
+    parts = args.parts.split(",")
+    if "1" in parts:
+        threshold_table(sizes, 3 if args.quick else 5)
+    if "2" in parts:
+        counting_table(10**6, 5 if args.quick else 10)
+    if "3" in parts:
+        vector_table(*((5000, 20, 1) if args.quick else (50000, 100, 1)))
 
 
 if __name__ == "__main__":

@@ -254,11 +254,19 @@ class Framework:
         """Candidate (d)."""
         raise NotImplementedError
 
+    def fastest_native(self, logits, labels):
+        """Candidate (e), where the framework's library BCE is not its fastest formula (JAX: optax's)."""
+        raise NotImplementedError
+
+    has_fastest_native = False
+
     def candidates(self, table: int) -> list[Candidate]:
         out = list(POLYLOSS_CANDIDATES[table])
         if table == 1:
             out += [Candidate("c", f"(c) native: {self.native_name}", self.native, "float"),
                     Candidate("d", "(d) port: bert4keras, 1e12 masks", self.port, "float")]
+            if self.has_fastest_native:
+                out.append(Candidate("e", "(e) fastest BCE: softplus(s) - y·s", self.fastest_native, "float"))
         return out
 
     def inputs(self, table: int, cfg: Config) -> dict:
@@ -279,8 +287,14 @@ class Torch(Framework):
         self.torch, self.F = torch, F
         return f"torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
+    device = "cpu"  # --device cuda: inputs on the GPU, each call waits for the device
+
     def asarray(self, a):
-        return self.torch.from_numpy(np.ascontiguousarray(a))
+        return self.torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
+
+    def wait(self, out):
+        if self.device != "cpu":
+            self.torch.cuda.synchronize()
 
     def nbytes(self, x):
         return x.element_size() * x.numel()
@@ -318,7 +332,7 @@ class Torch(Framework):
         return run
 
     def to_numpy(self, x):
-        return x.detach().double().numpy()
+        return x.detach().double().cpu().numpy()
 
     def native(self, logits, labels):
         return self.F.binary_cross_entropy_with_logits(logits, labels, reduction="none").sum(-1)
@@ -400,6 +414,12 @@ class Jax(Framework):
         log_not_p = self.jax.nn.log_sigmoid(-logits)
         return (-labels * log_p - (1.0 - labels) * log_not_p).sum(-1)
 
+    has_fastest_native = True
+
+    def fastest_native(self, logits, labels):
+        # the fastest BCE a JAX user writes: one softplus and a product, fused by XLA into one pass
+        return (self.jax.nn.softplus(logits) - labels * logits).sum(-1)
+
     def port(self, logits, labels):
         jnp = self.jnp
         return bert4keras_port(logits, labels, logsumexp=self.jax.nn.logsumexp, concat=jnp.concatenate,
@@ -478,12 +498,40 @@ def load_framework(name: str) -> tuple[Framework | None, str]:
         return None, f"import failed: {type(exc).__name__}: {exc}"
 
 
+def add_common_options(parser) -> None:
+    """Options every benchmark script shares (``bench_classification.py``, ``bench_metrics.py`` use them too)."""
+    parser.add_argument("--markdown", action="store_true", help="print the tables as Markdown (benchmarks/README.md)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="threads for torch and TensorFlow (1 steadies the figures on a loaded machine)")
+    parser.add_argument("--device", default="cpu", help="torch device: cpu (default) or cuda (JAX takes its default "
+                        "device, the GPU where there is one); on a GPU the memory subprocesses are skipped")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory subprocesses")
+
+
+def apply_common_options(args) -> None:
+    global MARKDOWN
+    MARKDOWN = args.markdown
+    Torch.device = args.device
+    if args.threads:
+        os.environ["POLYLOSS_BENCH_THREADS"] = str(args.threads)  # memory children inherit it
+    threads = os.environ.get("POLYLOSS_BENCH_THREADS")
+    if threads:
+        if importlib.util.find_spec("torch") is not None:
+            import torch
+
+            torch.set_num_threads(int(threads))
+        os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+        os.environ.setdefault("TF_NUM_INTEROP_THREADS", "1")
+
+
 # --------------------------------------------------------------------------------------------
 # Timing (this process)
 # --------------------------------------------------------------------------------------------
-def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int) -> dict[str, list[float]]:
+def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int,
+                     cpu_times: dict[str, list[float]] | None = None) -> dict[str, list[float]]:
     """Seconds per call of each entry of ``calls``: warm-up calls first, then ``repeats`` rounds
-    that run every entry once, in an order rotated by one each round."""
+    that run every entry once, in an order rotated by one each round. ``cpu_times``, when given, receives
+    the process CPU seconds of each call (all threads; steadier than wall time on a loaded machine)."""
     for call in calls.values():
         for _ in range(WARMUP_CALLS):
             call()
@@ -495,9 +543,12 @@ def time_interleaved(calls: dict[str, Callable[[], None]], repeats: int) -> dict
         for r in range(repeats):
             shift = r % len(keys)
             for key in keys[shift:] + keys[:shift]:
+                cpu = time.process_time()
                 start = time.perf_counter()
                 calls[key]()
                 times[key].append(time.perf_counter() - start)
+                if cpu_times is not None:
+                    cpu_times.setdefault(key, []).append(time.process_time() - cpu)
     finally:
         gc.enable()
     return times
@@ -621,8 +672,19 @@ def _ratio(rows, num, den) -> tuple[str, float | None]:
     return f"{med:.2f}x ({min(a['fb']) / min(b['fb']):.2f}x)", med
 
 
+# --markdown: every table printed as a Markdown table (benchmarks/README.md takes them as they are)
+MARKDOWN = False
+
+
 def print_table(header: tuple[str, ...], rows: list[tuple[str, ...]], right_from: int) -> None:
-    """Plain-text columns; those from ``right_from`` on are right-aligned (numbers)."""
+    """Plain-text columns; those from ``right_from`` on are right-aligned (numbers). With ``MARKDOWN``, a
+    Markdown table."""
+    if MARKDOWN:
+        print("| " + " | ".join(header) + " |")
+        print("|" + "|".join("---:" if i >= right_from else "---" for i in range(len(header))) + "|")
+        for r in rows:
+            print("| " + " | ".join(c or " " for c in r) + " |")
+        return
     widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r):
@@ -677,6 +739,10 @@ def report_table1(cfg: Config, results: dict, frameworks: dict, targets: list) -
                 vs_native, vs_port = _ratio(res, key, "c"), _ratio(res, key, "d")
                 targets.append((f"{fw.label} ({key}) f+b vs native", vs_native[0], vs_native[1],
                                 NATIVE_RATIO_TARGET[name], False))
+                if "e" in res:
+                    fastest = _ratio(res, key, "e")
+                    targets.append((f"{fw.label} ({key}) f+b vs fastest BCE (e)", fastest[0], fastest[1], 1.0,
+                                    False))
                 targets.append((f"{fw.label} ({key}) f+b vs port", vs_port[0], vs_port[1], BELOW_ONE, True))
             rows.append((fw.label if i == 0 else "", row["name"], *_times(row), *_memory(row),
                          vs_native[0], vs_port[0]))
@@ -746,17 +812,26 @@ def main(argv=None) -> int:
     parser.add_argument("--frameworks", default=",".join(FRAMEWORKS),
                         help=f"comma-separated subset of {','.join(FRAMEWORKS)} (default: all)")
     parser.add_argument("--repeats", type=int, help="timed rounds per candidate (overrides --quick)")
+    parser.add_argument("--examples", type=int, help=f"N of table 1 (default {FULL.examples})")
+    parser.add_argument("--classes", type=int, help=f"C of table 1 (default {FULL.classes})")
+    parser.add_argument("--tables", default="1,2", help="which tables to run (default 1,2)")
     parser.add_argument("--memory-child", help=argparse.SUPPRESS)  # internal: framework:table:candidate
+    add_common_options(parser)
     args = parser.parse_args(argv)
+    apply_common_options(args)
     cfg = QUICK if args.quick else FULL
     if args.repeats is not None:
         if args.repeats < 1:
             parser.error("--repeats must be at least 1")
         cfg = dataclasses.replace(cfg, repeats=args.repeats)
+    if args.examples or args.classes:
+        cfg = dataclasses.replace(cfg, examples=args.examples or cfg.examples, classes=args.classes or cfg.classes)
 
     if args.memory_child:
         print("RESULT " + json.dumps(memory_child(args.memory_child, cfg)), flush=True)
         return 0
+    if args.device != "cpu":
+        args.no_memory = True  # the peak RSS says nothing about GPU memory
 
     names = [n.strip() for n in args.frameworks.split(",") if n.strip()]
     unknown = sorted(set(names) - set(FRAMEWORKS))
@@ -781,7 +856,7 @@ def main(argv=None) -> int:
     results: dict[str, dict[int, dict]] = {}
     failures: list[str] = []
     for name, fw in frameworks.items():
-        for table in (1, 2):
+        for table in [int(t) for t in args.tables.split(",")]:
             print(f"[{time.perf_counter() - started:4.0f} s] timing {fw.label}, table {table}",
                   file=sys.stderr, flush=True)
             try:
@@ -791,7 +866,7 @@ def main(argv=None) -> int:
             gc.collect()
 
     jobs = [f"{name}:{table}:{key}" for name in results for table in results[name]
-            for key, row in results[name][table].items() if "error" not in row]
+            for key, row in results[name][table].items() if "error" not in row and not args.no_memory]
     print(f"[{time.perf_counter() - started:4.0f} s] peak memory: {len(jobs)} subprocesses, "
           f"{MEMORY_WORKERS} at a time", file=sys.stderr, flush=True)
     for spec, mem in measure_memory(jobs, args.quick).items():
@@ -799,9 +874,11 @@ def main(argv=None) -> int:
         results[name][int(table)][key]["memory"] = mem
 
     targets: list = []
-    report_table1(cfg, results, frameworks, targets)
-    print()
-    report_table2(cfg, results, frameworks, targets)
+    if any(1 in r for r in results.values()):
+        report_table1(cfg, results, frameworks, targets)
+        print()
+    if any(2 in r for r in results.values()):
+        report_table2(cfg, results, frameworks, targets)
     print()
     report_targets(targets)
     for line in failures:

@@ -24,6 +24,9 @@ __all__ = [
     "appended_zero_shift",
     "log1p_shifted",
     "by_rows",
+    "cheap_branch",
+    "exp_sum_limit",
+    "all_zero",
     "logsumexp",
     "softmax_terms",
     "log_softmax",
@@ -159,6 +162,25 @@ def by_rows(xp, backend, fn, *arrays):
         joined = xp.concat([p[k] for p in parts], axis=0)
         out.append(xp.reshape(joined, lead + tuple(joined.shape[1:])))
     return tuple(out)
+
+
+def cheap_branch(backend, x) -> bool:
+    """Whether a kernel may read values of ``x``'s computation back to Python and branch on them at no
+    real cost: eager on the CPU (the row-blocking policy, ``Backend.block_rows``, says the same). On a
+    GPU a read would wait for the device; under ``jit``, ``tf.function`` or ``torch.compile`` there is no
+    value to read. Used for fast paths that are exact where they apply and checked before use."""
+    return backend.block_rows(x) is not None
+
+
+def exp_sum_limit(xp, dtype, terms: int) -> float:
+    """The largest ``x`` such that a sum of ``terms`` values ``e^{x}`` (plus 1) cannot overflow ``dtype``:
+    below it a log-sum-exp needs no shift."""
+    return math.log(float(xp.finfo(dtype).max) / (terms + 2))
+
+
+def all_zero(xp, *arrays) -> bool:
+    """Whether every entry of ``arrays`` is 0 (a Python bool: eager only, see :func:`cheap_branch`)."""
+    return all(not bool(xp.any(a != 0.0)) for a in arrays)
 
 
 def log_or_neg_inf(xp, x):

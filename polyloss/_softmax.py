@@ -20,9 +20,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from polyloss import _checks, _inputs, _ops
+from polyloss._kernels import Kernel
 
 __all__ = ["Targets", "Prepared", "prepare", "class_ids", "pick", "one_hot", "Softmax", "crossentropy",
-           "negative_log_likelihood", "label_smoothing"]
+           "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy"]
 
 
 class Targets:
@@ -254,6 +255,69 @@ def crossentropy(sm, targets, label_smoothing: float, precise=False):
     if label_smoothing == 1.0:  # the target is uniform: a label on a removed class no longer matters
         return mean_nll
     return (1.0 - label_smoothing) * ce + label_smoothing * mean_nll
+
+
+# --------------------------------------------------------------------------------------------
+# The class-id cross-entropy kernel: eager on the CPU, every class valid, logits bounded
+# --------------------------------------------------------------------------------------------
+# ``L = log Σ e^{z} - (1 - ε) z_y - (ε/C) Σ z`` with ``z = s - max s``: the value of :func:`crossentropy` for
+# class ids when no class is removed (``K = C``). Its gradient ``g (softmax(s) - (1 - ε) onehot(y) - ε/C)`` is
+# closed-form; the kernel keeps the softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` keeps its
+# log-softmax). Eager PyTorch would otherwise record and replay a dozen passes (the masked sums of
+# :class:`Softmax`, the smoothing's mean); compiled code fuses those anyway and keeps the general form.
+# Used with label smoothing only: without it the composed form is as fast.
+
+
+def fast_crossentropy_applies(xp, backend, s, where) -> bool:
+    """Whether :func:`class_id_crossentropy` computes this call: eager on the CPU, no ``where``, at least one
+    class, and every logit finite and small enough that a row's sum of logits cannot overflow (two
+    reductions; NaN fails them)."""
+    if where is not None or not _ops.cheap_branch(backend, s) or s.ndim == 0 or s.shape[-1] == 0:
+        return False
+    limit = float(xp.finfo(s.dtype).max) / (4.0 * s.shape[-1])
+    return bool(xp.max(s) <= limit) and bool(xp.min(s) >= -limit)
+
+
+def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
+    """``-Σ_k t'_k log p_k`` per row for class ids ``ids`` (see above; call it where
+    :func:`fast_crossentropy_applies`)."""
+    return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
+
+
+def _crossentropy_rows(xp, s, ids, label_smoothing):
+    m = xp.max(s, axis=-1, keepdims=True)
+    z = s - m
+    e = xp.exp(z)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    log_total = xp.log(total)[..., 0]
+    value = log_total - pick(xp, z, ids)
+    if label_smoothing:
+        mean_nll = log_total - xp.sum(z, axis=-1) / s.shape[-1]
+        value = (1.0 - label_smoothing) * value + label_smoothing * mean_nll
+    return value, e / total
+
+
+def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
+    if label_smoothing:
+        p = p - label_smoothing / p.shape[-1]
+    hit = backend.index_mask(ids[..., None], p.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None])
+    return ((p - (1.0 - label_smoothing) * xp.astype(hit, p.dtype)) * g[..., None],)
+
+
+def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
+    # the softmax is the one [..., C] residual, as the native cross-entropy keeps its log-softmax
+    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, a, b, label_smoothing), s, ids)
+    return value, (p,)
+
+
+def _crossentropy_bwd(xp, backend, arrays, residuals, g, needs, *, label_smoothing):
+    (grad,) = _ops.by_rows(xp, backend, lambda p, ids, g: _crossentropy_gradient_rows(xp, backend, ids, p, g,
+                                                                                       label_smoothing),
+                           residuals[0], arrays[1], g)
+    return grad, None
+
+
+_CROSSENTROPY = Kernel("class_id_crossentropy", _crossentropy_fwd, _crossentropy_bwd)
 
 
 def negative_log_likelihood(xp, backend, z, targets):

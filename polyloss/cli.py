@@ -28,6 +28,12 @@ def _versions(names) -> list[str]:
         try:
             out.append(f"{name} {metadata.version(dists.get(name, name))}")
         except metadata.PackageNotFoundError:
+            if name == "cupy":  # CuPy's wheels are named after the CUDA version
+                found = [d.version for d in metadata.distributions()
+                         if (d.metadata["Name"] or "").lower().startswith("cupy-cuda")]
+                if found:
+                    out.append(f"{name} {found[0]}")
+                    continue
             if name == "tensorflow":
                 try:
                     out.append(f"{name} {metadata.version('tensorflow-cpu')}")
@@ -50,10 +56,10 @@ def _check(args) -> int:
     from polyloss import backends, conformance
 
     backend_names = _csv(args.backends) if args.backends else list(backends.BACKEND_NAMES)
-    unknown = set(backend_names) - set(backends.BACKEND_NAMES)
+    known = (*backends.BACKEND_NAMES, *backends.GPU_BACKEND_NAMES)
+    unknown = set(backend_names) - set(known)
     if unknown:
-        print(f"unknown backends: {', '.join(sorted(unknown))}; known: {', '.join(backends.BACKEND_NAMES)}",
-              file=sys.stderr)
+        print(f"unknown backends: {', '.join(sorted(unknown))}; known: {', '.join(known)}", file=sys.stderr)
         return 2
     functions = _csv(args.functions) if args.functions else None
     modes = _csv(args.modes) if args.modes else None
@@ -139,7 +145,8 @@ def main(argv=None) -> int:
         "with the largest relative error of the value and of the gradient (against central finite "
         "differences of the reference). Exits non-zero when a row fails.",
     )
-    check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,tensorflow (default: all)")
+    check.add_argument("--backends", help="comma-separated: numpy,array_api_strict,torch,jax,tensorflow,dask,cupy "
+                       "(default: all installed; CuPy, a GPU-only backend, where it imports)")
     check.add_argument(
         "--modes",
         help="comma-separated modes to run: eager,jit,function,compile (default: "

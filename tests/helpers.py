@@ -49,7 +49,22 @@ def _installed() -> dict[str, object]:
     return out
 
 
-INSTALLED = _installed()
+def _installed_gpu_only() -> dict[str, object]:
+    """The GPU-only backends (``backends.GPU_BACKEND_NAMES``, e.g. CuPy) that import and see a device: absent
+    ones are not missing (no skip, no "not installed"); the CPU matrix never lists them."""
+    out = {}
+    for name in backends.GPU_BACKEND_NAMES:
+        try:
+            adapter = backends.get_backend(name)
+            adapter.namespace  # noqa: B018
+            if adapter.devices():
+                out[name] = adapter
+        except Exception:  # noqa: BLE001 - not installed, or no driver or device: the GPU half is not here
+            continue
+    return out
+
+
+INSTALLED = {**_installed(), **_installed_gpu_only()}
 
 # Dask runs the metrics only (Backend.supports); the loss tests use the other five
 LOSS_BACKENDS = tuple(name for name in backends.BACKEND_NAMES if name != "dask")

@@ -12,7 +12,8 @@ from helpers import INSTALLED, get
 
 def _matrix():
     params = []
-    for name in backends.BACKEND_NAMES:
+    # the GPU-only backends (CuPy) where they are installed: never listed as missing (tests/helpers.py)
+    for name in (*backends.BACKEND_NAMES, *(n for n in backends.GPU_BACKEND_NAMES if n in INSTALLED)):
         adapter = INSTALLED.get(name)
         if isinstance(adapter, Exception) or adapter is None:
             params.append(pytest.param(None, name, "eager", "cpu", None, "float32", id=f"{name}-not-installed"))

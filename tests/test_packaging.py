@@ -51,7 +51,7 @@ def test_wheel_installs_in_a_fresh_venv_with_polyloss_backends(tmp_path):
     assert float(value) == pytest.approx(2 * 0.6931471805599453)
     names = subprocess.run([sys.executable, "-m", "zipfile", "-l", str(wheel)], capture_output=True,
                            text=True, check=True).stdout
-    for module in ("numpy", "torch", "jax", "tensorflow", "array_api_strict", "_tensorflow_namespace"):
+    for module in ("numpy", "torch", "jax", "tensorflow", "array_api_strict", "_tensorflow_namespace", "cupy"):
         assert f"polyloss/backends/{module}.py" in names
     for module in ("torch/__init__", "torch/metrics", "keras/__init__", "keras/metrics"):  # the native faces
         assert f"polyloss/{module}.py" in names

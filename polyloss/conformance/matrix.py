@@ -36,12 +36,15 @@ def targets(backends: Iterable[str] | None = None, modes: Iterable[str] | None =
     wanted_modes = set(modes) if modes is not None else set(DEFAULT_MODES)
     wanted_devices = set(devices) if devices is not None else None
     out, missing = [], {}
-    for name in backends or _backends.BACKEND_NAMES:
+    # by default the GPU-only backends (CuPy) join where they import; absent, they are not missing
+    gpu_only = () if backends else tuple(_backends.GPU_BACKEND_NAMES)
+    for name in backends or (*_backends.BACKEND_NAMES, *gpu_only):
         try:
             backend = _backends.get_backend(name)
             backend.namespace  # noqa: B018 - import check
         except ImportError as exc:
-            missing[name] = f"not installed ({exc})"
+            if name not in gpu_only:
+                missing[name] = f"not installed ({exc})"
             continue
         for mode in backend.modes:
             if mode != "eager" and mode not in wanted_modes:

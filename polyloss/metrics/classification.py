@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 
-from polyloss import _checks
+from polyloss import _checks, _ops
 from polyloss.metrics import _counts
 
 __all__ = ["precision_recall_f1", "accuracy", "best_threshold", "best_threshold_vector"]
@@ -153,37 +153,64 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     if isinstance(n, int) and n == 0:
         raise ValueError(f"best_threshold: no scores (shape {tuple(s.shape)})")
     idx = backend.index_dtype()
-    flat = xp.reshape(s, (-1,))
-    order = xp.argsort(flat, stable=True)
-    ranked = xp.take(flat, order)
-    positive = xp.astype(xp.take(xp.reshape(d.truth, (-1,)), order), idx)
+    # ranked: the sorted scores, or keys that order and compare as they do (decode gives the scores)
+    ranked, positive, decode = _sorted_with_labels(xp, backend, xp.reshape(s, (-1,)), xp.reshape(d.truth, (-1,)))
     missed = xp.cumulative_sum(positive, include_initial=True)  # FN_k: positives among the k lowest
     total_pos = missed[-1]
     k = xp.arange(n + 1, dtype=idx, device=backend.device(s))
     true = xp.ones((1,), dtype=xp.bool, device=backend.device(s))
     # candidate k is real when k = 0 ("every entry positive": impossible with a -inf score) or
     # when the k-th lowest score ends a run of equal scores
-    valid = xp.concat([ranked[:1] > -math.inf, ranked[:-1] != ranked[1:], true])
+    valid = xp.concat([decode(ranked[:1]) > -math.inf, ranked[:-1] != ranked[1:], true])
     if metric == "f1":
         value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
         value = _counts.fraction(xp, correct, n, s.dtype)
     else:
-        value = _subset_accuracy_sweep(xp, backend, d, ranked)
+        value = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
     # negative" with no positives, always real: that one is chosen when no other is real
     rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
-    low = _at(xp, ranked, xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
-    high = _at(xp, xp.concat([ranked, _one(xp, backend, math.inf, ranked)]), best)
+    low = decode(_at(xp, ranked, xp.clip(best - 1, 0, n - 1)))  # u_j for candidate k = j
+    high = decode(_at(xp, ranked, xp.clip(best, 0, n - 1)))
+    high = xp.where(best == n, xp.full_like(high, math.inf), high)
     # the float just below the smallest score; below a score within the subnormal range the normal
     # -smallest_normal instead (JAX and TensorFlow flush subnormals to zero: nextafter(0, -inf) is -0)
     tiny = xp.finfo(s.dtype).smallest_normal
-    below_all = xp.where(xp.abs(ranked[0]) < tiny, -tiny, xp.nextafter(ranked[0], xp.full_like(ranked[0], -math.inf)))
+    lowest = decode(ranked[0])
+    below_all = xp.where(xp.abs(lowest) < tiny, -tiny, xp.nextafter(lowest, xp.full_like(lowest, -math.inf)))
     threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, backend, low, high))
     return threshold, _at(xp, value, best)
+
+
+def _sorted_with_labels(xp, backend, flat, truth):
+    """``(ranked, positive, decode)``: the scores in ascending order, or integer keys that order and compare
+    equal exactly as they do (``decode`` turns keys, or a slice of them, back into the scores), and the
+    labels in the same order as integers (0/1) of the indexing dtype. The sweep only reads the ends of runs
+    of equal scores, so the order within a run does not matter (no stable sort needed).
+
+    float32 scores are sorted as int64 keys ``(order-preserving bits of the score) << 1 | label`` (eager on the
+    CPU, where the adapter can bitcast and the indexing dtype is int64): one integer sort, which NumPy and
+    PyTorch run several times faster than an argsort followed by two gathers (``benchmarks/README.md``), and
+    the scores are decoded only where the sweep reads them. ``s + 0.0`` turns ``-0.0`` into ``0.0`` first
+    (equal scores must share a run); IEEE sign-magnitude bits order like two's-complement integers once a
+    negative float's low 31 bits are flipped (an involution)."""
+    idx = backend.index_dtype()
+    packed = backend.bitcast is not None and flat.dtype == xp.float32 and idx == xp.int64
+    if not (packed and _ops.cheap_branch(backend, flat)):  # elsewhere (jit, graphs, GPUs) the compiler's sort
+        order = xp.argsort(flat)
+        return xp.take(flat, order), xp.astype(xp.take(truth, order), idx), lambda keys: keys
+    bits = backend.bitcast(flat + 0.0, xp.int32)
+    keys = xp.sort((xp.astype(bits ^ ((bits >> 31) & 0x7FFFFFFF), xp.int64) << 1) | xp.astype(truth, xp.int64))
+
+    def decode(ordered):
+        ordered = xp.astype(ordered, xp.int32)
+        return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32)
+
+    return keys >> 1, keys & 1, decode
 
 
 def _subset_accuracy_sweep(xp, backend, d, ranked):
@@ -259,13 +286,12 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     if isinstance(n_rows, int) and n_rows == 0:
         raise ValueError("best_threshold_vector: no examples (scores have shape (0, C))")
     classes = xp.arange(n_classes, dtype=d.truth.dtype, device=backend.device(s))
-    truth = d.truth[:, None] == classes  # [N, C]
-    support = _counts.as_count(xp, backend, truth, axis=0)
+    support = _counts.class_histogram(xp, backend, d.truth, n_classes)
     offsets = xp.zeros((n_classes,), dtype=s.dtype, device=backend.device(s))
     current = _class_metric(xp, backend, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
     for _ in range(rounds):
         for k in range(n_classes):
-            candidate = _line_search(xp, backend, s, offsets, k, d.truth, truth, classes, support, metric)
+            candidate = _line_search(xp, backend, s, offsets, k, d.truth, classes, support, metric)
             value = _class_metric(xp, backend, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
                                   s.dtype)
             keep = value >= current
@@ -284,35 +310,32 @@ def _class_metric(xp, backend, pred, ids, n_classes, support, metric, dtype):
     return xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0))
 
 
-def _line_search(xp, backend, s, offsets, k, ids, truth, classes, support, metric):
-    """``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed."""
+def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
+    """``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed, in O(N log N) past
+    the rivals (one pass over ``[N, C]`` for each example's best other class).
+
+    Sorted by ``gap``, the examples move to ``k`` one by one; a move changes two classes only: ``k`` gains a
+    prediction (and a true positive if the example is of class ``k``), its rival loses one. The metric of
+    every prefix is then a cumulative sum: for accuracy of ``±1`` per move; for macro F1 of the change of
+    ``F1_k`` (from cumulative counts) and of the rival's ``F1_c``, whose counts before the move are the moves
+    of the same rival earlier in the order (grouped by a stable sort by rival). The sums run in float64 where
+    the backend has it: a float32 sum of thousands of steps could misorder near-equal candidates."""
+    idx = backend.index_dtype()
     is_k = classes == k
-    shifted = s + xp.where(is_k, 0.0, offsets)
-    others = xp.where(is_k, -math.inf, shifted)
+    others = xp.where(is_k, -math.inf, s + offsets)
     rival = xp.argmax(others, axis=-1)  # what each example predicts while k is out of the race
-    gap = xp.max(others, axis=-1) - s[:, k]  # example n moves to k when offsets[k] > gap[n]
-    order = xp.argsort(gap, stable=True)
-    gap = xp.take(gap, order)
-    rival_hot = xp.take(xp.astype(rival[:, None] == classes, backend.index_dtype()), order, axis=0)  # [N, C]
-    truth_sorted = xp.take(xp.astype(truth, backend.index_dtype()), order, axis=0)
-    k_hot = xp.astype(is_k, backend.index_dtype())
-    y_is_k = truth_sorted[:, k:k + 1]
-    y_is_rival = xp.sum(truth_sorted * rival_hot, axis=-1, keepdims=True)
-    # moving example n from its rival to k: predictions and true positives change by these
-    d_pred = k_hot - rival_hot
-    d_tp = k_hot * y_is_k - rival_hot * y_is_rival
-    pred0 = xp.sum(rival_hot, axis=0)
-    tp0 = xp.sum(rival_hot * truth_sorted, axis=0)
-    predicted = pred0 + xp.cumulative_sum(d_pred, axis=0, include_initial=True)  # [N + 1, C]
-    tp = tp0 + xp.cumulative_sum(d_tp, axis=0, include_initial=True)
-    dtype = s.dtype
-    if metric == "accuracy":
-        n = _counts.total(backend, gap)
-        correct = xp.sum(tp, axis=-1)
-        value = _counts.fraction(xp, correct, n, dtype)
-    else:
-        value = xp.mean(_counts.ratio(xp, 2 * tp, predicted + support, dtype, 0.0), axis=-1)
+    rival = rival if rival.dtype == ids.dtype else xp.astype(rival, ids.dtype)
+    gap = xp.max(others, axis=-1) - s[:, k]
+    order = xp.argsort(gap)  # example n moves to k when offsets[k] > gap[n]
+    gap, rival, truth = xp.take(gap, order), xp.take(rival, order), xp.take(ids, order)
     n = backend.shape(gap)[0]
+    to_k = xp.astype(truth == k, idx)
+    hit = xp.astype(truth == rival, idx)  # the example was a true positive of its rival
+    if metric == "accuracy":
+        correct = _counts.as_count(xp, backend, hit == 1) + xp.cumulative_sum(to_k - hit, include_initial=True)
+        value = _counts.fraction(xp, correct, n, _accumulation_dtype(xp, backend, s))
+    else:
+        value = _macro_f1_prefixes(xp, backend, s, rival, to_k, hit, k, support)
     true = xp.ones((1,), dtype=xp.bool, device=backend.device(s))
     valid = xp.concat([true, gap[:-1] != gap[1:], true])  # j moved: only where the run of equal gaps ends
     best = xp.argmax(xp.where(valid, value, -math.inf))
@@ -325,3 +348,42 @@ def _line_search(xp, backend, s, offsets, k, ids, truth, classes, support, metri
     # a single class has no rival (every gap is -inf): its offset cannot matter, it stays
     choice = xp.where(xp.isfinite(choice), choice, xp.sum(xp.where(is_k, offsets, 0.0)))
     return xp.where(is_k, choice, offsets)
+
+
+def _accumulation_dtype(xp, backend, s):
+    """float64 where the backend computes in it (JAX without x64 does not), else ``s``' dtype."""
+    return xp.float64 if "float64" in backend.dtypes() else s.dtype
+
+
+def _macro_f1_prefixes(xp, backend, s, rival, to_k, hit, k, support):
+    """Macro F1 after each prefix of moves (``[N + 1]``, see :func:`_line_search`)."""
+    idx = backend.index_dtype()
+    acc = _accumulation_dtype(xp, backend, s)
+    n_classes = backend.shape(s)[-1]
+    n = backend.shape(rival)[0]
+    predicted0 = _counts.class_histogram(xp, backend, rival, n_classes)  # nobody has moved yet
+    tp0 = _counts.class_histogram(xp, backend, xp.where(hit == 1, rival, _counts.filled(xp, rival, n_classes)),
+                                  n_classes)
+
+    def f1(predicted, tp, sup):
+        den = predicted + sup
+        return xp.where(den > 0, xp.astype(2 * tp, acc) / xp.astype(xp.where(den > 0, den, 1), acc), 0.0)
+
+    base = xp.sum(f1(predicted0, tp0, support))  # k predicts nothing at the start: F1_k = 0
+    # the rivals: the moves of each rival in the order of the gaps, grouped by a stable sort
+    by_rival = xp.argsort(rival, stable=True)
+    grouped = xp.take(rival, by_rival)
+    grouped_hit = xp.take(hit, by_rival)
+    start = xp.searchsorted(grouped, grouped, side="left")  # the first move of the same rival
+    earlier = xp.arange(n, dtype=idx, device=backend.device(s)) - xp.astype(start, idx)
+    hits = xp.cumulative_sum(grouped_hit, include_initial=True)
+    earlier_hits = xp.take(hits, xp.arange(n, dtype=idx, device=backend.device(s))) - xp.take(hits, start)
+    pred_c, tp_c, sup_c = (xp.take(a, grouped) for a in (predicted0, tp0, support))
+    pred_c, tp_c = pred_c - earlier, tp_c - earlier_hits
+    change = f1(pred_c - 1, tp_c - grouped_hit, sup_c) - f1(pred_c, tp_c, sup_c)
+    change = xp.take(change, xp.argsort(by_rival))  # back to the order of the gaps
+    rivals = base + xp.cumulative_sum(change, include_initial=True)
+    moved = xp.arange(n + 1, dtype=idx, device=backend.device(s))
+    own = f1(moved, xp.cumulative_sum(to_k, include_initial=True), xp.take(support, xp.reshape(
+        xp.asarray(k, dtype=idx, device=backend.device(s)), (1,))))
+    return (rivals + own) / n_classes
