@@ -49,6 +49,9 @@ class Case:
     ``reference_call`` does the same with the reference function and float64 NumPy arguments. Both are
     written in the cases module: ``call`` against the array API (``polyloss.get_namespace``), never with
     framework imports, and ``reference_call`` with the reference only.
+
+    ``modes`` limits the modes the case runs in (None: every mode of every backend): a function of
+    Python values such as ``span_f1`` reads its inputs' values, which no compiled mode has.
     """
 
     name: str
@@ -64,6 +67,7 @@ class Case:
     options: dict = field(default_factory=dict)
     call: Callable | None = None
     reference_call: Callable | None = None
+    modes: tuple[str, ...] | None = None
 
     @property
     def label(self) -> str:
@@ -88,10 +92,22 @@ def cases_for(functions=None) -> list[Case]:
     if functions is None:
         return list(CASES)
     wanted = set(functions)
-    unknown = wanted - {c.function for c in CASES}
+    known = sorted({c.function for c in CASES})
+    unknown = wanted - set(known)
     if unknown:
-        raise ValueError(f"no conformance cases for {sorted(unknown)}")
+        raise ValueError(f"no conformance cases for {sorted(unknown)} ({_suggestions(unknown, known)})")
     return [c for c in CASES if c.function in wanted]
+
+
+def _suggestions(unknown, known) -> str:
+    """``'focal_los': did you mean 'focal_loss'?`` for each unknown name (close matches by difflib)."""
+    import difflib
+
+    hints = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hints.append(f"{name!r}: did you mean {' or '.join(map(repr, close))}?" if close else f"{name!r}: no such function")
+    return "; ".join(hints)
 
 
 def _load() -> None:
