@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import os
 import platform
+import re
 import sys
+import tempfile
 import time
 
 __all__ = ["main"]
@@ -58,6 +61,37 @@ def _versions(names) -> list[str]:
                     pass
             out.append(f"{name} -")
     return out
+
+
+# the frameworks' native log lines (glog / absl format, written by C++ straight to the process's stderr
+# at import and at first use: "Could not find cuda drivers", oneDNN's notice) and TensorFlow's retracing
+# warnings; everything else written to stderr is passed on
+_NOISE = re.compile(r"^[IW]\d{4} \d\d:\d\d:\d\d|All log messages before absl::InitializeLog|oneDNN custom operations|"
+                    r"triggered tf\.function retracing|^To enable the following instructions|^\s*$")
+
+
+@contextlib.contextmanager
+def _native_logs_filtered():
+    """Send file descriptor 2 to a temporary file while the frameworks run, then write back to stderr
+    every line that is not framework noise (``_NOISE``)."""
+    try:
+        sys.stderr.flush()
+        saved = os.dup(2)
+    except (OSError, ValueError):  # no real stderr (an embedding host): nothing to filter
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            kept = [line for line in captured.read().decode(errors="replace").splitlines() if not _NOISE.search(line)]
+            if kept:
+                sys.stderr.write("\n".join(kept) + "\n")
 
 
 def _quiet_frameworks() -> None:
@@ -174,9 +208,7 @@ def _emit(text: str, output) -> None:
 
 def _check(args) -> int:
     _quiet_frameworks()
-    import polyloss
     from polyloss import backends, conformance
-    from polyloss.conformance import matrix, report
 
     backend_names = _csv(args.backends) if args.backends else list(backends.BACKEND_NAMES)
     unknown = set(backend_names) - set(backends.BACKEND_NAMES)
@@ -204,6 +236,15 @@ def _check(args) -> int:
         return 2
     if args.list:
         return _list(args)
+    with _native_logs_filtered():
+        return _run(args, backend_names, functions, modes, devices, dtypes)
+
+
+def _run(args, backend_names, functions, modes, devices, dtypes) -> int:
+    import polyloss
+    from polyloss import backends, conformance
+    from polyloss.conformance import matrix, report
+
     for name in backend_names:
         try:
             matrix.prepare(backends.get_backend(name))

@@ -16,13 +16,13 @@ dtype. polyloss's own tests use it; so can yours::
     >>> import numpy as np
     >>> from polyloss.testing import check_implementation
     >>> def my_reduce(values, reduction="mean", *, weights=None, where=None):   # a NumPy port
-    ...     w = np.ones_like(values) if weights is None else np.broadcast_to(weights, np.shape(values))
-    ...     if where is not None:
-    ...         w = np.where(where, w, 0.0)
-    ...     total = np.sum(np.where(w != 0, values * w, 0.0))
+    ...     w = np.broadcast_to(1.0 if weights is None else weights, np.shape(values)).astype(values.dtype)
+    ...     keep = (w != 0) & (True if where is None else where)      # masked entries never touched
+    ...     total = np.multiply(values, w, out=np.zeros_like(w), where=keep).sum()
     ...     if reduction == "sum":
     ...         return total
-    ...     return total / np.sum(w) if np.sum(w) != 0 else np.zeros_like(total)
+    ...     count = np.sum(w, where=keep)
+    ...     return total / count if count != 0 else np.zeros_like(total)
     >>> report = check_implementation(my_reduce, "reduce", backends="numpy", file=None)
     >>> report.ok, len(report.results) > 0
     (True, True)

@@ -106,7 +106,8 @@ def _suggestions(unknown, known) -> str:
     hints = []
     for name in sorted(unknown):
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
-        hints.append(f"{name!r}: did you mean {' or '.join(map(repr, close))}?" if close else f"{name!r}: no such function")
+        hints.append(f"{name!r}: did you mean {' or '.join(map(repr, close))}?" if close
+                     else f"{name!r}: no such function")
     return "; ".join(hints)
 
 
