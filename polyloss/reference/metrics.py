@@ -382,7 +382,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     (``zero_division=nan``) is never larger than another, so it only wins as the only candidate.
 
     The threshold returned for the chosen candidate: c_0 -> nextafter(u_1, -inf), or minus the
-    smallest normal float when |u_1| is below it (a subnormal threshold is flushed to 0 by JAX and
+    smallest normal float when ``|u_1|`` is below it (a subnormal threshold is flushed to 0 by JAX and
     TensorFlow); c_j with j < m ->
     the midpoint u_j/2 + u_{j+1}/2 if u_j <= mid < u_{j+1} (else u_j); c_m -> u_m. kexue 8860 fits
     such a threshold with a numerical search; trying every cut is exact.
@@ -571,7 +571,7 @@ def span_f1(pred_spans, true_spans, *, zero_division=0.0):
     """Entity-level precision, recall, F1 from span sets (kexue 8373) (reference).
 
     ``pred_spans[s]`` and ``true_spans[s]`` are the spans (hashable, e.g. ``(type, start, end)``) of
-    sentence s, each treated as a set; X = Σ_s |P_s ∩ T_s|, Y = Σ_s |P_s|, Z = Σ_s |T_s|;
+    sentence s, each treated as a set; ``X = Σ_s |P_s ∩ T_s|``, ``Y = Σ_s |P_s|``, ``Z = Σ_s |T_s|``;
     P = X/Y, R = X/Z, F1 = 2X/(Y+Z), a zero denominator gives ``zero_division``.
 
     Returns
