@@ -64,7 +64,7 @@ def main():
         torch.manual_seed(args.seed)
         encoder = torch.nn.EmbeddingBag(VOCABULARY, 32, mode="mean")
 
-        def cosine(tokens):
+        def cosine(tokens, encoder=encoder):
             vectors = encoder(tokens.reshape(-1, TOKENS)).reshape(len(tokens), 2, -1)
             return torch.nn.functional.cosine_similarity(vectors[:, 0], vectors[:, 1], dim=-1)
 

@@ -78,7 +78,8 @@ def batch_of(rng, n):
                 used[kind] += 1
                 kept.add((kind, start, end))
         sets.append(kept)
-    return torch.as_tensor(tokens), torch.as_tensor(tokens != PAD), torch.as_tensor(sparse), torch.as_tensor(dense), sets
+    as_tensor = torch.as_tensor
+    return as_tensor(tokens), as_tensor(tokens != PAD), as_tensor(sparse), as_tensor(dense), sets
 
 
 class Tagger(torch.nn.Module):
