@@ -289,7 +289,8 @@ def _run(args, backend_names, functions, modes, devices, dtypes) -> int:
         if args.verbose:
             progress.close()
             print(f"  {r.status:5} {r.case} [{r.backend}/{r.mode}/{r.device}/{r.dtype}] value "
-                  f"{report._error(r.value_error)} grad {report._error(r.grad_error)} {r.message}", flush=True)
+                  f"{report.format_error(r.value_error)} grad {report.format_error(r.grad_error)} {r.message}",
+                  flush=True)
 
     try:
         results, missing = conformance.check(functions, backends=backend_names, modes=modes, devices=devices,

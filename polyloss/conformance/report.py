@@ -17,7 +17,7 @@ import math
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-__all__ = ["Row", "rows_of", "render", "header_text", "LEGEND", "FORMATS"]
+__all__ = ["Row", "rows_of", "render", "header_text", "format_error", "LEGEND", "FORMATS"]
 
 FORMATS = ("text", "markdown", "json")
 
@@ -80,7 +80,8 @@ def rows_of(results) -> list[Row]:
     return list(rows.values())
 
 
-def _error(err) -> str:
+def format_error(err) -> str:
+    """An error as the table shows it: ``1.2e-07``, ``inf``, or ``-`` when it was not measured."""
     if err is None:
         return "-"
     return "inf" if err == math.inf else f"{err:.1e}"
@@ -89,13 +90,13 @@ def _error(err) -> str:
 def _tol(row: Row) -> str:
     if row.value_tol is None:
         return "-"
-    return _error(row.value_tol) + ("" if row.grad_tol is None else f"/{_error(row.grad_tol)}")
+    return format_error(row.value_tol) + ("" if row.grad_tol is None else f"/{format_error(row.grad_tol)}")
 
 
 def _cells(row: Row, with_skipped: bool) -> tuple:
     cases = str(row.cases) + (f" ({row.skipped} skipped)" if with_skipped and row.skipped else "")
-    return (row.function, row.backend, row.mode, row.device, row.dtype, cases, _error(row.value_error),
-            _error(row.grad_error), _tol(row), row.result)
+    return (row.function, row.backend, row.mode, row.device, row.dtype, cases, format_error(row.value_error),
+            format_error(row.grad_error), _tol(row), row.result)
 
 
 def _label(r) -> str:
