@@ -89,7 +89,7 @@ def main():
         plt.yscale("log")
         plt.xlabel("epoch")
         plt.ylabel("training loss")
-        plt.title("training loss (a margin makes the task harder, so its loss stays higher)")
+        plt.title("training loss by head (a margin keeps the loss up)")
         plt.legend(fontsize=8)
 
     save_figure(args.plot, draw)
