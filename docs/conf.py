@@ -33,6 +33,7 @@ extensions = [
 
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 root_doc = "index"
+smartquotes = False  # keep "--modes" and "x - y" as written
 exclude_patterns = ["_build", "_generated/*.part.md", "Thumbs.db", ".DS_Store"]
 
 # MyST: $...$ and $$...$$ math, ::: directives (so that ```python blocks inside tabs stay plain fences,
