@@ -29,7 +29,7 @@ import sys
 
 from ._base import DTYPE_NAMES, Backend
 
-__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "DTYPE_NAMES", "available_backends"]
+__all__ = ["Backend", "backend_for", "get_backend", "BACKEND_NAMES", "DTYPE_NAMES", "available_backends", "preload"]
 
 # name -> (framework module checked in sys.modules, adapter module, adapter class)
 _REGISTRY = {
@@ -55,7 +55,8 @@ def get_backend(name: str) -> Backend:
     if name not in _instances:
         # __import__, a builtin, rather than importlib: the first call may come from inside a
         # tf.function trace, where AutoGraph would try (and fail, noisily) to convert importlib
-        __import__(f"{__name__}.{module}")
+        # (torch.compile(fullgraph=True) cannot trace this import: see preload at the end of this module)
+        __import__(f"{__name__}.{module}")  # under torch.compile: import polyloss.torch first (preload)
         _instances[name] = getattr(sys.modules[f"{__name__}.{module}"], cls)()
     return _instances[name]
 
@@ -85,3 +86,18 @@ def available_backends() -> dict[str, str | None]:
         except ImportError as exc:
             status[name] = str(exc) or type(exc).__name__
     return status
+
+
+# --------------------------------------------------------------------------------------------
+# Preloading (polyloss.torch, polyloss.keras): the adapters of the frameworks imported so far, loaded
+# now. A tracer that cannot import (torch.compile(fullgraph=True): __import__ is not traceable) then
+# finds every adapter that backend_for may ask on the first call.
+# --------------------------------------------------------------------------------------------
+def preload() -> tuple[str, ...]:
+    """Load the adapter of every framework already in ``sys.modules``; returns their names."""
+    loaded = []
+    for name, (framework, _, _) in _REGISTRY.items():
+        if framework in sys.modules:
+            get_backend(name)
+            loaded.append(name)
+    return tuple(loaded)

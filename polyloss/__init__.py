@@ -18,6 +18,13 @@ from polyloss.losses import *  # noqa: F401,F403  (every loss, listed in polylos
 
 __version__ = "0.1.0"
 
+# The adapters of the frameworks imported before polyloss load now rather than on the first call, which
+# may be inside torch.compile(fullgraph=True), where an import cannot be traced (polyloss.torch does the
+# same for a torch imported later). No framework is imported here.
+from polyloss import backends as _backends  # noqa: E402
+
+_backends.preload()
+
 __all__ = ["get_namespace", "reduce", "value_checks", *_losses.__all__, "metrics", "reference", "conformance"]  # noqa: F405
 
 

@@ -33,6 +33,8 @@ __all__ = [
     "size",
     "prepare_floating",
     "check_label_values",
+    "refuse_keras_caller",
+    "SWAP_HINT",
     "single_axis",
     "hyperparameter",
     "refuse_text_and_bool",
@@ -96,6 +98,11 @@ def describe_values(xp, x, mask, what: str = "values") -> str:
     ``"NaN"`` (for error messages, after a check has failed)."""
     if bool(xp.any(xp.isnan(x) & mask)):
         return "NaN"
+    # no gradient: turning an array that requires one into a Python float warns in torch (labels that
+    # require grad, or the model's output passed as labels)
+    from polyloss._namespace import namespace_of
+
+    x = namespace_of(x=x)[1].stop_gradient(x)
     lo = float(xp.min(xp.where(mask, x, math.inf)))
     hi = float(xp.max(xp.where(mask, x, -math.inf)))
     return f"{what} from {lo} to {hi}"
@@ -138,6 +145,10 @@ def as_index_array(xp, backend, x, like, name: str):
     int32 for JAX without x64): narrow dtypes would wrap the sentinel values and the ``i·L + j``
     arithmetic of span ids."""
     x = backend.asarray(x, like=like, name=name)
+    if xp.isdtype(x.dtype, "real floating"):
+        raise TypeError(f"{name} must be an integer array, got dtype {x.dtype} (Keras casts y_true to floating "
+                        f"point: cast it back, keras.ops.cast(y_true, 'int32'), or use the polyloss.keras "
+                        f"class, which does)")
     require_integer(xp, x, name)
     target = backend.index_dtype()
     return x if x.dtype == target else xp.astype(x, target)
@@ -228,6 +239,11 @@ def prepare_floating(xp, backend, x, name: str = "logits"):
     return x, _ops.upcast(xp, x)
 
 
+# what a label check adds when the labels hold values that look like scores
+SWAP_HINT = ("; the arguments may be swapped: polyloss takes (logits, labels), Keras passes (y_true, y_pred) "
+             "(use the classes of polyloss.keras, which pass them on in polyloss's order)")
+
+
 def check_label_values(xp, labels, valid=None, name: str = "labels") -> None:
     """Raise ValueError unless integer ``labels`` are 0 or 1 and floating ones lie in [0, 1] (NaN
     passes: NaN in, NaN out), on the entries where ``valid`` holds. Call it only where
@@ -243,7 +259,7 @@ def check_label_values(xp, labels, valid=None, name: str = "labels") -> None:
         if integral:
             return (f"integer {name} must be 0 or 1 (use float {name} for soft targets in [0, 1]); "
                     f"found {describe(xp, labels, bad)}")
-        return f"soft {name} must lie in [0, 1]; found {describe_values(xp, labels, bad)}"
+        return f"soft {name} must lie in [0, 1]; found {describe_values(xp, labels, bad)}{SWAP_HINT}"
 
     fail_if_any(xp, bad, message)
 
@@ -267,3 +283,38 @@ def hyperparameter(value, name: str, *, low=None, high=None, low_open=False, hig
         hi = "inf)" if high is None else f"{high:g}" + (")" if high_open else "]")
         raise ValueError(f"{name} must lie in {lo}, {hi}; got {value!r}")
     return v
+
+
+# --------------------------------------------------------------------------------------------
+# A polyloss function handed to Keras as a loss or metric function
+# --------------------------------------------------------------------------------------------
+# Keras calls a loss function as fn(y_true, y_pred) (LossFunctionWrapper.call) and a metric function
+# likewise (MeanMetricWrapper.update_state): polyloss's (logits, labels) order would be swapped, and under
+# jax.jit / tf.function no value check can see it, so training would run on swapped arguments.
+_KERAS_CALLERS = {("keras.src.losses.losses", "call"), ("keras.src.metrics.reduction_metrics", "update_state")}
+
+
+def refuse_keras_caller(backend, first) -> None:
+    """Raise TypeError when the caller of the public polyloss function being run is Keras's wrapper of a
+    plain loss or metric function. A look at the call stack, at trace time: nothing runs per step, and
+    a lambda or class in between (which chose the order itself) passes. Skipped inside torch.compile,
+    which cannot trace it (Keras's torch backend runs eagerly, where the value checks speak)."""
+    import sys
+
+    if "keras" not in sys.modules or (backend.name == "torch" and not backend.is_eager(first)):
+        return
+    frame, public = sys._getframe(1), None
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("polyloss."):
+        public, frame = frame.f_code.co_name, frame.f_back
+    if frame is None or (frame.f_globals.get("__name__"), frame.f_code.co_name) not in _KERAS_CALLERS:
+        return
+    from polyloss import _wrappers
+
+    classes = [line.keras_name for line in _wrappers.LOSSES if line.function.split(".")[-1] == public and line.keras]
+    instead = (f"use polyloss.keras.{classes[0]}()" if classes
+               else "wrap it in a registered keras.losses.Loss / keras.metrics.Metric, or use polyloss.keras")
+    raise TypeError(
+        f"polyloss.{public} was passed to Keras as a plain function: Keras calls it as fn(y_true, y_pred), but it "
+        f"takes (logits, labels), so the arguments would be swapped (and a lambda that swaps them cannot be saved "
+        f"with the model); {instead}, which passes them on in polyloss's order and saves and reloads"
+    )

@@ -82,6 +82,7 @@ def scores(value, *, name: str = "logits", axis=-1, where=None, single_axis: boo
         do not belong to another framework; they are converted later by the family.
     """
     xp, backend = namespace_of(**{name: value}, where=where, **others)
+    _checks.refuse_keras_caller(backend, value)
     native, values = _checks.prepare_floating(xp, backend, value, name)
     if axis is None:
         axes = ()

@@ -53,3 +53,34 @@ def test_wheel_installs_in_a_fresh_venv_with_polyloss_backends(tmp_path):
                            text=True, check=True).stdout
     for module in ("numpy", "torch", "jax", "tensorflow", "array_api_strict", "_tensorflow_namespace"):
         assert f"polyloss/backends/{module}.py" in names
+    for module in ("torch/__init__", "torch/metrics", "keras/__init__", "keras/metrics"):  # the native faces
+        assert f"polyloss/{module}.py" in names
+
+
+FRAMEWORKS = ("torch", "torchmetrics", "keras", "jax", "tensorflow", "dask", "array_api_strict")
+
+
+@pytest.mark.slow
+def test_importing_polyloss_imports_no_framework_until_a_wrapper_is_imported():
+    """``import polyloss`` (and its metrics, reference and conformance registry) imports no framework;
+    ``polyloss.torch`` imports torch (not torchmetrics until ``.metrics``), ``polyloss.keras`` Keras."""
+    from helpers import run_python
+
+    code = f"""
+    import sys
+    FRAMEWORKS = {FRAMEWORKS!r}
+    def loaded():
+        return sorted(m for m in FRAMEWORKS if m in sys.modules)
+    import polyloss, polyloss.metrics, polyloss.reference
+    from polyloss.conformance import registry
+    registry.cases_for()
+    print("core", loaded())
+    import polyloss.torch
+    print("torch", loaded())
+    polyloss.torch.metrics
+    print("torchmetrics", loaded())
+    """
+    lines = dict(line.split(" ", 1) for line in run_python(code=code).stdout.strip().splitlines())
+    assert lines["core"] == "[]"
+    assert lines["torch"] == "['torch']"
+    assert lines["torchmetrics"] == "['torch', 'torchmetrics']"

@@ -206,6 +206,15 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
     >>> np.round(polyloss.infonce_from_embeddings(a, a, temperature=1.0), 4)  # log(1 + e^{-1})
     array([0.3133, 0.3133])
     """
+    xp, backend, q, k, tau = _embedding_inputs(a, b, temperature, pairing, normalize)
+    if q.shape[0] == 0 and gather is None:  # with gather, this member's keys still serve the others
+        return xp.sum(q, axis=-1)  # no query: an empty loss, still connected to the input
+    return _in_batch_nll(xp, backend, q, k, tau, pairing=pairing, normalize=normalize, gather=gather)
+
+
+def _embedding_inputs(a, b, temperature, pairing, normalize):
+    """``(xp, backend, q, k, tau)``: the queries and keys of :func:`infonce_from_embeddings`, checked, in
+    one compute dtype (``k`` is ``q`` for SimCSE), and the temperature (a float or a 0-d array)."""
     if pairing not in _PAIRINGS:
         raise ValueError(f"pairing must be one of {_PAIRINGS}, got {pairing!r}")
     if not isinstance(normalize, (bool, np.bool_)):
@@ -236,8 +245,12 @@ def infonce_from_embeddings(a, b=None, *, temperature=0.05, pairing="diagonal", 
     if pairing == "diagonal" and None not in (q.shape[0], k.shape[0]) and k.shape[0] < q.shape[0]:
         raise ValueError(f"a has shape {tuple(q.shape)} but b has shape {tuple(k.shape)}: every query needs its "
                          "positive key, so b needs at least as many rows as a")
-    if q.shape[0] == 0 and gather is None:  # with gather, this member's keys still serve the others
-        return xp.sum(q, axis=-1)  # no query: an empty loss, still connected to the input
+    return xp, backend, q, k, tau
+
+
+def _in_batch_nll(xp, backend, q, k, tau, *, pairing, normalize, gather):
+    """The losses of the queries ``q`` against every key ``k`` (gathered across members when ``gather``):
+    cosine similarities over ``tau``, the positive on the diagonal (or the SimCSE partner)."""
     if normalize:
         q = _normalized(xp, backend, q)
         k = q if pairing == "simcse" else _normalized(xp, backend, k)
@@ -437,6 +450,30 @@ def _cosent_sorted(xp, backend, s, y, valid, scale):
     return _ops.logsumexp(xp, backend, terms, where=keep, append_zero=True)
 
 
+def _cosent_inputs(similarities, labels, where):
+    """``(xp, backend, s, y, valid)`` of :func:`cosent_loss`: the similarities in the compute dtype with
+    removed pairs (``where`` False, ``-inf``) set to 0 and marked False in ``valid``, and the labels
+    (booleans as integers), checked."""
+    xp, backend = namespace_of(similarities=similarities, labels=labels, where=where)
+    similarities, s = _checks.prepare_floating(xp, backend, similarities, "similarities")
+    if s.ndim != 1:
+        raise ValueError(f"similarities must be 1-D (one per sentence pair), got shape {tuple(s.shape)}")
+    y = backend.asarray(labels, like=similarities, name="labels")
+    _checks.require_same_shape(similarities, y, "similarities", "labels")
+    if xp.isdtype(y.dtype, "bool"):
+        y = xp.astype(y, backend.index_dtype())
+    elif not xp.isdtype(y.dtype, ("integral", "real floating")):
+        raise TypeError(f"labels must be boolean, integer or real floating, got dtype {y.dtype}")
+    valid = _checks.prepare_where(xp, backend, where, similarities, "similarities")
+    if valid is None:
+        valid = xp.ones(backend.shape(s), dtype=xp.bool, device=backend.device(s))
+    if _checks.values_checked(backend, s, y) and xp.isdtype(y.dtype, "real floating"):
+        _checks.fail_if_any(xp, ~xp.isfinite(y) & valid, lambda: "labels must be finite (NaN or inf found)")
+    valid = valid & (s != -math.inf)  # a -inf similarity removes its pair, as where=False does
+    s = xp.where(valid, s, 0.0)  # removed pairs never reach the arithmetic (no inf - inf)
+    return xp, backend, s, y, valid
+
+
 def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
     r"""CoSENT: a ranking loss on the similarities of sentence pairs (Su 2022, kexue 8847).
 
@@ -478,23 +515,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     lam = _positive_scale(scale, "scale")
-    xp, backend = namespace_of(similarities=similarities, labels=labels, where=where)
-    similarities, s = _checks.prepare_floating(xp, backend, similarities, "similarities")
-    if s.ndim != 1:
-        raise ValueError(f"similarities must be 1-D (one per sentence pair), got shape {tuple(s.shape)}")
-    y = backend.asarray(labels, like=similarities, name="labels")
-    _checks.require_same_shape(similarities, y, "similarities", "labels")
-    if xp.isdtype(y.dtype, "bool"):
-        y = xp.astype(y, backend.index_dtype())
-    elif not xp.isdtype(y.dtype, ("integral", "real floating")):
-        raise TypeError(f"labels must be boolean, integer or real floating, got dtype {y.dtype}")
-    valid = _checks.prepare_where(xp, backend, where, similarities, "similarities")
-    if valid is None:
-        valid = xp.ones(backend.shape(s), dtype=xp.bool, device=backend.device(s))
-    if _checks.values_checked(backend, s, y) and xp.isdtype(y.dtype, "real floating"):
-        _checks.fail_if_any(xp, ~xp.isfinite(y) & valid, lambda: "labels must be finite (NaN or inf found)")
-    valid = valid & (s != -math.inf)  # a -inf similarity removes its pair, as where=False does
-    s = xp.where(valid, s, 0.0)  # removed pairs never reach the arithmetic (no inf - inf)
+    xp, backend, s, y, valid = _cosent_inputs(similarities, labels, where)
     n = s.shape[0]
     if n == 0:
         return xp.sum(s)  # no pair: 0, still connected to the input
@@ -507,7 +528,7 @@ def cosent_loss(similarities, labels, *, scale=20.0, where=None, method="auto"):
 # C5: the unified pairwise form and Circle loss
 # --------------------------------------------------------------------------------------------
 def _positive_sets(scores, labels, axis, where):
-    """``(xp, be, s, positive, negative)``: boolean ``[..., C]`` sets of valid positive and negative
+    """``(xp, backend, s, positive, negative)``: boolean ``[..., C]`` sets of valid positive and negative
     candidates, from class ids or from multi-hot 0/1 labels."""
     prepared = _softmax.prepare(scores, labels, axis=axis, where=where, name="scores")
     xp, backend, s, targets = prepared.xp, prepared.backend, prepared.values, prepared.targets

@@ -185,6 +185,7 @@ def decisions(
     s_name, l_name = names
     check_threshold_kind(threshold)
     xp, backend = namespace_of(**{s_name: scores, l_name: labels, "threshold": threshold})
+    _checks.refuse_keras_caller(backend, scores)
     scores, scores_c = _checks.prepare_floating(xp, backend, scores, s_name)
     if scores.ndim == 0:
         raise ValueError(f"{caller}: {s_name} must have at least one dimension, got a 0-d array")

@@ -16,7 +16,7 @@ __all__ = ["pearson", "spearman"]
 
 
 def paired(x, y, caller: str, *, finite: bool, min_pairs: int = 2, keep_y_dtype: bool = False):
-    """``(xp, be, x, y)``: 1-D ``x`` (floating, in its compute dtype) and ``y`` (floating, integer
+    """``(xp, backend, x, y)``: 1-D ``x`` (floating, in its compute dtype) and ``y`` (floating, integer
     or bool) converted to it, of the same length ``N >= min_pairs``; NaN (and, when ``finite``, ±inf) is a
     ValueError in eager mode.
 

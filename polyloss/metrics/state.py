@@ -42,9 +42,17 @@ class Metric:
 
     Subclasses define ``_measure(*inputs) -> (state dict, compute dtype)`` and
     ``_result(state, dtype)``; ``_concatenated`` says whether merging concatenates (values) or adds
-    (counts)."""
+    (counts).
+
+    Each class declares its state: ``fields`` maps every state name to how two states combine
+    (``"sum"`` or ``"cat"`` along axis 0), and ``outputs`` names the entries of a tuple result (None
+    for one value). The native wrappers (``polyloss.torch.metrics``, ``polyloss.keras.metrics``)
+    are generated from them and call :meth:`measure` and :meth:`result`, the same two steps
+    ``update`` and ``compute`` take."""
 
     _concatenated = False
+    fields: dict = {}
+    outputs: tuple | None = None
 
     def __init__(self):
         self.reset()
@@ -68,6 +76,16 @@ class Metric:
         state, dtype = self._measure(*inputs)
         self._absorb(state, dtype)
         return self
+
+    def measure(self, *inputs):
+        """``(state, dtype)``: the state of one batch (arrays by field name) and the compute dtype of its
+        result, without touching this object's state (for wrappers that keep the state themselves)."""
+        return self._measure(*inputs)
+
+    def result(self, state: dict, dtype):
+        """The metric of ``state`` (a dict of arrays by field name, e.g. summed by a wrapper), computed in
+        ``dtype``: what :meth:`compute` returns for that state."""
+        return self._result(state, dtype)
 
     def merge(self, *others):
         """Add the state of other objects of the same metric and settings (e.g. from other workers)."""
@@ -148,6 +166,9 @@ class PrecisionRecallF1(Metric):
     [1.0, 0.75, 0.8333]
     """
 
+    fields = {"tp": "sum", "fp": "sum", "fn": "sum"}
+    outputs = ("precision", "recall", "f1")
+
     def __init__(self, *, threshold=0.0, average="micro", zero_division=0.0):
         _counts.check_threshold_kind(threshold)
         self.threshold = threshold
@@ -180,6 +201,8 @@ class PrecisionRecallF1(Metric):
 class Accuracy(Metric):
     """Accumulates ``correct`` and ``total`` for :func:`~polyloss.metrics.accuracy`."""
 
+    fields = {"correct": "sum", "total": "sum"}
+
     def __init__(self, *, threshold=0.0):
         _counts.check_threshold_kind(threshold)
         self.threshold = threshold
@@ -211,6 +234,9 @@ class Accuracy(Metric):
 class GlobalPointerF1(Metric):
     """Accumulates ``x``, ``y``, ``z`` (true positive, predicted and true spans) for
     :func:`~polyloss.metrics.global_pointer_f1`; ``compute()`` returns ``(precision, recall, f1)``."""
+
+    fields = {"x": "sum", "y": "sum", "z": "sum"}
+    outputs = ("precision", "recall", "f1")
 
     def __init__(self, *, threshold=0.0, zero_division=0.0):
         _counts.check_threshold_kind(threshold)
@@ -245,6 +271,9 @@ class SpanF1(Metric):
     (spans are Python values); ``compute()`` returns Python floats. Across processes, sum the three
     counts with your framework (e.g. ``torch.distributed.all_reduce`` of ``torch.tensor([x, y, z])``)
     or gather the metric objects (``torch.distributed.all_gather_object``) and ``merge`` them."""
+
+    fields = {"x": "sum", "y": "sum", "z": "sum"}
+    outputs = ("precision", "recall", "f1")
 
     def __init__(self, *, zero_division=0.0):
         self.zero_division = _counts.zero_division_value(zero_division)
@@ -291,6 +320,9 @@ class BestThreshold(_Values):
     """Collects scores and labels for :func:`~polyloss.metrics.best_threshold` (an exact cut needs
     every score); ``compute()`` returns ``(threshold, value)``."""
 
+    fields = {"scores": "cat", "labels": "cat"}
+    outputs = ("threshold", "value")
+
     def __init__(self, *, metric="f1", zero_division=0.0):
         self.metric = _counts.check_metric(metric)
         self.zero_division = _counts.zero_division_value(zero_division)
@@ -320,6 +352,7 @@ class BestThreshold(_Values):
 
 
 class _Correlation(_Values):
+    fields = {"x": "cat", "y": "cat"}
     _function = None
     _finite = False  # the function's own rules for the values
     _keep_y_dtype = False

@@ -1,0 +1,189 @@
+"""The wrappers' table: which public losses and metrics get a native class in ``polyloss.torch``
+(``nn.Module``, ``torchmetrics.Metric``) and ``polyloss.keras`` (``keras.losses.Loss``,
+``keras.metrics.Metric``), one line each. Both wrappers generate every class from this table; nothing
+here imports a framework.
+
+A loss line names the function (a dotted path below ``polyloss``, so a family reached as
+``polyloss.multitask`` is ``"multitask.<function>"``) and the class name; everything else is read
+from the function's signature:
+
+- its positional parameters are the **inputs** (``forward(logits, labels)``; Keras passes
+  ``(y_true, y_pred)`` and the class passes them on as ``(y_pred, y_true)``);
+- its keyword-only parameters are the **hyper-parameters** (constructor arguments), except
+  ``where`` and the names in ``per_batch``, which are data of each batch (``forward`` keywords);
+- a Keras class exists when the function takes exactly two inputs, a prediction and a target whose
+  name is in :data:`TARGETS`; targets in :data:`INDEX_TARGETS` are integer ids, and Keras's float
+  ``y_true`` is cast back to ``int32`` for them (for ``labels``: when it has fewer axes than
+  ``y_pred``, i.e. class ids).
+
+Adding a family's class is one line in :data:`LOSSES`. Two optional fields cover the rest:
+
+- ``settings``: positional arrays that belong to the loss rather than to a batch (a class prior):
+  constructor arguments, a buffer of the ``nn.Module``, a list in the Keras config;
+- ``parameters``: arguments that the module learns (a CRF's transition matrix, a learnable
+  temperature): constructor arguments holding their initial values, held as ``nn.Parameter``s and
+  passed to the function on each call. A Keras ``Loss`` holds no weights, so a line with
+  parameters has no Keras class (a Keras layer is the place for them).
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+
+__all__ = ["LossClass", "MetricClass", "LOSSES", "METRICS", "TARGETS", "INDEX_TARGETS", "keras_name"]
+
+# the names a target (Keras's y_true) has in polyloss's signatures
+TARGETS = ("labels", "indices", "spans", "positive_index")
+# targets that are always integer ids (Keras casts y_true to float: cast back)
+INDEX_TARGETS = ("indices", "spans", "positive_index")
+# keyword arguments that are data of each call, never hyper-parameters
+_ALWAYS_PER_BATCH = ("where",)
+
+
+@dataclass(frozen=True)
+class LossClass:
+    """One line of the table: a native class for one public loss (see the module docstring)."""
+
+    function: str
+    name: str
+    settings: tuple[str, ...] = ()
+    per_batch: tuple[str, ...] = ()
+    parameters: tuple[str, ...] = ()
+
+    def resolve(self):
+        """The function object, ``polyloss.<function>``."""
+        target = importlib.import_module("polyloss")
+        for part in self.function.split("."):
+            target = getattr(target, part)
+        return target
+
+    @property
+    def signature(self) -> inspect.Signature:
+        return inspect.signature(self.resolve())
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        """The positional arrays of each call (``settings`` and ``parameters`` removed)."""
+        skip = {*self.settings, *self.parameters}
+        return tuple(p.name for p in self.signature.parameters.values()
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip)
+
+    @property
+    def required_inputs(self) -> int:
+        """How many of :attr:`inputs` have no default (``infonce_from_embeddings(a, b=None)``: 1)."""
+        params = self.signature.parameters
+        return sum(params[name].default is inspect.Parameter.empty for name in self.inputs)
+
+    @property
+    def hyperparameters(self) -> dict:
+        """The constructor's keyword arguments and their defaults, in the function's order."""
+        skip = {*_ALWAYS_PER_BATCH, *self.per_batch, *self.parameters}
+        return {p.name: p.default for p in self.signature.parameters.values()
+                if p.kind is p.KEYWORD_ONLY and p.name not in skip}
+
+    @property
+    def batch_keywords(self) -> tuple[str, ...]:
+        """The keyword arguments of ``forward`` (``where`` and ``per_batch``, those the function takes)."""
+        names = self.signature.parameters
+        return tuple(n for n in (*_ALWAYS_PER_BATCH, *self.per_batch) if n in names)
+
+    @property
+    def keras(self) -> bool:
+        """Whether a Keras ``Loss`` exists: a prediction and a target, and nothing learned."""
+        return len(self.inputs) == 2 and self.inputs[1] in TARGETS and not self.parameters
+
+    @property
+    def keras_name(self) -> str:
+        return keras_name(self.name)
+
+
+def keras_name(name: str) -> str:
+    """The Keras spelling of a class name: ``CrossEntropy`` is ``Crossentropy`` (as
+    ``keras.losses.BinaryCrossentropy``)."""
+    return name.replace("CrossEntropy", "Crossentropy")
+
+
+# One line per public loss. Not here: global_pointer_mask, adjust_logits and squareplus (not losses),
+# flooding (it transforms a loss value: polyloss.flooding(criterion(logits, labels), level)).
+LOSSES: tuple[LossClass, ...] = (
+    # multilabel
+    LossClass("multilabel_crossentropy", "MultilabelCrossEntropy"),
+    LossClass("sparse_multilabel_crossentropy", "SparseMultilabelCrossEntropy"),
+    LossClass("global_pointer_crossentropy", "GlobalPointerCrossEntropy"),
+    LossClass("sparse_global_pointer_crossentropy", "SparseGlobalPointerCrossEntropy"),
+    LossClass("multilabel_divergence", "MultilabelDivergence"),
+    # classification
+    LossClass("softmax_crossentropy", "SoftmaxCrossEntropy"),
+    LossClass("sigmoid_crossentropy", "SigmoidCrossEntropy"),
+    LossClass("focal_loss", "FocalLoss"),
+    LossClass("poly1_crossentropy", "Poly1CrossEntropy"),
+    LossClass("poly1_focal_loss", "Poly1FocalLoss"),
+    LossClass("hard_truncation_loss", "HardTruncationLoss"),
+    LossClass("softened_truncation_loss", "SoftenedTruncationLoss"),
+    LossClass("logit_adjusted_crossentropy", "LogitAdjustedCrossEntropy", settings=("prior",)),
+    LossClass("smoothed_f1_weighted_crossentropy", "SmoothedF1WeightedCrossEntropy", per_batch=("f1",)),
+    # regularizers
+    LossClass("rdrop_divergence", "RDropDivergence"),
+    LossClass("rdrop_loss", "RDropLoss"),
+    # contrastive
+    LossClass("infonce", "InfoNCE"),
+    LossClass("infonce_from_embeddings", "InfoNCEFromEmbeddings"),
+    LossClass("flatnce", "FlatNCE"),
+    LossClass("am_softmax", "AMSoftmaxLoss"),
+    LossClass("arcface", "ArcFaceLoss"),
+    LossClass("cosent_loss", "CoSENTLoss"),
+    LossClass("unified_pairwise_loss", "UnifiedPairwiseLoss"),
+    LossClass("circle_loss", "CircleLoss"),
+)
+
+
+@dataclass(frozen=True)
+class MetricClass:
+    """One line of the metrics' table: a native metric over a state object of ``polyloss.metrics``.
+
+    ``state`` names the class (``PrecisionRecallF1``); its declared ``fields`` decide the native
+    states (``"sum"``: counts, added across batches and processes; ``"cat"``: values, concatenated)
+    and its ``outputs`` name the entries of a tuple result. ``output`` picks one of them (``"f1"`` of
+    ``(precision, recall, f1)``), for frameworks that log one number per metric. The constructor
+    takes the state object's own keyword arguments. Keras classes exist for metrics whose fields
+    are all sums (fixed-size variables) and whose result is one number.
+    """
+
+    name: str
+    state: str
+    output: str | None = None
+
+    def resolve(self):
+        from polyloss import metrics
+
+        return getattr(metrics, self.state)
+
+    @property
+    def counting(self) -> bool:
+        """Whether every field is a sum (a count)."""
+        return all(how == "sum" for how in self.resolve().fields.values())
+
+    @property
+    def index(self) -> int | None:
+        """The position of ``output`` in the state object's tuple result (None: the whole result)."""
+        return None if self.output is None else self.resolve().outputs.index(self.output)
+
+    @property
+    def keras(self) -> bool:
+        return self.counting and (self.output is not None or self.resolve().outputs is None)
+
+
+METRICS: tuple[MetricClass, ...] = (
+    MetricClass("PrecisionRecallF1", "PrecisionRecallF1"),
+    MetricClass("MultilabelF1", "PrecisionRecallF1", output="f1"),
+    MetricClass("MultilabelPrecision", "PrecisionRecallF1", output="precision"),
+    MetricClass("MultilabelRecall", "PrecisionRecallF1", output="recall"),
+    MetricClass("Accuracy", "Accuracy"),
+    MetricClass("GlobalPointerF1", "GlobalPointerF1", output="f1"),
+    MetricClass("GlobalPointerPrecisionRecallF1", "GlobalPointerF1"),
+    MetricClass("BestThreshold", "BestThreshold"),
+    MetricClass("Spearman", "Spearman"),
+    MetricClass("Pearson", "Pearson"),
+)

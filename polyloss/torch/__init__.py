@@ -1,0 +1,164 @@
+"""PyTorch faces of polyloss: one ``torch.nn.Module`` per public loss (``docs/torch.md``).
+
+    import polyloss.torch as plt
+    criterion = plt.MultilabelCrossEntropy()             # reduction="mean" | "sum" | "none"
+    loss = criterion(logits, labels)
+    f1 = plt.metrics.MultilabelF1(threshold=0.0)         # a torchmetrics.Metric (needs torchmetrics)
+
+Every class is generated from the table in ``polyloss._wrappers`` (``LOSSES``): the constructor takes
+the function's keyword hyper-parameters (and its settings, e.g. a prior), ``forward`` takes its
+inputs in the function's order (prediction first, as torch's own losses) plus ``where=`` and the
+other per-batch keywords, and ``reduction`` follows torch:
+
+- ``"none"``: the function's per-example values;
+- ``"sum"``: their sum;
+- ``"mean"``: their mean, over the kept rows when the loss has ``ignore_index`` (torch's rule:
+  ``polyloss.reduce(loss, where=labels != ignore_index)``). **All targets ignored** gives 0 with a
+  zero gradient, where torch returns NaN: an all-padding batch then contributes nothing instead of
+  turning the weights into NaN (the rule of ``polyloss.reduce`` and Keras).
+
+Importing this module loads polyloss's torch adapter at once, so the first call inside
+``torch.compile(fullgraph=True)`` finds it (an import cannot be traced).
+"""
+
+from __future__ import annotations
+
+import inspect
+
+import torch
+
+import polyloss
+from polyloss import _wrappers
+from polyloss.backends import preload as _preload
+
+__all__ = ["Loss", "loss_class", "metrics", *(line.name for line in _wrappers.LOSSES)]
+
+_REDUCTIONS = ("mean", "sum", "none")
+
+# the adapters of the frameworks imported so far (torch among them) are loaded now, not on the first
+# call, which may be inside torch.compile
+_preload()
+
+
+class Loss(torch.nn.Module):
+    """The base of the generated classes: ``line`` (a :class:`polyloss._wrappers.LossClass`) says which
+    function, and which of its arguments are inputs, settings, parameters and hyper-parameters."""
+
+    line: _wrappers.LossClass
+    # read from ``line`` once, when the class is made (forward reads only these: nothing to resolve
+    # or import inside torch.compile)
+    _function = None
+    _inputs: tuple = ()
+    _required = 0
+    _held: tuple = ()
+    _batch_keywords: tuple = ()
+
+    def __init__(self, *settings, reduction: str = "mean", **options):
+        super().__init__()
+        line = self.line
+        if reduction not in _REDUCTIONS:
+            raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
+        self.reduction = reduction
+        if len(settings) > len(line.settings):
+            raise TypeError(f"{type(self).__name__} takes {len(line.settings)} positional argument(s) "
+                            f"({', '.join(line.settings) or 'none'}), got {len(settings)}")
+        given = dict(zip(line.settings, settings))
+        hyper = line.hyperparameters
+        for name, value in options.items():
+            if name in given:
+                raise TypeError(f"{type(self).__name__} got {name!r} twice")
+            if name not in hyper and name not in line.settings and name not in line.parameters:
+                allowed = [*line.settings, *line.parameters, *hyper, "reduction"]
+                raise TypeError(f"{type(self).__name__} got an unexpected argument {name!r}; "
+                                f"it takes {', '.join(allowed)}")
+            given[name] = value
+        missing = [n for n in (*line.settings, *line.parameters) if n not in given]
+        if missing:
+            raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
+        self.hyperparameters = {name: given.get(name, default) for name, default in hyper.items()}
+        for name in line.settings:  # a prior: a buffer, so that .to(device) moves it
+            self.register_buffer(name, torch.as_tensor(given[name]))
+        for name in line.parameters:  # learned with the model
+            value = given[name]
+            if not isinstance(value, torch.Tensor):
+                value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+            self.register_parameter(name, torch.nn.Parameter(value.detach().clone()))
+
+    def forward(self, *inputs, **batch):
+        if not self._required <= len(inputs) <= len(self._inputs):
+            raise TypeError(f"{type(self).__name__}.forward takes {len(self._inputs)} inputs "
+                            f"({', '.join(self._inputs)}), got {len(inputs)}")
+        unknown = [name for name in batch if name not in self._batch_keywords]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.forward got unexpected keyword(s) {unknown}; "
+                            f"it takes {', '.join(self._batch_keywords) or 'none'}")
+        named = dict(zip(self._inputs, inputs))
+        held = {name: getattr(self, name) for name in self._held}
+        loss = self._function(**named, **held, **self.hyperparameters, **batch)
+        if self.reduction == "none":
+            return loss
+        if self.reduction == "sum":
+            return polyloss.reduce(loss, "sum")
+        return polyloss.reduce(loss, "mean", where=self._kept(named, loss))
+
+    def _kept(self, named, loss):
+        """torch's "mean" with ``ignore_index``: the rows whose class id is not ignored."""
+        ignore_index = self.hyperparameters.get("ignore_index")
+        labels = named.get("labels")
+        if ignore_index is None or not isinstance(labels, torch.Tensor) or labels.is_floating_point():
+            return None
+        if tuple(labels.shape) != tuple(loss.shape):  # probability labels: nothing is ignored
+            return None
+        return labels != ignore_index
+
+    def extra_repr(self) -> str:
+        changed = {k: v for k, v in self.hyperparameters.items() if v is not self.line.hyperparameters[k]}
+        return ", ".join([*(f"{k}={v!r}" for k, v in changed.items()), f"reduction={self.reduction!r}"])
+
+
+def loss_class(line: _wrappers.LossClass) -> type:
+    """The ``nn.Module`` class of one table line (how every class of this module is made; call it for a
+    line of your own, e.g. ``LossClass("infonce_from_embeddings", "ClipLoss", parameters=("temperature",))``
+    for a learnable temperature)."""
+    function = line.resolve()
+    hyper = line.hyperparameters
+    signature = inspect.Signature(
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in line.settings]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in line.parameters]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in hyper.items()]
+        + [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean")]
+    )
+    doc = (f"``torch.nn.Module`` for :func:`polyloss.{line.function}`: ``forward({', '.join(line.inputs)}"
+           + "".join(f", {k}=None" for k in line.batch_keywords) + ")``, "
+           + f"hyper-parameters {', '.join(hyper) or 'none'}, reduction \"mean\" (default), \"sum\" or \"none\" "
+           + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
+    cls = type(line.name, (Loss,), {
+        "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
+        "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters),
+        "_batch_keywords": line.batch_keywords,
+    })
+    cls.__init__ = _with_signature(Loss.__init__, signature)
+    return cls
+
+
+def _with_signature(init, signature):
+    def __init__(self, *args, **kwargs):
+        init(self, *args, **kwargs)
+
+    params = [inspect.Parameter("self", inspect.Parameter.POSITIONAL_OR_KEYWORD), *signature.parameters.values()]
+    __init__.__signature__ = signature.replace(parameters=params)
+    return __init__
+
+
+for _line in _wrappers.LOSSES:
+    globals()[_line.name] = loss_class(_line)
+del _line
+
+
+def __getattr__(name):
+    # the torchmetrics classes load on first use: the losses work without torchmetrics
+    if name == "metrics":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.metrics")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

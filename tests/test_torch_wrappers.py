@@ -1,0 +1,270 @@
+"""polyloss.torch: the nn.Module of every loss of the wrappers' table (against the function, on every
+conformance case), torch's reduction conventions (against torch.nn.CrossEntropyLoss, the peer), the
+torchmetrics classes (against polyloss.metrics, over batches and over two gloo processes), and the
+first-user problems of issue 12 (torch.compile(fullgraph=True) on the first call of a fresh process,
+no requires_grad warning, the ImportError without torchmetrics)."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import inspect
+import warnings
+
+import numpy as np
+import pytest
+
+import polyloss
+from polyloss import _wrappers
+from polyloss.conformance.registry import cases_for
+from polyloss.testing import assert_close
+
+from helpers import GLOO_WORKER_END, get, run_python
+
+torch = pytest.importorskip("torch") if get("torch") else None
+plt = pytest.importorskip("polyloss.torch")
+
+
+def _split(line, args, kwargs):
+    """A case's ``(args, kwargs)`` as the module's ``(constructor kwargs, forward inputs, forward kwargs)``."""
+    names = list(line.signature.parameters)
+    named = {**dict(zip(names, args)), **kwargs}
+    tensors = {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in named.items()}
+    init = {k: v for k, v in tensors.items() if k in line.hyperparameters or k in line.settings or k in line.parameters}
+    inputs = [tensors[k] for k in line.inputs if k in tensors]
+    batch = {k: v for k, v in tensors.items() if k in line.batch_keywords}
+    return init, inputs, batch, tensors
+
+
+def _float32(args, kwargs):
+    cast = lambda v: v.astype(np.float32) if isinstance(v, np.ndarray) and v.dtype.kind == "f" else v  # noqa: E731
+    return tuple(cast(a) for a in args), {k: cast(v) for k, v in kwargs.items()}
+
+
+LOSS_CASES = [(line, case) for line in _wrappers.LOSSES for case in cases_for([line.function])
+              if case.call is None and "float32" in case.dtypes]
+
+
+def test_every_line_has_a_class_with_the_functions_hyperparameters():
+    assert {line.function for line in _wrappers.LOSSES} <= set(polyloss.losses.__all__)
+    for line in _wrappers.LOSSES:
+        cls = getattr(plt, line.name)
+        assert issubclass(cls, torch.nn.Module) and cls.line is line
+        params = inspect.signature(cls).parameters
+        assert list(params) == [*line.settings, *line.parameters, *line.hyperparameters, "reduction"]
+        for name, default in line.hyperparameters.items():
+            assert params[name].default == default or (params[name].default is default)
+
+
+@pytest.mark.parametrize("line, case", LOSS_CASES, ids=[f"{line.name}-{case.label}" for line, case in LOSS_CASES])
+def test_module_equals_the_function_and_reduce(line, case):
+    args, kwargs = _float32(*case.inputs(np.random.default_rng(case.seed), "float32"))
+    init, inputs, batch, tensors = _split(line, args, kwargs)
+    expected = line.resolve()(**tensors, **case.options)
+    cls = getattr(plt, line.name)
+    assert_close(cls(**init, reduction="none")(*inputs, **batch), expected, err_msg=case.name)
+    assert_close(cls(**init, reduction="sum")(*inputs, **batch), polyloss.reduce(expected, "sum"), err_msg=case.name)
+    ignore = init.get("ignore_index")
+    labels = tensors.get("labels")
+    kept = None
+    if ignore is not None and labels is not None and not labels.is_floating_point() and labels.shape == expected.shape:
+        kept = labels != ignore
+    assert_close(cls(**init)(*inputs, **batch), polyloss.reduce(expected, where=kept), err_msg=case.name)
+
+
+def test_mean_with_ignore_index_is_torchs_and_all_ignored_is_zero_not_nan():
+    logits = torch.randn(6, 4, dtype=torch.float64, requires_grad=True)
+    labels = torch.tensor([0, 3, -100, 1, -100, 2])
+    for reduction in ("mean", "sum", "none"):
+        ours = plt.SoftmaxCrossEntropy(ignore_index=-100, reduction=reduction)(logits, labels)
+        peer = torch.nn.CrossEntropyLoss(ignore_index=-100, reduction=reduction)(logits, labels)
+        assert_close(ours, peer, err_msg=reduction)
+    ignored = torch.full((6,), -100)
+    assert torch.isnan(torch.nn.CrossEntropyLoss(ignore_index=-100)(logits, ignored))  # torch's choice
+    ours = plt.SoftmaxCrossEntropy(ignore_index=-100)(logits, ignored)  # ours: 0, and a zero gradient
+    (grad,) = torch.autograd.grad(ours, logits)
+    assert_close(ours, torch.tensor(0.0, dtype=torch.float64))
+    assert_close(grad, torch.zeros_like(logits))
+
+
+def test_constructor_and_forward_errors_name_the_arguments():
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        plt.MultilabelCrossEntropy(reduction="batchmean")
+    with pytest.raises(TypeError, match="unexpected argument 'gamma'; it takes axis, reduction"):
+        plt.MultilabelCrossEntropy(gamma=2.0)
+    with pytest.raises(TypeError, match="needs prior"):
+        plt.LogitAdjustedCrossEntropy()
+    with pytest.raises(TypeError, match="takes 2 inputs"):
+        plt.MultilabelCrossEntropy()(torch.zeros(2, 3))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        plt.MultilabelCrossEntropy()(torch.zeros(2, 3), torch.zeros(2, 3), mask=None)
+
+
+def test_settings_are_buffers_and_parameters_are_learned():
+    prior = np.array([0.5, 0.3, 0.2])
+    logits, labels = torch.randn(5, 3), torch.tensor([0, 1, 2, 1, 0])
+    module = plt.LogitAdjustedCrossEntropy(prior, tau=0.5)
+    assert "prior" in dict(module.named_buffers())
+    assert_close(module(logits, labels), polyloss.reduce(polyloss.logit_adjusted_crossentropy(logits, labels, prior,
+                                                                                              tau=0.5)))
+    # the hook for classes with learned parameters: a CLIP loss with a learnable temperature
+    clip = plt.loss_class(_wrappers.LossClass("infonce_from_embeddings", "ClipLoss", parameters=("temperature",)))
+    module = clip(temperature=0.07)
+    (name, parameter), = module.named_parameters()
+    assert name == "temperature" and parameter.requires_grad
+    a, b = torch.randn(4, 8), torch.randn(4, 8)
+    loss = module(a, b)
+    assert_close(loss, polyloss.reduce(polyloss.infonce_from_embeddings(a, b, temperature=torch.tensor(0.07))))
+    loss.backward()
+    assert parameter.grad is not None and torch.isfinite(parameter.grad)
+
+
+def test_labels_that_require_grad_raise_without_a_torch_warning():
+    """Issue 12: the value check's message turned a tensor that requires grad into a float (UserWarning).
+    The model's output in the labels position (swapped arguments) requires grad."""
+    logits = torch.randn(4, 5, requires_grad=True)
+    labels = (torch.rand(4, 5) < 0.5).float()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(ValueError, match="soft labels must lie in .0, 1.*the arguments may be swapped"):
+            plt.MultilabelCrossEntropy()(labels, logits)
+        with pytest.raises(ValueError, match="the arguments may be swapped"):
+            polyloss.multilabel_crossentropy(labels, logits)
+
+
+FULLGRAPH = """
+import torch
+{first}
+x, y = torch.randn(4, 5, requires_grad=True), torch.rand(4, 5) < 0.3
+# dynamo traces the whole call (where the import failed); the "eager" backend skips code generation
+compiled = torch.compile({target}, fullgraph=True, backend="eager")
+value = compiled(x, y)
+value.sum().backward()
+expected = polyloss.multilabel_crossentropy(x.detach(), y)
+torch.testing.assert_close(value.detach().reshape(-1)[0] if value.ndim == 0 else value.detach(),
+                           expected.mean() if value.ndim == 0 else expected)
+print("ok")
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("first, target", [
+    ("import polyloss.torch as plt, polyloss", "plt.MultilabelCrossEntropy()"),      # the module
+    ("import polyloss\nimport polyloss.torch", "polyloss.multilabel_crossentropy"),  # polyloss before torch
+    ("import polyloss", "polyloss.multilabel_crossentropy"),                        # torch before polyloss
+], ids=["module", "function-after-polyloss.torch", "function-torch-imported-first"])
+def test_fullgraph_compiles_on_the_first_call_of_a_fresh_process(first, target):
+    """Issue 12: the adapter was imported on the first call, inside the trace (``__import__`` cannot be
+    traced). Each case runs in a new interpreter, so the first call is the compiled one."""
+    assert "ok" in run_python(code=FULLGRAPH.format(first=first, target=target), timeout=300).stdout
+
+
+def test_polyloss_torch_without_torchmetrics_has_the_losses_and_a_clear_error():
+    code = """
+    import sys
+    sys.modules["torchmetrics"] = None          # as if it were not installed
+    import torch, polyloss.torch as plt
+    assert float(plt.MultilabelCrossEntropy()(torch.zeros(1, 2), torch.tensor([[1, 0]]))) > 0
+    try:
+        plt.metrics
+    except ImportError as exc:
+        print(exc)
+    """
+    out = run_python(code=code).stdout
+    assert "needs torchmetrics" in out and "polyloss[torch]" in out
+
+
+# --------------------------------------------------------------------------------------------
+# torchmetrics
+# --------------------------------------------------------------------------------------------
+def _metric_data(rng):
+    scores = rng.integers(-4, 5, (37, 5)).astype(np.float32) / 2  # ties and entries at 0
+    labels = rng.random((37, 5)) < 0.4
+    return scores, labels
+
+
+METRIC_INPUTS = {
+    "PrecisionRecallF1": lambda s, y: (s, y), "MultilabelF1": lambda s, y: (s, y),
+    "MultilabelPrecision": lambda s, y: (s, y), "MultilabelRecall": lambda s, y: (s, y),
+    "Accuracy": lambda s, y: (s, y), "BestThreshold": lambda s, y: (s, y),
+    "Spearman": lambda s, y: (s[:, 0], s[:, 1] + y[:, 2]), "Pearson": lambda s, y: (s[:, 0], s[:, 1] - s[:, 3]),
+    "GlobalPointerF1": lambda s, y: (s[:36, :4].reshape(36, 1, 2, 2), y[:36, :4].reshape(36, 1, 2, 2)),
+    "GlobalPointerPrecisionRecallF1": lambda s, y: (s[:36, :4].reshape(36, 1, 2, 2), y[:36, :4].reshape(36, 1, 2, 2)),
+}
+SETTINGS = {"PrecisionRecallF1": {"average": "macro"}, "MultilabelF1": {"average": "none"}}
+
+
+def _one_shot(line, a, b, settings):
+    state = line.resolve()(**settings).update(a, b)
+    result = state.compute()
+    return result if line.index is None else result[line.index]
+
+
+@pytest.mark.parametrize("line", _wrappers.METRICS, ids=lambda line: line.name)
+def test_torchmetrics_class_equals_polyloss_over_batches(line):
+    a, b = (torch.from_numpy(np.asarray(v)) for v in METRIC_INPUTS[line.name](*_metric_data(np.random.default_rng(1))))
+    settings = SETTINGS.get(line.name, {})
+    metric = getattr(plt.metrics, line.name)(**settings)
+    assert metric.full_state_update is False
+    for field, how in line.resolve().fields.items():
+        assert metric._reductions[field].__name__ == {"sum": "dim_zero_sum", "cat": "dim_zero_cat"}[how]
+    for lo, hi in ((0, 1), (1, 1), (1, 10), (10, len(a))):  # a batch of one row, an empty batch
+        metric.update(a[lo:hi], b[lo:hi])
+    expected = _one_shot(line, a, b, settings)
+    as_tuple = lambda v: v if isinstance(v, tuple) else (v,)  # noqa: E731
+    for g, e in zip(as_tuple(metric.compute()), as_tuple(expected)):
+        assert torch.equal(g, e), (line.name, g, e)
+    metric.reset()
+    metric.update(a, b)  # the state starts again
+    assert torch.equal(as_tuple(metric.compute())[0], as_tuple(expected)[0])
+
+
+def test_state_fields_are_the_keys_of_the_measured_state():
+    s, y = _metric_data(np.random.default_rng(2))
+    for line in _wrappers.METRICS:
+        state, _ = line.resolve()().measure(*METRIC_INPUTS[line.name](s, y))
+        assert set(state) == set(line.resolve().fields), line.name
+
+
+GLOO = r'''
+import datetime, os, sys
+import numpy as np, torch, torch.distributed as dist
+import polyloss.torch as plt
+
+rank, store, folder = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+dist.init_process_group("gloo", init_method="file://" + store, rank=rank, world_size=2,
+                        timeout=datetime.timedelta(seconds=60))
+data = np.load(folder + "/inputs.npz")
+a, b = torch.from_numpy(data["a"]), torch.from_numpy(data["b"])
+rows = [(0, 10), (10, 23)] if rank == 0 else [(23, 37), (37, 37)]   # unequal shares, an empty batch
+out = {}
+for name in NAMES:
+    metric = getattr(plt.metrics, name)(**SETTINGS.get(name, {}))
+    for lo, hi in rows:
+        metric.update(a[lo:hi], b[lo:hi])
+    result = metric.compute()                          # synchronised through the states
+    for i, v in enumerate(result if isinstance(result, tuple) else (result,)):
+        out[f"{name}/{i}"] = v.numpy()
+np.savez(folder + "/rank%d.npz" % rank, **out)
+''' + GLOO_WORKER_END
+
+
+@pytest.mark.slow
+def test_torchmetrics_classes_over_two_gloo_processes_equal_the_one_shot_result(tmp_path):
+    names = ["MultilabelF1", "PrecisionRecallF1", "Accuracy", "BestThreshold"]
+    s, y = _metric_data(np.random.default_rng(3))
+    np.savez(tmp_path / "inputs.npz", a=s, b=y)
+    script = tmp_path / "worker.py"
+    script.write_text(GLOO.replace("NAMES", repr(names)).replace("SETTINGS.get", f"{SETTINGS!r}.get"))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = [pool.submit(run_python, str(script), str(rank), str(tmp_path / "store"), str(tmp_path), timeout=120)
+                for rank in range(2)]
+        for run in runs:
+            run.result()
+    a, b = torch.from_numpy(s), torch.from_numpy(y)
+    for rank in range(2):
+        got = np.load(tmp_path / f"rank{rank}.npz")
+        for name in names:
+            line = next(line for line in _wrappers.METRICS if line.name == name)
+            expected = _one_shot(line, a, b, SETTINGS.get(name, {}))
+            for i, e in enumerate(expected if isinstance(expected, tuple) else (expected,)):
+                np.testing.assert_array_equal(got[f"{name}/{i}"], e.numpy(), err_msg=f"{name} on rank {rank}")
