@@ -9,15 +9,35 @@ dtype. polyloss's own tests use it; so can yours::
     >>> logits, labels = np.array([[2.0, -1.0]]), np.array([[1, 0]])
     >>> assert_close(polyloss.multilabel_crossentropy(logits, labels),
     ...              polyloss.reference.multilabel_crossentropy(logits, labels))
+
+:func:`check_implementation` runs the conformance registry's cases of one of our functions against
+*your* implementation of it, in any framework, and prints the rows of ``polyloss check``::
+
+    >>> import numpy as np
+    >>> from polyloss.testing import check_implementation
+    >>> def my_reduce(values, reduction="mean", *, weights=None, where=None):   # a NumPy port
+    ...     w = np.broadcast_to(1.0 if weights is None else weights, np.shape(values)).astype(values.dtype)
+    ...     keep = (w != 0) & (True if where is None else where)      # masked entries never touched
+    ...     total = np.multiply(values, w, out=np.zeros_like(w), where=keep).sum()
+    ...     if reduction == "sum":
+    ...         return total
+    ...     count = np.sum(w, where=keep)
+    ...     return total / count if count != 0 else np.zeros_like(total)
+    >>> report = check_implementation(my_reduce, "reduce", backends="numpy", file=None)
+    >>> report.ok, len(report.results) > 0
+    (True, True)
 """
 
 from __future__ import annotations
 
+import inspect
 import math
+import sys
+from dataclasses import dataclass, field
 
 import numpy as np
 
-__all__ = ["assert_close", "RTOL", "default_rtol"]
+__all__ = ["assert_close", "RTOL", "default_rtol", "check_implementation", "ImplementationReport"]
 
 #: The default relative tolerance by dtype: a few units in the last place of float64, and for the
 #: narrower dtypes a small multiple of their epsilon (float32 ``2^-23 ≈ 1.2e-7``, float16 ``2^-10``,
@@ -130,3 +150,149 @@ def assert_close(actual, desired, *, rtol: float | None = None, atol: float = 0.
             f"{prefix}{int(np.sum(bad))} of {a.size} entries differ beyond rtol={rtol:g}, atol={atol:g}; worst at "
             f"{where}: actual {a[where]!r}, desired {d[where]!r} (absolute {error:.3g}, relative {relative:.3g})"
         )
+
+
+# ------------------------------------------------------------------------------------------------
+# check_implementation: the registry's cases against a user's implementation
+# ------------------------------------------------------------------------------------------------
+@dataclass
+class ImplementationReport:
+    """What :func:`check_implementation` found: one :class:`~polyloss.conformance.Result` per case run
+    (status PASS, FAIL, ERROR, or SKIP for a case your function cannot take).
+
+    ``ok`` is True only when every case run passed: a skipped case is not a pass, and neither is a
+    report with no case run at all."""
+
+    function: str
+    implementation: str
+    results: list = field(default_factory=list)
+    missing: dict = field(default_factory=dict)
+    header: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.results) and all(r.status == "PASS" for r in self.results)
+
+    @property
+    def passed(self) -> list:
+        return [r for r in self.results if r.status == "PASS"]
+
+    @property
+    def failed(self) -> list:
+        """The case runs that failed (FAIL: an error beyond the tolerance; ERROR: an exception)."""
+        return [r for r in self.results if r.status in ("FAIL", "ERROR")]
+
+    @property
+    def skipped(self) -> list:
+        return [r for r in self.results if r.status == "SKIP"]
+
+    def table(self, format: str = "text") -> str:
+        """The rows of ``polyloss check`` (``format``: text, markdown or json)."""
+        from polyloss.conformance import report
+
+        return report.render(self.results, format=format, header=self.header, missing=self.missing)
+
+    def __str__(self) -> str:
+        return self.table()
+
+
+def _name_of(fn) -> str:
+    return getattr(fn, "__qualname__", None) or getattr(fn, "__name__", None) or repr(fn)
+
+
+def _cannot_take(fn, n_args: int, keywords) -> str | None:
+    """Why ``fn`` cannot be called with ``n_args`` positional arguments and ``keywords``, or None (also when
+    its signature cannot be read: then the call decides)."""
+    try:
+        signature = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return None
+    try:
+        signature.bind(*([None] * n_args), **dict.fromkeys(keywords))
+    except TypeError:
+        params = signature.parameters
+        takes_any = any(p.kind is p.VAR_KEYWORD for p in params.values())
+        absent = [k for k in keywords if k not in params and not takes_any]
+        if absent:
+            return "your function takes no " + ", ".join(f"{k}=" for k in absent)
+        return f"your function cannot be called with {n_args} arguments and {', '.join(keywords) or 'no keywords'}"
+    return None
+
+
+def check_implementation(fn, function: str, *, backends=None, modes=None, devices=None, dtypes=None, cases=None,
+                         file=sys.stdout, format: str = "text") -> ImplementationReport:
+    """Run the conformance cases of polyloss's ``function`` against your implementation ``fn`` and
+    print the rows of ``polyloss check``.
+
+    Every case of the registry for ``function`` (``polyloss check --list --functions NAME`` lists them)
+    calls ``fn`` with the same arguments as our function, as arrays of each backend in ``backends``,
+    and compares the result with the float64 reference: the values entry by entry, and, on backends
+    with autograd, the gradients against central finite differences of the reference. The steps are
+    the conformance runner's (:func:`polyloss.conformance.run_case`), with two differences:
+
+    - a case that passes an argument ``fn`` does not take (a ``where=`` or ``axis=`` your port does
+      not have) is **skipped**, listed with the reason, and never counted as a pass;
+    - the output dtype is yours to choose: a float16 or bfloat16 result is judged by its values at
+      that dtype's tolerance (:data:`RTOL`), not by polyloss's policy of computing half precision
+      in float32 (and the values of a float32 result of half-precision input are held to the same
+      tolerance).
+
+    Args:
+      fn: your implementation, called as ``fn(*args, **kwargs)`` with our function's argument order
+        (wrap it, e.g. ``lambda logits, labels: port(labels, logits)``, if yours differs).
+      function: the name of the polyloss function it implements (``"multilabel_crossentropy"``).
+      backends: the frameworks to feed it, a name or a list: ``"torch"``, ``["numpy", "jax"]``.
+        Default: every installed backend (a port written for one framework: name that one).
+      modes: ``"eager"``, ``"jit"`` (``jax.jit``), ``"function"`` (``tf.function``), ``"compile"``
+        (``torch.compile``). Default: eager, jit and function where the backend has them.
+      devices, dtypes: restrict the devices (``"cpu"``, ``"cuda"``) and dtypes (``"float16"``, ...).
+      cases: restrict to these case names (``"multilabel_crossentropy/hard-bool"`` or ``"hard-bool"``).
+      file: where the table is printed (``None``: not printed).
+      format: ``"text"``, ``"markdown"`` or ``"json"``.
+
+    Returns:
+      An :class:`ImplementationReport`: ``ok`` (True only when every case run passed), ``results``,
+      ``failed``, ``skipped``, and ``table()``.
+
+    JAX runs float64 only when ``jax_enable_x64`` is on (``polyloss check`` turns it on for its own
+    process; this function leaves your JAX as it is).
+    """
+    from polyloss import backends as _backends
+    from polyloss.conformance import matrix, registry, report, runner
+
+    names = [backends] if isinstance(backends, str) else list(backends) if backends is not None else None
+    selected = registry.cases_for([function])
+    if cases is not None:
+        wanted = {cases} if isinstance(cases, str) else set(cases)
+        selected = [c for c in selected if c.name in wanted or c.label in wanted]
+        if not selected:
+            raise ValueError(f"no case of {function} is named {sorted(wanted)}")
+    runs, missing = matrix.plan(backends=names, modes=[modes] if isinstance(modes, str) else modes,
+                                devices=[devices] if isinstance(devices, str) else devices,
+                                dtypes=[dtypes] if isinstance(dtypes, str) else dtypes, cases=selected)
+    results = []
+    for target, case, dtype in runs:
+        args, kwargs = case.inputs(np.random.default_rng(case.seed), dtype)
+        reason = None if case.call is not None else _cannot_take(fn, len(args), kwargs)
+        if reason is not None:
+            results.append(runner.Result(case.name, case.function, target.backend, target.mode, target.device_label,
+                                         dtype, status="SKIP", message=f"{reason} (the case passes "
+                                         + ", ".join(f"{k}=" for k in kwargs) + ")"))
+            continue
+        value_tol = max(runner.tolerance(case, dtype, "value"), default_rtol(dtype))
+        results.append(runner.run_case(case, _backends.get_backend(target.backend), mode=target.mode,
+                                       device=target.device, device_label=target.device_label, dtype=dtype,
+                                       function=fn, output_policy=False, value_tol=value_tol))
+    name = _name_of(fn)
+    header = {
+        "title": f"check_implementation: {name} against polyloss.reference.{function}",
+        "lines": [f"{len(selected)} cases of {function}; backends: "
+                  + (", ".join(sorted({t.backend for t, _, _ in runs})) or "none")],
+        "implementation": name,
+        "function": function,
+    }
+    out = ImplementationReport(function=function, implementation=name, results=results, missing=missing,
+                               header=header)
+    if file is not None:
+        file.write(report.render(results, format=format, header=header, missing=missing))
+    return out

@@ -23,7 +23,7 @@ def _matrix():
                 continue  # torch.compile: a subset, in test_compiled.py
             for label, device in adapter.devices():
                 for case in cases_for():
-                    if not case.runs_on(adapter):
+                    if not case.runs_on(adapter) or (case.modes is not None and mode not in case.modes):
                         continue
                     for dtype in case.dtypes:
                         if dtype in adapter.dtypes(device):

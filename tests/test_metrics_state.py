@@ -501,3 +501,18 @@ def test_dask_stays_lazy_on_ten_million_entries():
     np.testing.assert_array_equal(counts["fn"], np.sum((s2 <= 0) & y2, axis=0))
     assert counts["tp"].dtype == np.int64
     assert build < 10, f"building the graphs took {build:.1f} s"
+
+
+def test_update_shows_its_real_signature():
+    """help(PrecisionRecallF1.update) shows the arguments, not ``*inputs``."""
+    import inspect
+
+    from polyloss import metrics
+
+    expected = {"PrecisionRecallF1": ["scores", "labels"], "Accuracy": ["scores", "labels"],
+                "GlobalPointerF1": ["logits", "labels"], "SpanF1": ["pred_spans", "true_spans"],
+                "BestThreshold": ["scores", "labels"], "Spearman": ["x", "y"], "Pearson": ["x", "y"]}
+    for name, arguments in expected.items():
+        update = getattr(metrics, name).update
+        assert list(inspect.signature(update).parameters)[1:] == arguments, name
+        assert update.__doc__ and "Returns ``self``" in update.__doc__, name

@@ -237,3 +237,85 @@ register(
     Case("leaderboard_mean/geometric", "leaderboard_mean", _board("geometric"), dtypes=ALL_DTYPES),
     Case("leaderboard_mean/harmonic", "leaderboard_mean", _board("harmonic")),
 )
+
+
+# --------------------------------------------------------------------------------------------
+# best_threshold_vector
+# --------------------------------------------------------------------------------------------
+def _vector_scores(rng, rows, step=None):
+    """``[rows, C]`` scores that favour the true class a little, and the class ids; on a grid of
+    ``step`` (exact in every dtype, and ties on purpose) or continuous."""
+    ids = rng.integers(0, C, rows)
+    ids[:C] = np.arange(C)  # every class occurs
+    s = rng.normal(0.0, 1.0, (rows, C)) + 0.8 * (ids[:, None] == np.arange(C))
+    if step is not None:
+        s = np.clip(np.round(s / step) * step, -4.0, 4.0)
+    return s, ids
+
+
+def _vector_f1(rng, dtype):
+    return _vector_scores(rng, N), {}
+
+
+def _vector_f1_grid(rng, dtype):
+    return _vector_scores(rng, N, step=0.125), {"rounds": 2}
+
+
+def _vector_accuracy_grid(rng, dtype):
+    return _vector_scores(rng, N, step=0.25), {"metric": "accuracy"}
+
+
+register(
+    # continuous scores: the offsets are midpoints of differences of scores, whose float32 rounding
+    # (a few 1e-7 absolute) is large relative to an offset near 0, so float64 only ...
+    Case("best_threshold_vector/f1", "best_threshold_vector", _vector_f1, grad_args=(), dtypes=("float64",)),
+    # ... and on a grid of 1/8, where every score, gap and midpoint is exact in every dtype
+    Case("best_threshold_vector/f1-grid", "best_threshold_vector", _vector_f1_grid, grad_args=(),
+         dtypes=ALL_DTYPES),
+    Case("best_threshold_vector/accuracy-grid", "best_threshold_vector", _vector_accuracy_grid, grad_args=()),
+)
+
+
+# --------------------------------------------------------------------------------------------
+# span_f1: spans are Python values, read in eager mode
+# --------------------------------------------------------------------------------------------
+def _spans(rng, sentences, per_sentence):
+    """``[sentences, per_sentence, 3]`` integer spans ``(type, start, end)`` from a small grid, so that
+    predicted and true spans overlap and a sentence may list a span twice (a set: it counts once)."""
+    types = rng.integers(0, 2, (sentences, per_sentence))
+    starts = rng.integers(0, 3, (sentences, per_sentence))
+    ends = starts + rng.integers(0, 2, (sentences, per_sentence))
+    return np.stack([types, starts, ends], axis=-1).astype(np.int64)
+
+
+def _span_pairs(rng, dtype):
+    return (_spans(rng, 6, 4), _spans(rng, 6, 3)), {}
+
+
+def _span_nothing_predicted(rng, dtype):
+    return (np.zeros((4, 0, 3), dtype=np.int64), _spans(rng, 4, 2)), {"zero_division": 1.0}
+
+
+def _span_call(function, pred_spans, true_spans, **kwargs):
+    """``span_f1`` on the backend's arrays, one ``[K, 3]`` array of span rows per sentence (array rows
+    are spans, as the docstring says); its Python floats come back as float64 arrays of that backend."""
+    import polyloss
+
+    xp, backend = polyloss.get_namespace(pred_spans)
+    sentences = backend.shape(pred_spans)[0]
+    values = function([pred_spans[i, ...] for i in range(sentences)], [true_spans[i, ...] for i in range(sentences)],
+                      **kwargs)
+    return tuple(xp.asarray(v, dtype=xp.float64, device=backend.device(pred_spans)) for v in values)
+
+
+def _span_reference_call(function, pred_spans, true_spans, **kwargs):
+    return function([[tuple(row) for row in sentence.tolist()] for sentence in pred_spans],
+                    [[tuple(row) for row in sentence.tolist()] for sentence in true_spans], **kwargs)
+
+
+register(
+    Case("span_f1/overlapping", "span_f1", _span_pairs, grad_args=(), dtypes=("float64",), modes=("eager",),
+         call=_span_call, reference_call=_span_reference_call),
+    Case("span_f1/nothing-predicted", "span_f1", _span_nothing_predicted, grad_args=(), dtypes=("float64",),
+         modes=("eager",), call=_span_call, reference_call=_span_reference_call),
+)

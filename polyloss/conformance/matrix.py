@@ -9,7 +9,7 @@ from polyloss import backends as _backends
 from polyloss.conformance.registry import Case, cases_for
 from polyloss.conformance.runner import Result, run_case
 
-__all__ = ["Target", "targets", "check", "prepare"]
+__all__ = ["Target", "targets", "plan", "check", "prepare"]
 
 # modes beyond eager that run by default; torch.compile is opt-in (minutes of compilation)
 DEFAULT_MODES = ("eager", "jit", "function")
@@ -59,24 +59,35 @@ def targets(backends: Iterable[str] | None = None, modes: Iterable[str] | None =
     return out, missing
 
 
-def check(functions=None, *, backends=None, modes=None, devices=None, dtypes=None,
-          cases: list[Case] | None = None, on_result=None) -> tuple[list[Result], dict[str, str]]:
-    """Run the registry; returns the results and the backends that could not run."""
+def plan(functions=None, *, backends=None, modes=None, devices=None, dtypes=None,
+         cases: list[Case] | None = None) -> tuple[list[tuple[Target, Case, str]], dict[str, str]]:
+    """The case runs of a selection, ``(target, case, dtype)`` in the order :func:`check` runs them, and
+    the backends that are not installed (name -> reason)."""
     selected = cases if cases is not None else cases_for(functions)
-    plan, missing = targets(backends, modes, devices)
-    results = []
-    for target in plan:
+    wanted_targets, missing = targets(backends, modes, devices)
+    runs = []
+    for target in wanted_targets:
         backend = _backends.get_backend(target.backend)
         available = backend.dtypes(target.device)
         for case in selected:
-            if not case.runs_on(backend):
+            if not case.runs_on(backend) or (case.modes is not None and target.mode not in case.modes):
                 continue
             for dtype in case.dtypes:
                 if dtype not in available or (dtypes is not None and dtype not in dtypes):
                     continue
-                result = run_case(case, backend, mode=target.mode, device=target.device,
-                                  device_label=target.device_label, dtype=dtype)
-                results.append(result)
-                if on_result is not None:
-                    on_result(result)
+                runs.append((target, case, dtype))
+    return runs, missing
+
+
+def check(functions=None, *, backends=None, modes=None, devices=None, dtypes=None,
+          cases: list[Case] | None = None, on_result=None) -> tuple[list[Result], dict[str, str]]:
+    """Run the registry; returns the results and the backends that could not run."""
+    runs, missing = plan(functions, backends=backends, modes=modes, devices=devices, dtypes=dtypes, cases=cases)
+    results = []
+    for target, case, dtype in runs:
+        result = run_case(case, _backends.get_backend(target.backend), mode=target.mode, device=target.device,
+                          device_label=target.device_label, dtype=dtype)
+        results.append(result)
+        if on_result is not None:
+            on_result(result)
     return results, missing

@@ -53,7 +53,8 @@ class Case:
     ``autograd``: the function differentiates (a user's loss function, through the adapter's hooks), so
     backends without automatic differentiation do not run the case (:meth:`runs_on`). ``normwise``: the
     positions of results that are gradients (returned as values by ``call``, e.g. the weight gradients of a
-    training step), compared normwise like gradients instead of entry by entry.
+    training step), compared normwise like gradients instead of entry by entry. ``modes`` limits the modes the case runs in (None: every mode of every backend): a function of
+    Python values such as ``span_f1`` reads its inputs' values, which no compiled mode has.
     """
 
     name: str
@@ -71,6 +72,7 @@ class Case:
     reference_call: Callable | None = None
     autograd: bool = False
     normwise: tuple[int, ...] = ()
+    modes: tuple[str, ...] | None = None
 
     def runs_on(self, backend) -> bool:
         """Whether ``backend`` runs this case: it supports the function, and has autograd if the case needs it."""
@@ -99,10 +101,23 @@ def cases_for(functions=None) -> list[Case]:
     if functions is None:
         return list(CASES)
     wanted = set(functions)
-    unknown = wanted - {c.function for c in CASES}
+    known = sorted({c.function for c in CASES})
+    unknown = wanted - set(known)
     if unknown:
-        raise ValueError(f"no conformance cases for {sorted(unknown)}")
+        raise ValueError(f"no conformance cases for {sorted(unknown)} ({_suggestions(unknown, known)})")
     return [c for c in CASES if c.function in wanted]
+
+
+def _suggestions(unknown, known) -> str:
+    """``'focal_los': did you mean 'focal_loss'?`` for each unknown name (close matches by difflib)."""
+    import difflib
+
+    hints = []
+    for name in sorted(unknown):
+        close = difflib.get_close_matches(name, known, n=3, cutoff=0.6)
+        hints.append(f"{name!r}: did you mean {' or '.join(map(repr, close))}?" if close
+                     else f"{name!r}: no such function")
+    return "; ".join(hints)
 
 
 def _load() -> None:

@@ -43,8 +43,10 @@ class Result:
     dtype: str
     value_error: float | None = None
     grad_error: float | None = None
-    status: str = "PASS"  # PASS, FAIL or ERROR
+    status: str = "PASS"  # PASS, FAIL or ERROR (SKIP: polyloss.testing.check_implementation, a case not run)
     message: str = ""
+    value_tol: float | None = None  # the tolerances the errors were held to (grad_tol: None when not checked)
+    grad_tol: float | None = None
 
     @property
     def passed(self) -> bool:
@@ -115,9 +117,10 @@ def _resolve(root, dotted: str):
     return out
 
 
-def library_call(case: Case):
-    """``(*args, **kwargs) -> result`` of the library side of ``case`` (through ``case.call``)."""
-    function = library_function(case.function)
+def library_call(case: Case, function=None):
+    """``(*args, **kwargs) -> result`` of the library side of ``case`` (through ``case.call``); ``function``
+    replaces the library function (a user's implementation, for ``polyloss.testing.check_implementation``)."""
+    function = library_function(case.function) if function is None else function
     if case.call is None:
         return function
     return lambda *args, **kwargs: case.call(function, *args, **kwargs)
@@ -180,6 +183,7 @@ class _Call:
     ref_kwargs: dict
     positions: list  # the positions of the array arguments (those passed through compile/grad)
     function: object  # the library function
+    options: dict  # the case's options of the library function (none for a user's function)
 
     def __call__(self, *arrays, options):
         full = list(self.args)
@@ -192,7 +196,7 @@ class _Call:
         return [self.args[p] for p in self.positions]
 
 
-def _prepare_call(case: Case, backend, dtype: str, device) -> _Call:
+def _prepare_call(case: Case, backend, dtype: str, device, function=None) -> _Call:
     args_np, kwargs_np = case.inputs(np.random.default_rng(case.seed), dtype)
     args = [_to_backend(backend, a, dtype, device) for a in args_np]
     kwargs = {k: _to_backend(backend, v, dtype, device) for k, v in kwargs_np.items()}
@@ -202,7 +206,8 @@ def _prepare_call(case: Case, backend, dtype: str, device) -> _Call:
         ref_args=[_rounded(backend, a, o) for a, o in zip(args, args_np)],
         ref_kwargs={k: _rounded(backend, kwargs[k], o) for k, o in kwargs_np.items()},
         positions=[i for i, a in enumerate(args_np) if isinstance(a, np.ndarray)],
-        function=library_call(case),
+        function=library_call(case, function),
+        options=case.options if function is None else {},
     )
 
 
@@ -211,9 +216,28 @@ def _reference_output(case: Case, call: _Call):
     return tuple(np.asarray(r) for r in out) if isinstance(out, tuple) else np.asarray(out)
 
 
-def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, problems) -> float:
+def _worst_entry(actual: np.ndarray, expected: np.ndarray, floor: float) -> tuple[float, str]:
+    """The largest entry-wise error of ``actual`` and where it is, in words (for a failure message)."""
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return math.inf, f"shape {actual.shape}, reference {expected.shape}"
+    if actual.size == 0:
+        return 0.0, ""
+    with np.errstate(all="ignore"):
+        same = (actual == expected) | (np.isnan(actual) & np.isnan(expected))
+        error = np.where(np.isfinite(expected), np.abs(actual - expected) / np.maximum(np.abs(expected), floor), np.inf)
+        error = np.where(same, 0.0, np.where(np.isnan(error), np.inf, error))
+    index = np.unravel_index(int(np.argmax(error)), error.shape)
+    where = f"at {tuple(int(i) for i in index)}" if index else "for the 0-d result"
+    return float(error[index]), f"worst {where}: {actual[index]:.6g}, reference {expected[index]:.6g}"
+
+
+def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, problems,
+                    output_policy=True, worst=None) -> float:
     """The largest relative error of the results against the reference; dtype and device problems are
-    appended to ``problems``."""
+    appended to ``problems`` (the output dtype only under ``output_policy``: polyloss's compute dtype),
+    and the worst entry, in words, to ``worst``."""
     # several results (precision, recall, f1; threshold, value) are compared one by one
     outs = tuple(out) if isinstance(out, (tuple, list)) else (out,)
     expected_all = expected if isinstance(expected, tuple) else (expected,)
@@ -222,7 +246,7 @@ def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, 
     errors = []
     for position, (o, e) in enumerate(zip(outs, expected_all)):
         actual, e = backend.to_numpy(o), np.asarray(e)
-        if not case.exact:
+        if not case.exact and output_policy:
             want = backend.dtype(compute_dtype_name(dtype))
             if o.dtype != want:
                 problems.append(f"output dtype {o.dtype}, expected {want}")
@@ -233,6 +257,8 @@ def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, 
         else:
             floor = float(np.finfo(compute_dtype_name(dtype)).tiny)
             errors.append(relative_error(actual, e, elementwise=position not in case.normwise, floor=floor))
+            if worst is not None:
+                worst.append(_worst_entry(actual, e, floor))
     return max(errors)
 
 
@@ -245,7 +271,10 @@ def _compare_gradients(case, backend, call, expected, *, dtype, device, mode, pr
     xp = backend.namespace
 
     def objective(*arrays):
-        return xp.sum(call(*arrays, options=case.options) * w)
+        out = call(*arrays, options=call.options)
+        # a user's function may return another dtype than polyloss's (check_implementation): the
+        # cotangent follows its output
+        return xp.sum(out * (w if out.dtype == w.dtype else xp.astype(w, out.dtype)))
 
     value_and_grad = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
     _, grads = value_and_grad(*call.arrays)
@@ -257,24 +286,36 @@ def _compare_gradients(case, backend, call, expected, *, dtype, device, mode, pr
 
 
 def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_label: str = "cpu",
-             dtype: str = "float32", check_grad: bool = True) -> Result:
+             dtype: str = "float32", check_grad: bool = True, function=None, output_policy: bool = True,
+             value_tol: float | None = None) -> Result:
     """Evaluate ``case`` on ``backend`` and compare with the reference: the values, then (on backends
-    with autograd) the gradients. Any exception is reported as an ERROR row, never hidden."""
+    with autograd) the gradients. Any exception is reported as an ERROR row, never hidden.
+
+    For a user's implementation (``polyloss.testing.check_implementation``): ``function`` replaces the
+    library function, ``output_policy=False`` drops the check of polyloss's output dtype, and
+    ``value_tol`` replaces the value tolerance."""
     result = Result(case.name, case.function, backend.name, mode, device_label, dtype)
     problems: list[str] = []
+    value_tolerance = tolerance(case, dtype, "value") if value_tol is None else value_tol
+    worst: list = []
     try:
-        call = _prepare_call(case, backend, dtype, device)
+        call = _prepare_call(case, backend, dtype, device, function)
         expected = _reference_output(case, call)
-        out = backend.compile(lambda *arrays: call(*arrays, options=case.options), mode)(*call.arrays)
+        out = backend.compile(lambda *arrays: call(*arrays, options=call.options), mode)(*call.arrays)
         result.value_error = _compare_values(case, backend, call, out, expected, dtype=dtype, device=device,
-                                             mode=mode, problems=problems)
-        if not case.exact and result.value_error > tolerance(case, dtype, "value"):
-            problems.append(f"value error {result.value_error:.3g} > {tolerance(case, dtype, 'value'):.1g}")
+                                             mode=mode, problems=problems, output_policy=output_policy, worst=worst)
+        if not case.exact:
+            result.value_tol = value_tolerance
+            if result.value_error > value_tolerance:
+                where = max(worst)[1] if worst else ""
+                problems.append(f"value error {result.value_error:.3g} > {value_tolerance:.1g}"
+                                + (f" ({where})" if where else ""))
         if check_grad and case.grad_args and backend.has_autograd:
+            result.grad_tol = tolerance(case, dtype, "grad")
             result.grad_error = _compare_gradients(case, backend, call, expected, dtype=dtype, device=device,
                                                    mode=mode, problems=problems)
-            if result.grad_error > tolerance(case, dtype, "grad"):
-                problems.append(f"gradient error {result.grad_error:.3g} > {tolerance(case, dtype, 'grad'):.1g}")
+            if result.grad_error > result.grad_tol:
+                problems.append(f"gradient error {result.grad_error:.3g} > {result.grad_tol:.1g}")
     except Exception as exc:  # reported, never hidden: the row is an ERROR
         result.status = "ERROR"
         result.message = f"{type(exc).__name__}: {exc}"

@@ -57,12 +57,24 @@ def entity_counts(logits, labels, *, threshold=0.0):
     return x, _counts.as_count(xp, backend, d.pred), _counts.as_count(xp, backend, d.truth), d.scores.dtype, xp
 
 
+def _on_host(entry):
+    """An array of a framework (a ``[K, n]`` array of span rows, or one span) as a NumPy array, which
+    every framework's arrays become (TensorFlow tensors and array-api-strict arrays cannot be iterated
+    into hashable rows); anything else unchanged."""
+    from polyloss import backends
+
+    backend = None if isinstance(entry, (str, bytes, list, tuple, set, frozenset)) else backends.backend_for(entry)
+    return backend.to_numpy(entry) if backend is not None else entry
+
+
 def _span_set(entry, name: str, position: int) -> set:
+    entry = _on_host(entry)
     if isinstance(entry, (str, bytes)) or not isinstance(entry, Iterable):
         raise TypeError(f"{name}[{position}] must be an iterable of spans such as (type, start, end), "
                         f"got {type(entry).__name__}")
     spans = set()
     for span in entry:
+        span = _on_host(span)
         if hasattr(span, "tolist"):  # a row of a NumPy / framework array
             span = span.tolist()
         if isinstance(span, list):

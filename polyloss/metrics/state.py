@@ -182,6 +182,11 @@ class PrecisionRecallF1(Metric):
     def _config(self):
         return (_counts.settings_key(self.threshold), self.average, _counts.settings_key(self.zero_division))
 
+    def update(self, scores, labels):
+        """Add a batch: ``scores`` and ``labels`` as for :func:`~polyloss.metrics.precision_recall_f1` (0/1
+        labels of the scores' shape, or class ids of ``scores.shape[:-1]``). Returns ``self``."""
+        return super().update(scores, labels)
+
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, threshold=self.threshold, caller="PrecisionRecallF1.update")
         tp, fp, fn = _counts.class_counts(d)
@@ -208,6 +213,10 @@ class Accuracy(Metric):
 
     def _config(self):
         return (_counts.settings_key(self.threshold),)
+
+    def update(self, scores, labels):
+        """Add a batch: ``scores`` and ``labels`` as for :func:`~polyloss.metrics.accuracy`. Returns ``self``."""
+        return super().update(scores, labels)
 
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, threshold=self.threshold, caller="Accuracy.update")
@@ -241,6 +250,11 @@ class GlobalPointerF1(Metric):
     def _config(self):
         return (_counts.settings_key(self.threshold), _counts.settings_key(self.zero_division))
 
+    def update(self, logits, labels):
+        """Add a batch: GlobalPointer ``logits [..., L, L]`` (masked spans ``-inf``) and 0/1 ``labels`` of
+        the same shape, as for :func:`~polyloss.metrics.global_pointer_f1`. Returns ``self``."""
+        return super().update(logits, labels)
+
     def _measure(self, logits, labels):
         x, y, z, dtype, _ = entities.entity_counts(logits, labels, threshold=self.threshold)
         return {"x": x, "y": y, "z": z}, dtype
@@ -270,6 +284,11 @@ class SpanF1(Metric):
 
     def _config(self):
         return (_counts.settings_key(self.zero_division),)
+
+    def update(self, pred_spans, true_spans):
+        """Add a batch: one collection of spans per sentence in each, as for
+        :func:`~polyloss.metrics.span_f1`. Returns ``self``."""
+        return super().update(pred_spans, true_spans)
 
     def _measure(self, pred_spans, true_spans):
         import numpy as np
@@ -315,6 +334,11 @@ class BestThreshold(_Values):
     def _config(self):
         return (self.metric, _counts.settings_key(self.zero_division))
 
+    def update(self, scores, labels):
+        """Add a batch: ``scores`` and 0/1 ``labels`` of the same shape, as for
+        :func:`~polyloss.metrics.best_threshold`. Returns ``self``."""
+        return super().update(scores, labels)
+
     def _measure(self, scores, labels):
         d = _counts.decisions(scores, labels, decide=False, caller="BestThreshold.update", allow_class_ids=False,
                               class_id_hint=_counts.CLASS_ID_HINT)
@@ -332,6 +356,11 @@ class _Correlation(_Values):
     _function = None
     _finite = False  # the function's own rules for the values
     _keep_y_dtype = False
+
+    def update(self, x, y):
+        """Add a batch of pairs: 1-D ``x`` (floating) and ``y`` of the same length; a batch may hold one
+        pair or none. Returns ``self``."""
+        return super().update(x, y)
 
     def _measure(self, x, y):
         # a batch may hold one pair, or none (a worker without data): compute() needs two in all

@@ -815,7 +815,7 @@ def flooding(loss, level, *, where=None):
     """Flooding, Ishida et al. 2020; kexue 7643 (reference).
 
     L̄ = mean of ``loss`` over its entries (those where ``where`` is True; 0 if none);
-    returns |L̄ - b| + b (b = ``level`` >= 0), i.e. L̄ when L̄ >= b and 2b - L̄ below the level.
+    returns ``|L̄ - b| + b`` (b = ``level`` >= 0), i.e. L̄ when L̄ >= b and 2b - L̄ below the level.
     It acts on the batch mean, not per example.
 
     Returns

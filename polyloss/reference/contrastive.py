@@ -498,7 +498,7 @@ def arcface(cosines, labels, *, scale=64.0, margin=0.5, axis=-1, where=None):
 
     Plain cos(θ + m): no "easy margin", no fix-up for θ + m > π. Labels and ``where`` as in
     ``am_softmax``; ``scale`` > 0, ``margin`` finite. With margin 0 it equals ``am_softmax`` with
-    margin 0 (for |c_t| <= 1).
+    margin 0 (for ``|c_t| <= 1``).
 
     Examples
     --------

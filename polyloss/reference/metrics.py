@@ -42,6 +42,7 @@ __all__ = [
     "precision_recall_f1",
     "accuracy",
     "best_threshold",
+    "best_threshold_vector",
     "global_pointer_f1",
     "span_f1",
     "spearman",
@@ -381,7 +382,7 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     (``zero_division=nan``) is never larger than another, so it only wins as the only candidate.
 
     The threshold returned for the chosen candidate: c_0 -> nextafter(u_1, -inf), or minus the
-    smallest normal float when |u_1| is below it (a subnormal threshold is flushed to 0 by JAX and
+    smallest normal float when ``|u_1|`` is below it (a subnormal threshold is flushed to 0 by JAX and
     TensorFlow); c_j with j < m ->
     the midpoint u_j/2 + u_{j+1}/2 if u_j <= mid < u_{j+1} (else u_j); c_m -> u_m. kexue 8860 fits
     such a threshold with a numerical search; trying every cut is exact.
@@ -449,6 +450,76 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     return np.array(threshold, dtype=np.float64), _float(best_value)
 
 
+def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
+    """Per-class offsets ``b`` for multi-class predictions ``argmax(scores + b)`` by coordinate ascent
+    (kexue 8860's threshold vector on logits) (reference).
+
+    ``scores [N, C]`` (finite), class ids ``labels [N]``. The metric of offsets ``b`` is macro F1
+    (``2 TP_k / (predicted_k + true_k)``, 0 for a class with a zero denominator, averaged over all C
+    classes) or accuracy of ``argmax_k (s_nk + b_k)`` (the first maximum), exactly. Starting from
+    ``b = 0``, ``rounds`` passes over the classes k = 0..C-1: with the other offsets fixed, example n
+    predicts k exactly when ``b_k > d_n = max_{j != k}(s_nj + b_j) - s_nk``; with d_(1) < ... < d_(m)
+    the distinct values, the candidates for ``b_k`` are, in this order, ``d_(1) - 1``, the midpoints
+    ``d_(i)/2 + d_(i+1)/2`` (or ``d_(i+1)`` if the midpoint rounds outside ``(d_(i), d_(i+1)]``), and
+    ``d_(m) + 1``. Each candidate's metric is evaluated by brute force; the largest wins (the first,
+    i.e. the smallest offset, among equal values), and it replaces ``b_k`` if its metric is not below
+    the current one. One class has no rival: its offset stays 0.
+
+    Returns
+    -------
+    (offsets, value): a float64 array [C] and a 0-d float64 array.
+
+    Examples
+    --------
+    >>> scores = [[1.0, 0.5], [1.0, 0.25], [1.0, 0.75], [0.0, 1.0]]
+    >>> offsets, value = best_threshold_vector(scores, [0, 0, 1, 1], metric="accuracy")
+    >>> offsets.tolist(), float(value)   # b_0 in (-0.5, -0.25): rows 0, 1 stay 0, row 2 moves to 1
+    ([-0.375, 0.0], 1.0)
+    """
+    if metric not in ("f1", "accuracy"):
+        raise ValueError(f"metric must be 'f1' or 'accuracy', got {metric!r}")
+    if isinstance(rounds, bool) or not isinstance(rounds, (int, np.integer)) or rounds < 1:
+        raise ValueError(f"rounds must be a positive int, got {rounds!r}")
+    scores = _scores(scores, "scores")
+    labels = np.asarray(labels)
+    if scores.ndim != 2 or labels.shape != scores.shape[:1] or labels.dtype.kind not in "iu":
+        raise ValueError(f"best_threshold_vector: needs scores [N, C] and integer class ids [N], got scores "
+                         f"{scores.shape} and labels {labels.shape} of dtype {labels.dtype}")
+    if scores.shape[0] == 0 or not np.isfinite(scores).all():
+        raise ValueError(f"best_threshold_vector: scores {scores.shape} must be non-empty and finite")
+    rows, ids = _rows_of(scores), [int(y) for y in labels.tolist()]
+    n_classes = len(rows[0])
+    if any(not 0 <= y < n_classes for y in ids):
+        raise ValueError(f"best_threshold_vector: class ids must lie in [0, {n_classes})")
+
+    def value_of(offsets):
+        pred = [_argmax([s + b for s, b in zip(row, offsets)]) for row in rows]
+        if metric == "accuracy":
+            return Fraction(sum(p == y for p, y in zip(pred, ids)), len(ids))
+        f1 = [_ratio(2 * sum(p == y == k for p, y in zip(pred, ids)), pred.count(k) + ids.count(k), Fraction(0))
+              for k in range(n_classes)]
+        return _mean(f1)
+
+    offsets = [0.0] * n_classes
+    current = value_of(offsets)
+    for _ in range(rounds):
+        for k in range(n_classes if n_classes > 1 else 0):
+            gaps = sorted({max(row[j] + offsets[j] for j in range(n_classes) if j != k) - row[k] for row in rows})
+            candidates = [gaps[0] - 1.0]
+            for low, high in zip(gaps, gaps[1:]):
+                mid = low / 2 + high / 2
+                candidates.append(mid if low < mid <= high else high)
+            candidates.append(gaps[-1] + 1.0)
+            best, best_value = None, None
+            for b in candidates:
+                v = value_of(offsets[:k] + [b] + offsets[k + 1:])
+                if best_value is None or v > best_value:
+                    best, best_value = b, v
+            if best_value >= current:
+                offsets[k], current = best, best_value
+    return np.array(offsets, dtype=np.float64), _float(current)
+
+
 # ---------------------------------------------------------------------------------------------
 # E3. entity / span F1
 # ---------------------------------------------------------------------------------------------
@@ -500,7 +571,7 @@ def span_f1(pred_spans, true_spans, *, zero_division=0.0):
     """Entity-level precision, recall, F1 from span sets (kexue 8373) (reference).
 
     ``pred_spans[s]`` and ``true_spans[s]`` are the spans (hashable, e.g. ``(type, start, end)``) of
-    sentence s, each treated as a set; X = Σ_s |P_s ∩ T_s|, Y = Σ_s |P_s|, Z = Σ_s |T_s|;
+    sentence s, each treated as a set; ``X = Σ_s |P_s ∩ T_s|``, ``Y = Σ_s |P_s|``, ``Z = Σ_s |T_s|``;
     P = X/Y, R = X/Z, F1 = 2X/(Y+Z), a zero denominator gives ``zero_division``.
 
     Returns

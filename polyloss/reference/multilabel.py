@@ -457,8 +457,8 @@ def multilabel_divergence(logits_a, logits_b, *, axis=-1, where=None):
     Source: kexue.fm/archives/9039 (for R-Drop / virtual adversarial training on ZLPR and
     GlobalPointer heads).
 
-    Each term is evaluated as |s - t|·|σ(s) - σ(t)| with a cancellation-free closed form of the
-    sigmoid difference (see ``_sigmoid_gap``), exact to a few ulps for |logits| up to 1e4 and beyond.
+    Each term is evaluated as ``|s - t|·|σ(s) - σ(t)|`` with a cancellation-free closed form of the
+    sigmoid difference (see ``_sigmoid_gap``), exact to a few ulps for ``|logits|`` up to 1e4 and beyond.
 
     Examples
     --------
