@@ -53,7 +53,8 @@ class Case:
     ``autograd``: the function differentiates (a user's loss function, through the adapter's hooks), so
     backends without automatic differentiation do not run the case (:meth:`runs_on`). ``normwise``: the
     positions of results that are gradients (returned as values by ``call``, e.g. the weight gradients of a
-    training step), compared normwise like gradients instead of entry by entry. ``modes`` limits the modes the case runs in (None: every mode of every backend): a function of
+    training step), compared normwise like gradients instead of entry by entry.
+    ``modes`` limits the modes the case runs in (None: every mode of every backend): a function of
     Python values such as ``span_f1`` reads its inputs' values, which no compiled mode has.
     """
 
