@@ -101,8 +101,10 @@ class _Chain:
     ``emissions`` is in the compute dtype with 0 at masked positions (their values are ignored, NaN
     included); ``transitions``, ``start`` and ``end`` in the compute dtype (``start``/``end`` None when
     not given); ``valid [B, T]`` the tokens; ``first``/``length [B]`` (index dtype) each row's first
-    token and its number of tokens; ``aligned`` True when there is no mask (every row fills T: no
-    realignment); ``undefined [B]`` the rows with NaN or ``+inf`` in a score they use (those scores are
+    token and its number of tokens; ``layout`` (static) ``"full"`` when every row fills T (no mask, or
+    seen so in eager mode: no realignment at all), ``"right"`` when every row starts at position 0 (right
+    padding, seen in eager mode: no move to the start), ``"any"`` otherwise (compiled code with a mask);
+    ``undefined [B]`` the rows with NaN or ``+inf`` in a score they use (those scores are
     replaced by 0 in the arrays above: the rows come out NaN), ``undefined_emissions [B]`` the rows with
     such an emission, ``bad_transitions [K, K]`` the transitions that are NaN or ``+inf``; ``tags`` the
     gold tags (index dtype, 0 where masked or out of range) and ``bad_tags [B]`` the rows with a tag
@@ -118,7 +120,7 @@ class _Chain:
     valid: Any
     first: Any
     length: Any
-    aligned: bool
+    layout: str
     undefined: Any
     undefined_emissions: Any
     bad_transitions: Any
@@ -196,31 +198,18 @@ def _check_contiguous(xp, backend, mask, bad_rows, first, length) -> None:
 
 
 def _undefined(xp, x):
-    """NaN or ``+inf``: a score outside the contract (its rows come out NaN)."""
+    """NaN or ``+inf``: a score outside the contract. The rows that use one come out NaN; it is replaced
+    by 0 in the arrays the kernels see (their gradient is 0 through that ``where``), so that it cannot
+    reach ``inf - inf`` in the other rows' arithmetic or raise NumPy's invalid-value warnings."""
     return xp.isnan(x) | (x == math.inf)
 
 
-def _undefined_rows(xp, e, transitions, start, end, valid, length):
-    """``[B]``: rows with NaN or ``+inf`` in a score they use (an emission at a token; ``start``/``end``
-    when the row has a token; a transition when it has two)."""
-    rows = _undefined_emissions(xp, e, valid)
-    rows = rows | (xp.any(_undefined(xp, transitions)) & (length >= 2))
-    for boundary in (start, end):
-        if boundary is not None:
-            rows = rows | (xp.any(_undefined(xp, boundary)) & (length >= 1))
-    return rows
-
-
-def _undefined_emissions(xp, e, valid):
-    """``[B]``: rows with NaN or ``+inf`` in an emission at a token."""
-    return xp.any(_undefined(xp, e) & valid[..., None], axis=(1, 2))
-
-
-def _defined(xp, x):
-    """``x`` with its NaN and ``+inf`` scores replaced by 0. The rows that use them come out NaN (their
-    gradient is 0 through that ``where``); replaced, they cannot reach ``inf - inf`` in the other rows'
-    arithmetic, or raise NumPy's invalid-value warnings."""
-    return None if x is None else xp.where(_undefined(xp, x), 0.0, x)
+def _eager_layout(xp, backend, native, first, length) -> str:
+    """``"full"``, ``"right"`` or ``"any"`` (see :class:`_Chain`), from the values (eager mode only): the
+    realignment gathers are skipped where they would move nothing."""
+    if bool(xp.any(first != 0)):
+        return "any"
+    return "full" if bool(xp.all(length == backend.shape(native)[1])) else "right"
 
 
 def _gold_tags(xp, backend, chain_like, tags, valid, k: int):
@@ -265,10 +254,13 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
         raise ValueError(f"transitions has shape {tuple(a.shape)} but emissions of shape {tuple(native.shape)} "
                          f"need transitions of shape [K, K] = ({k}, {k})")
     s, u = _vector(scores, start, "start", k), _vector(scores, end, "end", k)
+    bad_e = _undefined(xp, e)
     if mask is None:
         valid = xp.ones_like(e[..., 0], dtype=xp.bool)
         first, length = _extent(xp, backend, valid)
-        aligned = True
+        undefined_emissions = xp.any(bad_e, axis=(1, 2))
+        e = xp.where(bad_e, 0.0, e)
+        layout = "full"
     else:
         valid = backend.asarray(mask, like=native, name="mask")
         if valid.dtype != xp.bool:
@@ -278,20 +270,28 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
                              f"need a mask of shape [B, T] = {tuple(native.shape[:2])}")
         first, length = _extent(xp, backend, valid)
         holes = _rows_with_holes(xp, backend, valid, first, length)
+        layout = "any"
         if _checks.values_checked(backend, native, valid):
             _check_contiguous(xp, backend, valid, holes, first, length)
-        e = xp.where(valid[..., None], e, 0.0)  # masked scores are ignored, NaN included
-        aligned = False
-    undefined = _undefined_rows(xp, e, a, s, u, valid, length)
-    undefined_emissions = _undefined_emissions(xp, e, valid)
-    if mask is not None:  # compiled, a row with holes (not seen as an error) comes out NaN
-        undefined, undefined_emissions = undefined | holes, undefined_emissions | holes
+            layout = _eager_layout(xp, backend, native, first, length)
+        # compiled, a row with holes (not seen as an error) comes out NaN
+        undefined_emissions = xp.any(bad_e & valid[..., None], axis=(1, 2)) | holes
+        e = xp.where(valid[..., None] & ~bad_e, e, 0.0)  # masked scores are ignored, NaN included
     bad_transitions = _undefined(xp, a)
-    e, a, s, u = (_defined(xp, x) for x in (e, a, s, u))
+    undefined = undefined_emissions | (xp.any(bad_transitions) & (length >= 2))
+    a = xp.where(bad_transitions, 0.0, a)
+    boundaries = []
+    for boundary in (s, u):
+        if boundary is not None:
+            bad = _undefined(xp, boundary)
+            undefined = undefined | (xp.any(bad) & (length >= 1))
+            boundary = xp.where(bad, 0.0, boundary)
+        boundaries.append(boundary)
+    s, u = boundaries
     y = bad_tags = None
     if has_tags:
         y, bad_tags = _gold_tags(xp, backend, native, tags, valid, k)
-    return _Chain(xp, backend, native, e, a, s, u, valid, first, length, aligned, undefined, undefined_emissions,
+    return _Chain(xp, backend, native, e, a, s, u, valid, first, length, layout, undefined, undefined_emissions,
                   bad_transitions, y, bad_tags)
 
 
@@ -357,12 +357,12 @@ def _semiring_scan(xp, backend, init, xs, weights, reduce):
     return backend.scan(step, init, xs)[1]
 
 
-def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, aligned):
-    """``log Z [B]`` and the residuals ``(α', β', log Z)``: ``α'``/``β' [B, T, K]`` at the tokens'
-    positions, ``-inf`` elsewhere (see the module docstring)."""
+def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
+    """``log Z [B]`` and the residuals ``(α', β', shift)``: ``α'``/``β' [B, T, K]`` at the tokens'
+    positions, ``-inf`` elsewhere (see the module docstring), and ``log Z`` as a finite shift."""
     b_size, t_size, k = backend.shape(e)
-    e_start = e if aligned else _to_start(xp, backend, e, first, length)
-    e_end = e if aligned else _to_end(xp, backend, e, first, length)
+    e_start = _to_start(xp, backend, e, first, length) if layout == "any" else e
+    e_end = e if layout == "full" else _to_end(xp, backend, e, first, length)
 
     # both recursions side by side: step k feeds e_start[k-1] to α' and e_end[T-k] to β' (T steps; the
     # last one runs past the ends and is dropped, so that T = 1 needs no special case)
@@ -381,9 +381,11 @@ def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, aligned):
     last = xp.clip(length - 1, min=0)
     final = _take_positions(xp, alpha + e_start, last[:, None])[:, 0, :] + u
     log_z = xp.where(length > 0, _ops.logsumexp(xp, backend, final, axis=-1), 0.0)
-    if not aligned:
+    if layout != "full":
         valid = _span(xp, backend, e, first, length)[..., None]
-        alpha = xp.where(valid, _from_start(xp, backend, alpha, first, length), _NEG_INF)
+        if layout == "any":
+            alpha = _from_start(xp, backend, alpha, first, length)
+        alpha = xp.where(valid, alpha, _NEG_INF)
         beta = xp.where(valid, _from_end(xp, backend, beta, first, length), _NEG_INF)
     return log_z, (alpha, beta, _finite_or_zero(xp, log_z))
 
@@ -400,7 +402,7 @@ def _marginals_from(xp, e, alpha, beta, shift):
     return xp.exp(alpha + e + beta - shift[:, None, None])
 
 
-def _forward_backward_bwd(xp, backend, arrays, residuals, g, needs, *, aligned):
+def _forward_backward_bwd(xp, backend, arrays, residuals, g, needs, *, layout):
     """``∂ log Z``: the marginals for the emissions, the summed edge marginals for the transitions,
     the marginals at the first / last token for ``start`` / ``end`` (all weighted by ``g`` per row)."""
     e, a, s, u, first, length = arrays
@@ -411,8 +413,7 @@ def _forward_backward_bwd(xp, backend, arrays, residuals, g, needs, *, aligned):
     if needs[1]:
         head = (alpha + e)[:, :-1, :] - shift[:, None, None]  # [B, T-1, K]: prefix weight at the edge's source
         tail = (e + beta)[:, 1:, :]  # [B, T-1, K]: suffix weight at its target
-        edges = xp.exp(head[..., :, None] + a + tail[..., None, :])  # [B, T-1, K, K]
-        out.append(xp.sum(xp.sum(edges, axis=1) * g_rows, axis=0))
+        out.append(_edge_sums(xp, backend, head, a, tail, g))
     else:
         out.append(None)
     for need, index in ((needs[2], first), (needs[3], xp.clip(first + length - 1, min=0))):
@@ -420,6 +421,25 @@ def _forward_backward_bwd(xp, backend, arrays, residuals, g, needs, *, aligned):
         out.append(xp.sum(_take_positions(xp, marginals, index[:, None])[:, 0, :] * g[:, None], axis=0)
                    if need else None)
     return (*out, None, None)
+
+
+def _edge_sums(xp, backend, head, a, tail, g):
+    """``Σ_b g_b Σ_t exp(head[b, t, i] + a[i, j] + tail[b, t, j])``, ``[K, K]``: the edge marginals summed.
+
+    Exact, so ``[B, T, K, K]`` terms: on an eager CPU backend (``Backend.block_rows``) they are made a
+    block of positions at a time, a temporary of ~2 MiB that stays in cache; elsewhere at once."""
+    b_size, t_size, k = head.shape
+    block = backend.block_rows(head)
+    if block is None or t_size is None:
+        pieces = [(head, tail)]
+    else:
+        step = max(1, block // max(1, b_size * k))
+        pieces = [(head[:, i:i + step, :], tail[:, i:i + step, :]) for i in range(0, t_size, step)] or [(head, tail)]
+    total = None
+    for h, t in pieces:
+        part = xp.sum(xp.exp(h[..., :, None] + a + t[..., None, :]), axis=1)  # [B, K, K]
+        total = part if total is None else total + part
+    return xp.sum(total * g[:, None, None], axis=0)
 
 
 _FORWARD_BACKWARD = Kernel("crf_forward_backward", _forward_backward_fwd, _forward_backward_bwd)
@@ -433,7 +453,7 @@ def _no_position(chain: _Chain) -> bool:
 def _log_partition(chain: _Chain):
     if _no_position(chain):
         return chain.xp.sum(chain.emissions, axis=(1, 2))  # 0, differentiable
-    return _FORWARD_BACKWARD(chain.backend, *chain.kernel_arrays(), aligned=chain.aligned)
+    return _FORWARD_BACKWARD(chain.backend, *chain.kernel_arrays(), layout=chain.layout)
 
 
 def _path_score(chain: _Chain, tags):
@@ -576,7 +596,7 @@ def crf_marginals(emissions, transitions, *, mask=None, start=None, end=None):
     xp = chain.xp
     if _no_position(chain):
         return chain.emissions
-    _, (alpha, beta, shift) = _FORWARD_BACKWARD.forward(chain.backend, *chain.kernel_arrays(), aligned=chain.aligned)
+    _, (alpha, beta, shift) = _FORWARD_BACKWARD.forward(chain.backend, *chain.kernel_arrays(), layout=chain.layout)
     marginals = _marginals_from(xp, chain.emissions, alpha, beta, shift)
     return xp.where(chain.undefined[:, None, None], math.nan, marginals)
 
@@ -584,6 +604,49 @@ def crf_marginals(emissions, transitions, *, mask=None, start=None, end=None):
 # --------------------------------------------------------------------------------------------
 # F2. Viterbi decoding
 # --------------------------------------------------------------------------------------------
+def _back_pointers(xp, backend, delta, a):
+    """``[B, T, K]``: at position k >= 1, for each tag j the best previous tag
+    ``argmax_i(δ_{k-1}(i) + A[i, j])`` (the first index among ties: the same sums as the forward pass,
+    so the same maxima); identity at position 0 (unused)."""
+    scores = delta[:, :-1, None, :] + xp.permute_dims(a, (1, 0))  # [B, T-1, K_to, K_from]
+    pointers = xp.argmax(scores, axis=-1)
+    k = a.shape[0]
+    identity = xp.arange(k, dtype=pointers.dtype, device=backend.device(delta))[None, None, :]
+    return xp.concat([xp.broadcast_to(identity, (backend.shape(delta)[0], 1, k)), pointers], axis=1)
+
+
+def _backtrace_by_doubling(xp, backend, delta, a, last):
+    """The Viterbi path ``[B, T]`` of rows whose tokens end at T - 1, from the last tags ``[B]``, in
+    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k`` the map from the tag at ``k + 1`` to the
+    tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4, ... makes ``G_k``
+    the map from the last tag to the tag at k (pointer jumping)."""
+    b_size, t_size, k = backend.shape(delta)
+    pointers = _back_pointers(xp, backend, delta, a)
+    identity = pointers[:, :1, :]
+    maps = xp.concat([pointers[:, 1:, :], identity], axis=1)  # G_k = pointers at k + 1
+    step = 1
+    while step < t_size:
+        # G_{k+step}, the identity past the end
+        later = xp.concat([maps[:, step:, :], xp.broadcast_to(identity, (b_size, min(step, t_size), k))], axis=1)
+        maps = xp.take_along_axis(maps, later[:, :t_size, :], axis=2)
+        step *= 2
+    return xp.take_along_axis(maps, xp.broadcast_to(last[:, None, None], (b_size, t_size, 1)), axis=2)[..., 0]
+
+
+def _backtrace_by_scan(xp, backend, delta, a, u):
+    """The same path by a scan from the last position (T unknown until the graph runs):
+    ``y_k = argmax_i(δ_k(i) + A[i, y_{k+1}])``; the carry is the column to add (``u`` at the last)."""
+    b_size, _, k = backend.shape(delta)
+    transposed = xp.permute_dims(a, (1, 0))
+
+    def step(column, d):
+        y = xp.argmax(d + column, axis=-1)
+        return xp.take(transposed, y, axis=0), y
+
+    _, ys = backend.scan(step, xp.broadcast_to(u, (b_size, k)), _time_major(xp, delta), reverse=True)
+    return _time_major(xp, ys)
+
+
 def _viterbi(chain: _Chain):
     """``(tags [B, T], best [B])``: the Viterbi path at the tokens' positions (garbage elsewhere) and
     the best score (``-inf`` for a row with no feasible path; garbage for a row without tokens)."""
@@ -591,25 +654,20 @@ def _viterbi(chain: _Chain):
     e, a, s, u = (backend.stop_gradient(x) for x in chain.kernel_arrays()[:4])
     first, length = chain.first, chain.length
     b_size, _, k = backend.shape(e)
-    e_start = e if chain.aligned else _to_start(xp, backend, e, first, length)
+    e_start = _to_start(xp, backend, e, first, length) if chain.layout == "any" else e
     init = xp.broadcast_to(s, (b_size, k))
     # φ_k(j) = max_i(φ_{k-1}(i) + e_{k-1}(i) + A[i, j]), φ_0 = s: the best prefix score before e_k
     phis = _semiring_scan(xp, backend, init, _time_major(xp, e_start), a, xp.max)
     delta = _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)) + e_start  # [B, T, K]
     # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
-    delta_end = delta if chain.aligned else _to_end(xp, backend, delta, xp.zeros_like(first), length)
-    best = xp.max(delta_end[:, -1, :] + u, axis=-1)
-    transposed = xp.permute_dims(a, (1, 0))
-
-    # backtrace from the last token: y_k = argmax_i(δ_k(i) + A[i, y_{k+1}]), the first index among
-    # ties; the carry is the column to add (u at the last token)
-    def step(column, d):
-        y = xp.argmax(d + column, axis=-1)
-        return xp.take(transposed, y, axis=0), y
-
-    _, ys = backend.scan(step, xp.broadcast_to(u, (b_size, k)), _time_major(xp, delta_end), reverse=True)
-    tags = _time_major(xp, ys)  # [B, T], tokens at the end of each row
-    if not chain.aligned:
+    delta_end = delta if chain.layout == "full" else _to_end(xp, backend, delta, xp.zeros_like(first), length)
+    final = delta_end[:, -1, :] + u
+    best = xp.max(final, axis=-1)
+    if isinstance(backend.shape(e)[1], int):
+        tags = _backtrace_by_doubling(xp, backend, delta_end, a, xp.argmax(final, axis=-1))
+    else:
+        tags = _backtrace_by_scan(xp, backend, delta_end, a, u)
+    if chain.layout != "full":
         tags = _from_end(xp, backend, tags, first, length)
     return tags, best
 
