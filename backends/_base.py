@@ -158,6 +158,14 @@ class Backend:
     #: ``polyloss._ops.logcumsumexp`` gives it the hand-written one.
     log_scan_differentiable: bool = False
 
+    # --- fused log-sum-exp, value only (structured family: the CRF's forward algorithm) --------------
+    #: ``logsumexp(x, axis, keepdims)``: ``log Σ exp(x)`` over ``axis``, ``-inf`` for a row of ``-inf``,
+    #: accurate for any range of ``x``. Its gradient may be NaN on such a row (``exp(-inf - (-inf))``),
+    #: so ``polyloss._ops.logsumexp`` uses it only where no gradient is recorded through ``x``
+    #: (``may_need_grad(x)`` False): in eager PyTorch one fused call costs a third of the composition,
+    #: which a Python loop of T steps (the CRF's forward algorithm) pays T times.
+    logsumexp: Callable | None = None
+
     # --- loops -------------------------------------------------------------------------------------
     def scan(self, step: Callable, init, xs, *, reverse: bool = False):
         """``jax.lax.scan``'s contract: ``step(carry, x) -> (carry, y)`` applied along the leading axis

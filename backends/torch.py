@@ -205,6 +205,10 @@ class TorchBackend(Backend):
 
     log_scan_differentiable = True  # torch.logcumsumexp has its own gradient
 
+    # --- fused log-sum-exp, value only (structured family; see Backend.logsumexp) ---------------------
+    def logsumexp(self, x, *, axis=-1, keepdims=False):
+        return torch.logsumexp(x, dim=axis, keepdim=keepdims)
+
     def log_scan(self, x, *, reverse=False):
         if reverse:
             return torch.logcumsumexp(x.flip(-1), dim=-1).flip(-1)

@@ -121,7 +121,14 @@ def logsumexp(xp, backend, x, *, axis=-1, where=None, append_zero=False, keepdim
     ``max(0, max x)``. The shift passes through the backend's stop-gradient (any finite shift gives
     the exact value; differentiating through ``max`` would double the backward cost). An empty row
     gives ``-inf`` (or 0 with the appended zero).
+
+    Without ``where`` and ``append_zero``, where no gradient is recorded through ``x``
+    (``Backend.may_need_grad``), the adapter's fused kernel is used when it has one
+    (``Backend.logsumexp``: same value; its gradient, NaN on a row of ``-inf``, is never asked for).
     """
+    if (where is None and not append_zero and backend.logsumexp is not None
+            and not backend.may_need_grad(x)):
+        return backend.logsumexp(x, axis=axis, keepdims=keepdims)
     if where is not None:
         x = xp.where(where, x, -math.inf)
     if append_zero:

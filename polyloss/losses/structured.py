@@ -1,0 +1,876 @@
+"""The structured-prediction family: the linear-chain CRF (negative log-likelihood, log partition,
+marginals and Viterbi decoding, with hard constraints) and the MEMM / Bi-MEMM, written once against
+the array API (formulas, algorithms, conventions and the peers in ``docs/structured.md``).
+
+Sources: kexue.fm/archives/5542 (CRF: path score, forward algorithm, Viterbi), kexue.fm/archives/7213
+(MEMM and Bi-MEMM); Lafferty et al. 2001, "Conditional Random Fields"; McCallum et al. 2000, "Maximum
+Entropy Markov Models"; Rabiner 1989 (forward-backward).
+
+Notation, batch first: ``emissions`` e ``[B, T, K]``, ``transitions`` A ``[K, K]`` indexed
+``[from, to]``, optional ``start`` s and ``end`` u ``[K]``, ``mask`` ``[B, T]`` True at the tokens of a
+row, which form one contiguous run (left or right padding). A row whose tokens are ``t_1 < ... < t_n``
+scores a tag path ``y = (y_1, ..., y_n)`` as
+
+    S(y) = s[y_1] + Σ_i e[t_i, y_i] + Σ_{i≥2} A[y_{i-1}, y_i] + u[y_n]
+
+and ``log Z = log Σ_y e^{S(y)}``, ``nll(y) = log Z - S(y)``, ``μ[t, k] = P(y at t = k) = ∂ log Z / ∂e[t, k]``,
+``decode = argmax_y S(y)``.
+
+How it is computed
+------------------
+* Alignment. Each row is moved (one gather) so that its tokens start at position 0 (for the forward
+  recursion) and, separately, end at position T - 1 (for the backward one); every row then runs the
+  same recursion with no mask inside the loop, and the results are moved back. Without a mask the
+  gathers are skipped.
+* Forward-backward in one scan. With ``α'_k(j)`` the log-weight of the prefixes ending in tag ``j`` at
+  the k-th token *before* its emission, and ``β'_k(i)`` that of the continuations after it,
+
+      α'_1 = s,   α'_k(j) = lse_i(α'_{k-1}(i) + e_{k-1}(i) + A[i, j])
+      β'_n = u,   β'_k(i) = lse_j(β'_{k+1}(j) + e_{k+1}(j) + A[i, j])
+
+  are the same recursion, ``new = lse_i(state(i) + x(i) + W[i, j])``, with ``W = A`` and ``W = Aᵀ``: both
+  run side by side as one ``[2, B, K]`` state through ``Backend.scan`` (``lax.scan`` under ``jax.jit``,
+  a ``tf.while_loop`` inside ``tf.function``, a Python loop eagerly), so the forward and the backward
+  pass cost T small steps together, not 2T. ``log Z = lse(α'_n + e_n + u)`` and
+  ``μ_k = exp(α'_k + e_k + β'_k - log Z)``.
+* Gradient. ``log Z`` is a :class:`polyloss._kernels.Kernel`: its gradient is written out (the gradient
+  of log Z is the marginals; for A the summed edge marginals), vectorised over the whole batch and time,
+  with nothing recorded through the loop. Second derivatives differentiate that gradient, through the
+  scan (``Kernel`` rule 3).
+* Viterbi. The same scan with ``max`` instead of ``lse`` (stop-gradient), then a backtrace, a second
+  scan from the end that recomputes each back-pointer ``argmax_i(δ_{k-1}(i) + A[i, y_k])`` (the same
+  floating-point sums as the forward pass, so the first index among ties: the tie rule below). The
+  decoded path's score is recomputed as ``S(y)``, differentiable (its gradient is the path's indicator).
+* In eager PyTorch the loop is a Python loop whose cost is the dispatch of a few small operations per
+  step: ``Backend.logsumexp`` (one fused call) replaces the composed log-sum-exp where no gradient is
+  recorded. A log-depth associative scan (as in torch-struct) does O(K³) work per token instead of
+  O(K²); measured slower on CPUs for K = 9 (``benchmarks/README.md``).
+
+Conventions (those of ``polyloss.reference.structured``)
+--------------------------------------------------------
+* ``-inf`` in an emission at a token, a transition, ``start`` or ``end`` is a hard constraint: a path
+  using it has weight 0, in training and decoding. Scores and tags at masked positions are ignored,
+  whatever their value (NaN, infinities, out-of-range tags).
+* A gold path that uses a ``-inf`` score has ``nll = +inf`` (and a zero gradient: the loss is infinite
+  around it). A row with no feasible path: ``log Z = -inf``, ``nll = +inf``, marginals 0, decode score
+  ``-inf`` and every tag ``fill``. A row with no token: ``log Z = 0``, ``nll = 0``, marginals 0, decode
+  score 0, every tag ``fill``.
+* NaN or ``+inf`` in a score that the row uses makes the row's outputs NaN (decode: tags ``fill``).
+* Decode ties: the largest score wins; among exact ties, the path whose last tag is smallest, then
+  the tag before it, and so on (first-index argmax with a backtrace, as pytorch-crf).
+* A mask with holes is a ValueError naming the row, and a tag outside ``[0, K)`` at a token a
+  ValueError naming its position, in eager mode; compiled (no value checks), such a row's outputs are
+  NaN (decode: score NaN, tags ``fill``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from polyloss import _checks, _inputs, _ops
+from polyloss._kernels import Kernel
+
+__all__ = [
+    "crf_nll",
+    "crf_log_partition",
+    "crf_marginals",
+    "crf_decode",
+    "memm_nll",
+    "allowed_transitions",
+]
+
+_NEG_INF = -math.inf
+_MEMM_DIRECTIONS = ("forward", "backward", "both")
+# scheme name -> canonical scheme, and the entity prefixes each canonical scheme parses
+_SCHEMES = {"BIO": "BIO", "IOB2": "BIO", "IOBES": "IOBES", "BIOES": "IOBES"}
+_PREFIXES = {"BIO": ("B", "I"), "IOBES": ("B", "I", "E", "S")}
+
+
+# --------------------------------------------------------------------------------------------
+# Prepare: one call that checks and converts every input
+# --------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Chain:
+    """The inputs of one call, checked and converted.
+
+    ``emissions`` is in the compute dtype with 0 at masked positions (their values are ignored, NaN
+    included); ``transitions``, ``start`` and ``end`` in the compute dtype (``start``/``end`` None when
+    not given); ``valid [B, T]`` the tokens; ``first``/``length [B]`` (index dtype) each row's first
+    token and its number of tokens; ``layout`` (static) ``"full"`` when every row fills T (no mask, or
+    seen so in eager mode: no realignment at all), ``"right"`` when every row starts at position 0 (right
+    padding, seen in eager mode: no move to the start), ``"any"`` otherwise (compiled code with a mask);
+    ``undefined [B]`` the rows with NaN or ``+inf`` in a score they use (those scores are
+    replaced by 0 in the arrays above: the rows come out NaN), ``undefined_emissions [B]`` the rows with
+    such an emission, ``bad_transitions [K, K]`` the transitions that are NaN or ``+inf``; ``tags`` the
+    gold tags (index dtype, 0 where masked or out of range) and ``bad_tags [B]`` the rows with a tag
+    outside ``[0, K)`` at a token (only when tags were given)."""
+
+    xp: Any
+    backend: Any
+    native: Any
+    emissions: Any
+    transitions: Any
+    start: Any
+    end: Any
+    valid: Any
+    first: Any
+    length: Any
+    layout: str
+    undefined: Any
+    undefined_emissions: Any
+    bad_transitions: Any
+    tags: Any = None
+    bad_tags: Any = None
+
+    @property
+    def tags_count(self) -> int:
+        return int(self.native.shape[2])
+
+    def zeros_k(self):
+        """A ``[K]`` zero vector in the compute dtype (the kernel's start / end when not given)."""
+        return self.xp.zeros_like(self.transitions[0, ...])
+
+    def kernel_arrays(self):
+        """``(e, A, s, u, first, length)`` for the forward-backward kernel."""
+        s = self.start if self.start is not None else self.zeros_k()
+        u = self.end if self.end is not None else self.zeros_k()
+        return self.emissions, self.transitions, s, u, self.first, self.length
+
+
+def _vector(scores, value, name: str, k: int):
+    """``start`` / ``end``: a ``[K]`` floating array in the compute dtype, or None."""
+    if value is None:
+        return None
+    xp = scores.xp
+    x = scores.secondary(value, name, same_shape=False)
+    _checks.require_floating(xp, x, name)
+    if not _checks.same_dims(x.shape, (k,)):
+        raise ValueError(f"{name} has shape {tuple(x.shape)} but emissions of shape {tuple(scores.native.shape)} "
+                         f"need {name} of shape [K] = ({k},)")
+    return x
+
+
+def _extent(xp, backend, mask):
+    """``(first, length)``: each row's first True position (0 for a row with none) and number of
+    True entries, in the index dtype."""
+    counts = xp.astype(mask, backend.index_dtype())
+    length = xp.sum(counts, axis=1)
+    if mask.shape[1] == 0:  # no position: argmax of an empty axis is an error
+        return xp.zeros_like(length), length
+    return xp.argmax(counts, axis=1), length
+
+
+def _positions(xp, backend, like, first):
+    """``[1, T]`` positions 0 .. T-1 in ``first``'s dtype, on ``like``'s device."""
+    t_size = backend.shape(like)[1]
+    return xp.arange(t_size, dtype=first.dtype, device=backend.device(like))[None, :]
+
+
+def _span(xp, backend, like, first, length):
+    """``[B, T]``: True at positions ``first <= t < first + length``."""
+    t = _positions(xp, backend, like, first)
+    return (t >= first[:, None]) & (t < (first + length)[:, None])
+
+
+def _rows_with_holes(xp, backend, mask, first, length):
+    """``[B]``: the rows whose tokens do not form one contiguous run."""
+    return xp.any(_span(xp, backend, mask, first, length) != mask, axis=1)
+
+
+def _check_contiguous(xp, backend, mask, bad_rows, first, length) -> None:
+    """ValueError naming the first row whose tokens do not form one run (eager only)."""
+    if not bool(xp.any(bad_rows)):
+        return
+    row = int(xp.argmax(xp.astype(bad_rows, backend.index_dtype())))
+    a, n = int(first[row]), int(length[row])
+    line = [bool(v) for v in backend.to_numpy(mask[row, ...])]
+    last = max(t for t, v in enumerate(line) if v)
+    gaps = [t for t in range(a, last + 1) if not line[t]]
+    raise ValueError(
+        f"mask row {row} has holes: its tokens (True) must form one contiguous run (left or right padding), "
+        f"but positions {gaps} between its first token ({a}) and last token ({last}) are False "
+        f"({n} tokens in all)")
+
+
+def _undefined(xp, x):
+    """NaN or ``+inf``: a score outside the contract. The rows that use one come out NaN; it is replaced
+    by 0 in the arrays the kernels see (their gradient is 0 through that ``where``), so that it cannot
+    reach ``inf - inf`` in the other rows' arithmetic or raise NumPy's invalid-value warnings."""
+    return xp.isnan(x) | (x == math.inf)
+
+
+def _eager_layout(xp, backend, native, first, length) -> str:
+    """``"full"``, ``"right"`` or ``"any"`` (see :class:`_Chain`), from the values (eager mode only): the
+    realignment gathers are skipped where they would move nothing."""
+    if bool(xp.any(first != 0)):
+        return "any"
+    return "full" if bool(xp.all(length == backend.shape(native)[1])) else "right"
+
+
+def _gold_tags(xp, backend, chain_like, tags, valid, k: int):
+    """``(tags, bad_rows)``: the gold tags in the index dtype with 0 at masked or out-of-range
+    positions, and the rows with a tag outside ``[0, K)`` at a token. In eager mode such a tag is a
+    ValueError naming it."""
+    native = chain_like
+    y = _checks.as_index_array(xp, backend, tags, native, "tags")
+    if y.ndim != 2 or not _checks.same_dims(y.shape, native.shape[:2]):
+        raise ValueError(f"tags has shape {tuple(y.shape)} but emissions of shape {tuple(native.shape)} need tags "
+                         f"of shape [B, T] = {tuple(native.shape[:2])}")
+    out_of_range = valid & ((y < 0) | (y >= k))
+    if _checks.values_checked(backend, native, y):
+        if bool(xp.any(out_of_range)):
+            b_size, t_size = (int(d) for d in native.shape[:2])
+            flat = int(xp.argmax(xp.reshape(xp.astype(out_of_range, backend.index_dtype()), (-1,))))
+            row, t = divmod(flat, t_size)
+            raise ValueError(f"tags[{row}, {t}] = {int(y[row, t])} is outside [0, {k}) at a token (mask True); "
+                             f"tags at masked positions are ignored, whatever their value")
+    return xp.where(valid & ~out_of_range, y, 0), xp.any(out_of_range, axis=1)
+
+
+def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=False) -> _Chain:
+    """Check and convert the inputs of a call (see :class:`_Chain`). Errors name the argument, its
+    shape and the expected one."""
+    scores = _inputs.scores(emissions, name="emissions", axis=None, tags=tags, transitions=transitions,
+                            mask=mask, start=start, end=end)
+    xp, backend, native, e = scores.xp, scores.backend, scores.native, scores.values
+    if native.ndim != 3:
+        raise ValueError(f"emissions must have shape [B, T, K] (batch first), got shape {tuple(native.shape)}")
+    k = native.shape[2]
+    if k is None:
+        raise ValueError(f"emissions has shape {tuple(native.shape)}: the number of tags K must be known")
+    if k == 0:
+        raise ValueError(f"emissions of shape {tuple(native.shape)} have no tag (K = 0); K must be at least 1")
+    a = scores.secondary(transitions, "transitions", same_shape=False)
+    if a.dtype == xp.bool:
+        raise TypeError("transitions must be a real floating-point array, got a boolean array (apply a mask from "
+                        "allowed_transitions as where(mask, transitions, -inf))")
+    _checks.require_floating(xp, a, "transitions")
+    if not _checks.same_dims(a.shape, (k, k)):
+        raise ValueError(f"transitions has shape {tuple(a.shape)} but emissions of shape {tuple(native.shape)} "
+                         f"need transitions of shape [K, K] = ({k}, {k})")
+    s, u = _vector(scores, start, "start", k), _vector(scores, end, "end", k)
+    bad_e = _undefined(xp, e)
+    if mask is None:
+        valid = xp.ones_like(e[..., 0], dtype=xp.bool)
+        first, length = _extent(xp, backend, valid)
+        undefined_emissions = xp.any(bad_e, axis=(1, 2))
+        e = xp.where(bad_e, 0.0, e)
+        layout = "full"
+    else:
+        valid = backend.asarray(mask, like=native, name="mask")
+        if valid.dtype != xp.bool:
+            raise TypeError(f"mask must be a boolean array (True = token), got dtype {valid.dtype}")
+        if valid.ndim != 2 or not _checks.same_dims(valid.shape, native.shape[:2]):
+            raise ValueError(f"mask has shape {tuple(valid.shape)} but emissions of shape {tuple(native.shape)} "
+                             f"need a mask of shape [B, T] = {tuple(native.shape[:2])}")
+        first, length = _extent(xp, backend, valid)
+        holes = _rows_with_holes(xp, backend, valid, first, length)
+        layout = "any"
+        if _checks.values_checked(backend, native, valid):
+            _check_contiguous(xp, backend, valid, holes, first, length)
+            layout = _eager_layout(xp, backend, native, first, length)
+        # compiled, a row with holes (not seen as an error) comes out NaN
+        undefined_emissions = xp.any(bad_e & valid[..., None], axis=(1, 2)) | holes
+        e = xp.where(valid[..., None] & ~bad_e, e, 0.0)  # masked scores are ignored, NaN included
+    bad_transitions = _undefined(xp, a)
+    undefined = undefined_emissions | (xp.any(bad_transitions) & (length >= 2))
+    a = xp.where(bad_transitions, 0.0, a)
+    boundaries = []
+    for boundary in (s, u):
+        if boundary is not None:
+            bad = _undefined(xp, boundary)
+            undefined = undefined | (xp.any(bad) & (length >= 1))
+            boundary = xp.where(bad, 0.0, boundary)
+        boundaries.append(boundary)
+    s, u = boundaries
+    y = bad_tags = None
+    if has_tags:
+        y, bad_tags = _gold_tags(xp, backend, native, tags, valid, k)
+    return _Chain(xp, backend, native, e, a, s, u, valid, first, length, layout, undefined, undefined_emissions,
+                  bad_transitions, y, bad_tags)
+
+
+# --------------------------------------------------------------------------------------------
+# Alignment: every row's tokens moved to the start or to the end of the row
+# --------------------------------------------------------------------------------------------
+def _take_positions(xp, x, index):
+    """``x [B, T]`` or ``[B, T, K]`` gathered along axis 1 at ``index [B, T']``."""
+    return xp.take_along_axis(x, index[:, :, None] if x.ndim == 3 else index, axis=1)
+
+
+def _lookup(xp, backend, table, index):
+    """``table[index]`` along its first axis, for ``index [B, ...]``: a gather along axis 1 of the table
+    broadcast over the batch (its gradient is dense on every backend; TensorFlow's gather along axis 0
+    gives ``IndexedSlices``)."""
+    b_size = backend.shape(index)[0]
+    rows = xp.broadcast_to(table[None, ...], (b_size,) + tuple(backend.shape(table)))
+    if table.ndim == 1:
+        return xp.take_along_axis(rows, index, axis=1)
+    return xp.take_along_axis(rows, index[..., None], axis=1)
+
+
+def _to_start(xp, backend, x, first, length):
+    """``x [B, T, ...]`` with each row's tokens moved to positions ``0 .. length-1`` (a rotation)."""
+    t_size = backend.shape(x)[1]
+    return _take_positions(xp, x, (_positions(xp, backend, x, first) + first[:, None]) % t_size)
+
+
+def _to_end(xp, backend, x, first, length):
+    """``x [B, T, ...]`` with each row's tokens moved to positions ``T-length .. T-1`` (a rotation)."""
+    t_size = backend.shape(x)[1]
+    return _take_positions(xp, x, (_positions(xp, backend, x, first) + (first + length)[:, None]) % t_size)
+
+
+def _from_start(xp, backend, x, first, length):
+    """The inverse of :func:`_to_start`."""
+    t_size = backend.shape(x)[1]
+    return _take_positions(xp, x, (_positions(xp, backend, x, first) - first[:, None] + t_size) % t_size)
+
+
+def _from_end(xp, backend, x, first, length):
+    """The inverse of :func:`_to_end`."""
+    t_size = backend.shape(x)[1]
+    return _take_positions(xp, x, (_positions(xp, backend, x, first) - (first + length)[:, None] + t_size) % t_size)
+
+
+def _time_major(xp, x):
+    """``[B, T, ...]`` -> ``[T, B, ...]``."""
+    return xp.permute_dims(x, (1, 0) + tuple(range(2, x.ndim)))
+
+
+# --------------------------------------------------------------------------------------------
+# The recursions
+# --------------------------------------------------------------------------------------------
+def _semiring_scan(xp, backend, init, xs, weights, reduce):
+    """The states after each step of ``state_k(j) = reduce_i(state_{k-1}(i) + xs_k(i) + weights[i, j])``
+    (``reduce`` over axis -2: a log-sum-exp or a max), stacked along a new leading axis."""
+
+    def step(state, x):
+        new = reduce((state + x)[..., :, None] + weights, axis=-2)
+        return new, new
+
+    return backend.scan(step, init, xs)[1]
+
+
+def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
+    """``log Z [B]`` and the residuals ``(α', β', shift)``: ``α'``/``β' [B, T, K]`` at the tokens'
+    positions, ``-inf`` elsewhere (see the module docstring), and ``log Z`` as a finite shift."""
+    b_size, t_size, k = backend.shape(e)
+    e_start = _to_start(xp, backend, e, first, length) if layout == "any" else e
+    e_end = e if layout == "full" else _to_end(xp, backend, e, first, length)
+
+    # both recursions side by side: step k feeds e_start[k-1] to α' and e_end[T-k] to β' (T steps; the
+    # last one runs past the ends and is dropped, so that T = 1 needs no special case)
+    xs = xp.permute_dims(xp.stack([e_start, xp.flip(e_end, axis=1)]), (2, 0, 1, 3))  # [T, 2, B, K]
+    weights = xp.stack([a, xp.permute_dims(a, (1, 0))])[:, None, :, :]  # [2, 1, K, K]
+    init = xp.stack([xp.broadcast_to(s, (b_size, k)), xp.broadcast_to(u, (b_size, k))])  # [2, B, K]
+
+    def lse(z, axis):
+        return _ops.logsumexp(xp, backend, z, axis=axis)
+
+    ys = _semiring_scan(xp, backend, init, xs, weights, lse)
+    states = xp.concat([init[None, ...], ys[:-1, ...]], axis=0)  # [T, 2, B, K]
+    alpha = _time_major(xp, states[:, 0, ...])  # [B, T, K], tokens from position 0
+    beta = _time_major(xp, xp.flip(states[:, 1, ...], axis=0))  # [B, T, K], tokens up to position T-1
+
+    last = xp.clip(length - 1, min=0)
+    final = _take_positions(xp, alpha + e_start, last[:, None])[:, 0, :] + u
+    log_z = xp.where(length > 0, _ops.logsumexp(xp, backend, final, axis=-1), 0.0)
+    if layout != "full":
+        valid = _span(xp, backend, e, first, length)[..., None]
+        if layout == "any":
+            alpha = _from_start(xp, backend, alpha, first, length)
+        alpha = xp.where(valid, alpha, _NEG_INF)
+        beta = xp.where(valid, _from_end(xp, backend, beta, first, length), _NEG_INF)
+    return log_z, (alpha, beta, _finite_or_zero(xp, log_z))
+
+
+def _finite_or_zero(xp, log_z):
+    """``log Z`` as the shift of ``exp(... - log Z)``: 0 in a row with no feasible path (every term is
+    ``-inf`` there, and ``-inf - (-inf)`` would be NaN)."""
+    return xp.where(xp.isfinite(log_z), log_z, 0.0)
+
+
+def _marginals_from(xp, e, alpha, beta, shift):
+    """``μ = exp(α' + e + β' - log Z)`` (``shift`` from :func:`_finite_or_zero`); 0 in rows with no
+    feasible path and outside the tokens."""
+    return xp.exp(alpha + e + beta - shift[:, None, None])
+
+
+def _forward_backward_bwd(xp, backend, arrays, residuals, g, needs, *, layout):
+    """``∂ log Z``: the marginals for the emissions, the summed edge marginals for the transitions,
+    the marginals at the first / last token for ``start`` / ``end`` (all weighted by ``g`` per row)."""
+    e, a, s, u, first, length = arrays
+    alpha, beta, shift = residuals
+    marginals = _marginals_from(xp, e, alpha, beta, shift)
+    g_rows = g[:, None, None]
+    out = [g_rows * marginals if needs[0] else None]
+    if needs[1]:
+        head = (alpha + e)[:, :-1, :] - shift[:, None, None]  # [B, T-1, K]: prefix weight at the edge's source
+        tail = (e + beta)[:, 1:, :]  # [B, T-1, K]: suffix weight at its target
+        out.append(_edge_sums(xp, backend, head, a, tail, g))
+    else:
+        out.append(None)
+    for need, index in ((needs[2], first), (needs[3], xp.clip(first + length - 1, min=0))):
+        # an empty row's marginals are 0 everywhere, so whatever position it reads
+        out.append(xp.sum(_take_positions(xp, marginals, index[:, None])[:, 0, :] * g[:, None], axis=0)
+                   if need else None)
+    return (*out, None, None)
+
+
+def _edge_sums(xp, backend, head, a, tail, g):
+    """``Σ_b g_b Σ_t exp(head[b, t, i] + a[i, j] + tail[b, t, j])``, ``[K, K]``: the edge marginals summed.
+
+    Exact, so ``[B, T, K, K]`` terms: on an eager CPU backend (``Backend.block_rows``) they are made a
+    block of positions at a time, a temporary of ~2 MiB that stays in cache; elsewhere at once."""
+    b_size, t_size, k = head.shape
+    block = backend.block_rows(head)
+    if block is None or t_size is None:
+        pieces = [(head, tail)]
+    else:
+        step = max(1, block // max(1, b_size * k))
+        pieces = [(head[:, i:i + step, :], tail[:, i:i + step, :]) for i in range(0, t_size, step)] or [(head, tail)]
+    total = None
+    for h, t in pieces:
+        part = xp.sum(xp.exp(h[..., :, None] + a + t[..., None, :]), axis=1)  # [B, K, K]
+        total = part if total is None else total + part
+    return xp.sum(total * g[:, None, None], axis=0)
+
+
+_FORWARD_BACKWARD = Kernel("crf_forward_backward", _forward_backward_fwd, _forward_backward_bwd)
+
+
+def _no_position(chain: _Chain) -> bool:
+    """T = 0: every row is empty and there is nothing to scan."""
+    return chain.native.shape[1] == 0
+
+
+def _log_partition(chain: _Chain):
+    if _no_position(chain):
+        return chain.xp.sum(chain.emissions, axis=(1, 2))  # 0, differentiable
+    return _FORWARD_BACKWARD(chain.backend, *chain.kernel_arrays(), layout=chain.layout)
+
+
+def _path_score(chain: _Chain, tags):
+    """``S(y) [B]`` of the tag paths ``tags [B, T]`` (in range everywhere; masked positions ignored),
+    differentiable; 0 for a row without tokens."""
+    xp, backend, e, a, valid = chain.xp, chain.backend, chain.emissions, chain.transitions, chain.valid
+    k = chain.tags_count
+    picked = xp.take_along_axis(e, tags[..., None], axis=2)[..., 0]
+    total = xp.sum(xp.where(valid, picked, 0.0), axis=1)
+    moves = _lookup(xp, backend, xp.reshape(a, (-1,)), tags[:, :-1] * k + tags[:, 1:])  # A[y_{t-1}, y_t]
+    total = total + xp.sum(xp.where(valid[:, :-1] & valid[:, 1:], moves, 0.0), axis=1)
+    has_token = chain.length > 0
+    for boundary, index in ((chain.start, chain.first), (chain.end, xp.clip(chain.first + chain.length - 1, min=0))):
+        if boundary is not None:
+            tag = xp.take_along_axis(tags, index[:, None], axis=1)
+            total = total + xp.where(has_token, _lookup(xp, backend, boundary, tag)[:, 0], 0.0)
+    return total
+
+
+# --------------------------------------------------------------------------------------------
+# F1. CRF negative log-likelihood, log partition, marginals
+# --------------------------------------------------------------------------------------------
+def crf_nll(emissions, tags, transitions, *, mask=None, start=None, end=None):
+    r"""Linear-chain CRF negative log-likelihood per sequence, summed over its tokens.
+
+    .. math::
+
+        \mathrm{nll}(y) = \log Z - S(y), \qquad
+        S(y) = s_{y_1} + \sum_i e_{t_i, y_i} + \sum_{i \ge 2} A_{y_{i-1}, y_i} + u_{y_n}
+
+    over the tokens ``t_1 < ... < t_n`` of each row; ``log Z`` is :func:`crf_log_partition`. Positive,
+    summed (no mean over tokens: divide by the row's token count for that scale). Its gradient with
+    respect to the emissions is ``marginals - one_hot(tags)`` at the tokens.
+    Source: kexue.fm/archives/5542; Lafferty et al. 2001.
+
+    Args:
+      emissions: real floating ``[B, T, K]``, batch first: the score of each tag at each position.
+        ``-inf`` at a token forbids that tag there (in training as in decoding).
+      tags: integer ``[B, T]``, the gold tags, in ``[0, K)`` at the tokens (else a ValueError in eager
+        mode, NaN compiled); ignored at masked positions, whatever their value.
+      transitions: real floating ``[K, K]``, indexed ``[from, to]``; ``-inf`` forbids a transition.
+        Learnable: an array the caller owns (a parameter).
+      mask: optional boolean ``[B, T]``, True at the tokens: one contiguous run per row (left or right
+        padding; holes are a ValueError naming the row in eager mode). None: every position is a token.
+      start, end: optional real ``[K]`` scores of the first / last tag of each row (None: 0).
+
+    Returns:
+      ``[B]`` in the compute dtype (float64 for float64 emissions, float32 otherwise). ``+inf`` where the
+      gold path uses a ``-inf`` score (its gradient is then 0), also in a row with no feasible path; 0 for
+      a row without tokens; NaN where a used score is NaN or ``+inf``.
+
+    Examples:
+      With zero scores the 2² paths of two tokens are equally likely: nll = log 4.
+
+      >>> import numpy as np
+      >>> float(np.round(crf_nll(np.zeros((1, 2, 2)), np.array([[0, 1]]), np.zeros((2, 2)))[0], 4))
+      1.3863
+
+      Forbid 0 -> 1: the paths (0,0), (1,0), (1,1) score 1, 0, 1 with the emissions below, so
+      ``P(1, 1) = e / (2e + 1)`` and ``nll = log(2 + e^{-1})``; the forbidden path is impossible.
+
+      >>> e = np.array([[[1.0, 0.0], [0.0, 1.0]]])
+      >>> A = np.array([[0.0, -np.inf], [0.0, 0.0]])
+      >>> float(np.round(crf_nll(e, np.array([[1, 1]]), A)[0], 6)), round(float(np.log(2 + np.exp(-1))), 6)
+      (0.861995, 0.861995)
+      >>> crf_nll(e, np.array([[0, 1]]), A)
+      array([inf])
+    """
+    chain = _prepare(emissions, transitions, mask=mask, start=start, end=end, tags=tags, has_tags=True)
+    xp = chain.xp
+    # Subtract the gold tag's emission at each token from every tag's (exactly the same path weights
+    # relative to each other): log Z and S(y) both drop Σ_t e[t, y_t], and the nll, their difference, no
+    # longer cancels two large numbers when the model is confident (float32 keeps its relative precision).
+    picked = xp.take_along_axis(chain.emissions, chain.tags[..., None], axis=2)
+    chain = dataclasses.replace(chain, emissions=chain.emissions - xp.where(xp.isfinite(picked), picked, 0.0))
+    gold = _path_score(chain, chain.tags)
+    log_z = _log_partition(chain)
+    possible = gold != _NEG_INF
+    nll = xp.clip(log_z - xp.where(possible, gold, 0.0), min=0.0)  # ≥ 0 exactly; rounding could dip below
+    nll = xp.where(possible, nll, math.inf)
+    return xp.where(chain.undefined | chain.bad_tags, math.nan, nll)
+
+
+def crf_log_partition(emissions, transitions, *, mask=None, start=None, end=None):
+    r"""``log Z = log Σ_y e^{S(y)}`` per sequence, over every tag path of its tokens.
+
+    ``S(y)`` as in :func:`crf_nll`; computed by the forward algorithm
+    (``α_k(j) = lse_i(α_{k-1}(i) + A[i, j]) + e_k(j)``, ``log Z = lse_j(α_n(j) + u_j)``). Its gradient
+    with respect to the emissions is :func:`crf_marginals`. Source: kexue.fm/archives/5542.
+
+    Args and conventions as in :func:`crf_nll` (no tags).
+
+    Returns:
+      ``[B]`` in the compute dtype: ``-inf`` for a row with no feasible path, 0 for a row without
+      tokens, NaN where a used score is NaN or ``+inf``.
+
+    Examples:
+      One token, no transition: ``log(e^0 + e^{log 3}) = log 4``; with ``start = [log 3, 0]`` two tokens of
+      zero scores give ``log(3 + 1 + 3 + 1) = log 8``.
+
+      >>> import numpy as np
+      >>> e = np.zeros((2, 1, 2)); e[0, 0, 1] = np.log(3.0)
+      >>> np.round(crf_log_partition(e, np.zeros((2, 2))), 4)
+      array([1.3863, 0.6931])
+      >>> np.round(crf_log_partition(np.zeros((1, 2, 2)), np.zeros((2, 2)), start=np.array([np.log(3.0), 0.0])), 4)
+      array([2.0794])
+    """
+    chain = _prepare(emissions, transitions, mask=mask, start=start, end=end)
+    return chain.xp.where(chain.undefined, math.nan, _log_partition(chain))
+
+
+def crf_marginals(emissions, transitions, *, mask=None, start=None, end=None):
+    r"""Tag marginals ``μ[b, t, k] = P(y_t = k)`` under the CRF, by the forward-backward algorithm.
+
+    .. math::
+
+        \mu_{t,k} = \sum_{y:\, y_t = k} e^{S(y) - \log Z} = \frac{\partial \log Z}{\partial e_{t,k}}
+                  = \exp(\alpha'_t(k) + e_{t,k} + \beta'_t(k) - \log Z)
+
+    They sum to 1 over the tags at each token of a row with a feasible path; 0 at masked positions and
+    in a row with no feasible path; NaN in a row with a NaN or ``+inf`` used score. Differentiable.
+    Source: kexue.fm/archives/5542 (S, Z); Rabiner 1989 (forward-backward).
+
+    Args as in :func:`crf_nll` (no tags).
+
+    Returns:
+      ``[B, T, K]`` in the compute dtype.
+
+    Examples:
+      Forbid 0 -> 1 with zero emissions: the feasible paths are (0,0), (1,0), (1,1), so
+      ``P(y_1 = 0) = 1/3`` and ``P(y_2 = 0) = 2/3``.
+
+      >>> import numpy as np
+      >>> A = np.array([[0.0, -np.inf], [0.0, 0.0]])
+      >>> np.round(crf_marginals(np.zeros((1, 2, 2)), A), 4)
+      array([[[0.3333, 0.6667],
+              [0.6667, 0.3333]]])
+    """
+    chain = _prepare(emissions, transitions, mask=mask, start=start, end=end)
+    xp = chain.xp
+    if _no_position(chain):
+        return chain.emissions
+    _, (alpha, beta, shift) = _FORWARD_BACKWARD.forward(chain.backend, *chain.kernel_arrays(), layout=chain.layout)
+    marginals = _marginals_from(xp, chain.emissions, alpha, beta, shift)
+    return xp.where(chain.undefined[:, None, None], math.nan, marginals)
+
+
+# --------------------------------------------------------------------------------------------
+# F2. Viterbi decoding
+# --------------------------------------------------------------------------------------------
+def _back_pointers(xp, backend, delta, a):
+    """``[B, T, K]``: at position k >= 1, for each tag j the best previous tag
+    ``argmax_i(δ_{k-1}(i) + A[i, j])`` (the first index among ties: the same sums as the forward pass,
+    so the same maxima); identity at position 0 (unused)."""
+    scores = delta[:, :-1, None, :] + xp.permute_dims(a, (1, 0))  # [B, T-1, K_to, K_from]
+    pointers = xp.argmax(scores, axis=-1)
+    k = a.shape[0]
+    identity = xp.arange(k, dtype=pointers.dtype, device=backend.device(delta))[None, None, :]
+    return xp.concat([xp.broadcast_to(identity, (backend.shape(delta)[0], 1, k)), pointers], axis=1)
+
+
+def _backtrace_by_doubling(xp, backend, delta, a, last):
+    """The Viterbi path ``[B, T]`` of rows whose tokens end at T - 1, from the last tags ``[B]``, in
+    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k`` the map from the tag at ``k + 1`` to the
+    tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4, ... makes ``G_k``
+    the map from the last tag to the tag at k (pointer jumping)."""
+    b_size, t_size, k = backend.shape(delta)
+    pointers = _back_pointers(xp, backend, delta, a)
+    identity = pointers[:, :1, :]
+    maps = xp.concat([pointers[:, 1:, :], identity], axis=1)  # G_k = pointers at k + 1
+    step = 1
+    while step < t_size:
+        # G_{k+step}, the identity past the end
+        later = xp.concat([maps[:, step:, :], xp.broadcast_to(identity, (b_size, min(step, t_size), k))], axis=1)
+        maps = xp.take_along_axis(maps, later[:, :t_size, :], axis=2)
+        step *= 2
+    return xp.take_along_axis(maps, xp.broadcast_to(last[:, None, None], (b_size, t_size, 1)), axis=2)[..., 0]
+
+
+def _backtrace_by_scan(xp, backend, delta, a, u):
+    """The same path by a scan from the last position (T unknown until the graph runs):
+    ``y_k = argmax_i(δ_k(i) + A[i, y_{k+1}])``; the carry is the column to add (``u`` at the last)."""
+    b_size, _, k = backend.shape(delta)
+    transposed = xp.permute_dims(a, (1, 0))
+
+    def step(column, d):
+        y = xp.argmax(d + column, axis=-1)
+        return xp.take(transposed, y, axis=0), y
+
+    _, ys = backend.scan(step, xp.broadcast_to(u, (b_size, k)), _time_major(xp, delta), reverse=True)
+    return _time_major(xp, ys)
+
+
+def _viterbi(chain: _Chain):
+    """``(tags [B, T], best [B])``: the Viterbi path at the tokens' positions (garbage elsewhere) and
+    the best score (``-inf`` for a row with no feasible path; garbage for a row without tokens)."""
+    xp, backend = chain.xp, chain.backend
+    e, a, s, u = (backend.stop_gradient(x) for x in chain.kernel_arrays()[:4])
+    first, length = chain.first, chain.length
+    b_size, _, k = backend.shape(e)
+    e_start = _to_start(xp, backend, e, first, length) if chain.layout == "any" else e
+    init = xp.broadcast_to(s, (b_size, k))
+    # φ_k(j) = max_i(φ_{k-1}(i) + e_{k-1}(i) + A[i, j]), φ_0 = s: the best prefix score before e_k
+    phis = _semiring_scan(xp, backend, init, _time_major(xp, e_start), a, xp.max)
+    delta = _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)) + e_start  # [B, T, K]
+    # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
+    delta_end = delta if chain.layout == "full" else _to_end(xp, backend, delta, xp.zeros_like(first), length)
+    final = delta_end[:, -1, :] + u
+    best = xp.max(final, axis=-1)
+    if isinstance(backend.shape(e)[1], int):
+        tags = _backtrace_by_doubling(xp, backend, delta_end, a, xp.argmax(final, axis=-1))
+    else:
+        tags = _backtrace_by_scan(xp, backend, delta_end, a, u)
+    if chain.layout != "full":
+        tags = _from_end(xp, backend, tags, first, length)
+    return tags, best
+
+
+def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=-1):
+    r"""The best tag path ``argmax_y S(y)`` of each sequence (Viterbi) and its score.
+
+    ``S(y)`` as in :func:`crf_nll`: ``-inf`` scores are hard constraints, never violated by the decoded
+    path. Ties: the largest score wins; among exact ties, the path whose last tag is smallest, then the
+    tag before it, and so on (what first-index argmax with a backtrace gives, as pytorch-crf). The
+    score is ``S(y)`` of the returned path, differentiable (its gradient is the path's indicator).
+    Source: kexue.fm/archives/5542 (Viterbi).
+
+    Args:
+      emissions, transitions, mask, start, end: as in :func:`crf_nll`.
+      fill: int, the tag written at masked positions, at every position of a row without tokens, and
+        at every position of a row with no feasible path (or a NaN / ``+inf`` used score).
+
+    Returns:
+      ``(tags, scores)``: tags ``[B, T]`` in the index dtype (int64; int32 for JAX without x64), padded
+      with ``fill`` (never Python lists), and scores ``[B]`` in the compute dtype: 0 for a row without
+      tokens, ``-inf`` for a row with no feasible path, NaN for a row with a NaN or ``+inf`` used score.
+
+    Examples:
+      Forbid 0 -> 1: (0,0) and (1,1) both score 1; the tie goes to the path whose last tag is
+      smaller. Padding gets ``fill``.
+
+      >>> import numpy as np
+      >>> e = np.array([[[1.0, 0.0], [0.0, 1.0], [5.0, 5.0]]])
+      >>> A = np.array([[0.0, -np.inf], [0.0, 0.0]])
+      >>> crf_decode(e, A, mask=np.array([[True, True, False]]))
+      (array([[ 0,  0, -1]]), array([1.]))
+    """
+    fill = _checks.integer(fill, f"fill must be an int, got {fill!r}")
+    chain = _prepare(emissions, transitions, mask=mask, start=start, end=end)
+    xp = chain.xp
+    if _no_position(chain):
+        return xp.astype(chain.valid, chain.first.dtype), xp.sum(chain.emissions, axis=(1, 2))
+    tags, best = _viterbi(chain)
+    feasible = (best != _NEG_INF) & ~chain.undefined & (chain.length > 0)
+    score = _path_score(chain, tags)
+    score = xp.where(chain.length > 0, xp.where(feasible, score, _NEG_INF), 0.0)
+    score = xp.where(chain.undefined, math.nan, score)
+    return xp.where(chain.valid & feasible[:, None], tags, fill), score
+
+
+# --------------------------------------------------------------------------------------------
+# F3. MEMM / Bi-MEMM
+# --------------------------------------------------------------------------------------------
+def _memm_one_way(chain: _Chain, *, backward: bool):
+    """``Σ_t -log softmax(A[y_prev, ·] + e_t)[y_t]`` per row over the tokens (the first token on ``e``
+    alone); ``backward``: the reversed sequence with ``Aᵀ`` (``y_prev`` is the next token's tag). Returns
+    ``(loss [B], undefined [B])``."""
+    xp, backend, e, valid, tags = chain.xp, chain.backend, chain.emissions, chain.valid, chain.tags
+    if backward:
+        weights = xp.permute_dims(chain.transitions, (1, 0))
+        neighbour = xp.concat([tags[:, 1:], tags[:, :1]], axis=1)
+        has = xp.concat([valid[:, 1:], xp.zeros_like(valid[:, :1])], axis=1) & valid
+    else:
+        weights = chain.transitions
+        neighbour = xp.concat([tags[:, :1], tags[:, :-1]], axis=1)
+        has = xp.concat([xp.zeros_like(valid[:, :1]), valid[:, :-1]], axis=1) & valid
+    logits = e + xp.where(has[..., None], _lookup(xp, backend, weights, neighbour), 0.0)
+    # used: the emissions at the tokens, and the transitions out of (into, backward) the neighbouring tag
+    bad = chain.bad_transitions if not backward else xp.permute_dims(chain.bad_transitions, (1, 0))
+    undefined = chain.undefined_emissions | xp.any(_lookup(xp, backend, bad, neighbour) & has[..., None], axis=(1, 2))
+    log_p = xp.take_along_axis(_ops.log_softmax(xp, backend, logits), tags[..., None], axis=2)[..., 0]
+    return xp.sum(xp.where(valid, -log_p, 0.0), axis=1), undefined
+
+
+def memm_nll(emissions, tags, transitions, *, mask=None, direction="forward"):
+    r"""MEMM negative log-likelihood per sequence: a softmax at each step (local normalisation),
+    summed over the tokens.
+
+    .. math::
+
+        L_\to = -\log \mathrm{softmax}(e_{t_1})_{y_1}
+                - \sum_{i \ge 2} \log \mathrm{softmax}(A_{y_{i-1}, \cdot} + e_{t_i})_{y_i}
+
+    ``direction="backward"`` is the same on the reversed sequence with ``Aᵀ`` (step ``i`` conditions on
+    ``y_{i+1}`` through ``A[·, y_{i+1}]``; the last token on its emissions alone); ``"both"`` is the
+    Bi-MEMM, ``(L_→ + L_←) / 2``. Each direction is a proper distribution over tag sequences, unlike
+    the CRF's unnormalised path scores; both losses are sums over tokens (divide by the token count
+    for the source's token mean). No loop: every step is one softmax, all computed at once.
+    Source: kexue.fm/archives/7213; McCallum et al. 2000.
+
+    Args:
+      emissions, tags, transitions, mask: as in :func:`crf_nll` (no start / end scores).
+      direction: ``"forward"``, ``"backward"`` or ``"both"``.
+
+    Returns:
+      ``[B]`` in the compute dtype. ``+inf`` where a gold tag is impossible at its step (a ``-inf``
+      emission or transition from the neighbouring gold tag; the gradient is then 0); 0 for a row
+      without tokens; NaN where a used score (an emission at a token, a transition out of / into a gold
+      tag) is NaN or ``+inf``.
+
+    Examples:
+      Zero scores: each of two steps is a uniform softmax over 2 tags, ``L = 2 log 2``. With
+      ``A = [[0, log 3], [0, 0]]`` the backward direction's first step into tag 1 has probabilities
+      (3/4, 1/4): ``L(0, 1) = log 2 + log(4/3)`` and ``L(1, 1) = log 2 + log 4``.
+
+      >>> import numpy as np
+      >>> float(np.round(memm_nll(np.zeros((1, 2, 2)), np.array([[0, 1]]), np.zeros((2, 2)))[0], 4))
+      1.3863
+      >>> A = np.array([[0.0, np.log(3.0)], [0.0, 0.0]])
+      >>> np.round(memm_nll(np.zeros((2, 2, 2)), np.array([[0, 1], [1, 1]]), A, direction="backward"), 4)
+      array([0.9808, 2.0794])
+    """
+    if not isinstance(direction, str) or direction not in _MEMM_DIRECTIONS:
+        raise ValueError(f"direction must be one of {_MEMM_DIRECTIONS}, got {direction!r}")
+    chain = _prepare(emissions, transitions, mask=mask, start=None, end=None, tags=tags, has_tags=True)
+    xp = chain.xp
+    parts = [_memm_one_way(chain, backward=False)] if direction != "backward" else []
+    if direction != "forward":
+        parts.append(_memm_one_way(chain, backward=True))
+    loss = parts[0][0] if len(parts) == 1 else 0.5 * (parts[0][0] + parts[1][0])
+    undefined = parts[0][1] if len(parts) == 1 else parts[0][1] | parts[1][1]
+    finite = loss != math.inf
+    loss = xp.where(finite, loss, math.inf)  # an impossible gold tag: +inf, with a zero gradient
+    return xp.where(undefined | chain.bad_tags, math.nan, loss)
+
+
+# --------------------------------------------------------------------------------------------
+# Tag-scheme constraints
+# --------------------------------------------------------------------------------------------
+def _parse_label(label, canonical: str, scheme: str):
+    """``("O", None)`` or ``(prefix, entity type)``; ValueError naming a label the scheme cannot parse."""
+    if not isinstance(label, str):
+        raise TypeError(f"labels must be strings, got {label!r}")
+    if label == "O":
+        return "O", None
+    prefix, dash, kind = label.partition("-")
+    if dash and kind and prefix in _PREFIXES[canonical]:
+        return prefix, kind
+    expected = ", ".join(f"'{p}-TYPE'" for p in _PREFIXES[canonical])
+    raise ValueError(f"label {label!r} cannot be parsed in the {scheme} scheme (expected 'O' or {expected})")
+
+
+def _allowed(canonical: str, source, target) -> bool:
+    """Whether the scheme allows the transition ``source -> target`` (parsed labels)."""
+    (p_from, kind_from), (p_to, kind_to) = source, target
+    if canonical == "BIO":
+        return p_to != "I" or (p_from in ("B", "I") and kind_from == kind_to)
+    if p_from in ("B", "I"):  # inside an entity: continue or close it
+        return p_to in ("I", "E") and kind_to == kind_from
+    return p_to in ("O", "B", "S")  # outside any entity: stay out or open one
+
+
+def allowed_transitions(labels, scheme="BIO"):
+    """Boolean masks of the transitions, first tags and last tags that a tag scheme allows.
+
+    Labels are ``"O"`` or ``PREFIX-TYPE`` strings (split at the first ``-``: ``"B-ORG-X"`` is of type
+    ``"ORG-X"``), in tag-id order. With ``[from, to]`` the transition order of this library:
+
+    * ``"BIO"`` (synonym ``"IOB2"``: every entity begins with ``B-``; IOB1 is not supported): ``I-X``
+      may only follow ``B-X`` or ``I-X`` and may not be the first tag; everything else is allowed.
+    * ``"IOBES"`` (synonym ``"BIOES"``; AllenNLP's BIOUL with L = E, U = S): after ``B-X`` or ``I-X``
+      only ``I-X`` or ``E-X``; after ``O``, ``E-Y``, ``S-Y`` and at the start only ``O``, ``B-Z`` or
+      ``S-Z``; the last tag must be ``O``, ``E-Y`` or ``S-Y``.
+
+    Apply them as hard constraints, ``where(mask, scores, -inf)``, to the transitions, ``start`` and
+    ``end`` (convert the NumPy masks to your framework first); :func:`crf_nll` then never gives weight
+    to a forbidden path and :func:`crf_decode` never returns one. Sources: Ramshaw and Marcus 1995;
+    Ratinov and Roth 2009 (BILOU / IOBES).
+
+    Args:
+      labels: a sequence of the K label strings, no duplicates.
+      scheme: ``"BIO"``, ``"IOB2"``, ``"IOBES"`` or ``"BIOES"`` (case-sensitive).
+
+    Returns:
+      ``(transitions_mask [K, K], start_mask [K], end_mask [K])``: NumPy boolean arrays, True = allowed.
+
+    Raises:
+      ValueError naming an unknown scheme, a label the scheme cannot parse, or a repeated label.
+
+    Examples:
+      >>> trans, first, last = allowed_transitions(["O", "B-PER", "I-PER"])
+      >>> trans.astype(int)
+      array([[1, 1, 0],
+             [1, 1, 1],
+             [1, 1, 1]])
+      >>> first, last
+      (array([ True,  True, False]), array([ True,  True,  True]))
+      >>> allowed_transitions(["O", "B-PER", "I-PER", "E-PER", "S-PER"], "IOBES")[2]
+      array([ True, False, False,  True,  True])
+    """
+    if not isinstance(scheme, str) or scheme not in _SCHEMES:
+        raise ValueError(f"unknown tag scheme {scheme!r}: expected one of {tuple(_SCHEMES)}")
+    if isinstance(labels, str):
+        raise TypeError(f"labels must be a sequence of label strings, got the string {labels!r}")
+    canonical = _SCHEMES[scheme]
+    labels = list(labels)
+    parsed = [_parse_label(label, canonical, scheme) for label in labels]
+    repeated = sorted({label for label in labels if labels.count(label) > 1})
+    if repeated:
+        raise ValueError(f"label {repeated[0]!r} appears more than once in labels")
+    k = len(parsed)
+    transitions = np.array([[_allowed(canonical, source, target) for target in parsed] for source in parsed],
+                           dtype=bool).reshape(k, k)
+    if canonical == "BIO":
+        first = np.array([p != "I" for p, _ in parsed], dtype=bool)
+        last = np.ones(k, dtype=bool)
+    else:
+        first = np.array([p in ("O", "B", "S") for p, _ in parsed], dtype=bool)
+        last = np.array([p in ("O", "E", "S") for p, _ in parsed], dtype=bool)
+    return transitions, first, last
