@@ -218,18 +218,18 @@ def _fd_step(v):
 
 
 def numerical_gradient(fn, x):
-    """∇f(x) by fourth-order central differences, entry by entry (reference helper).
+    """∇f(x) by fourth-order central differences, entry by entry (reference helper)::
 
-    ∂f/∂x_i ≈ [f(x - 2h e_i) - 8 f(x - h e_i) + 8 f(x + h e_i) - f(x + 2h e_i)] / (12 h)
+        ∂f/∂x_i ≈ [f(x - 2h e_i) - 8 f(x - h e_i) + 8 f(x + h e_i) - f(x + 2h e_i)] / (12 h)
 
-    with h a power of two between 2^-11 and 2^-10 times max(1, |x_i|) (≈ u^{1/5}, u = 2^-53, which
+    with h a power of two between 2^-11 and 2^-10 times ``max(1, |x_i|)`` (≈ u^{1/5}, u = 2^-53, which
     balances the O(h⁴) truncation against the O(u/h) rounding). ``fn`` maps a float64 array shaped like
     ``x`` to a number (a 0-d array or float); several outputs are summed (exactly rounded).
 
-    Accuracy: the truncation error is h⁴/30·|∂⁵f| and the rounding error about 1.5·u·|f|/h, so for a
+    Accuracy: the truncation error is ``h⁴/30·|∂⁵f|`` and the rounding error about ``1.5·u·|f|/h``, so for a
     function whose values and derivatives are O(1) on the scale of x the result is good to about 1e-12
-    (relative to the size of f and of its derivatives; the tests use 1e-9). The step grows with |x_i|,
-    so a function that varies on a scale much finer than max(1, |x_i|) (sin(x) at x = 250) is
+    (relative to the size of f and of its derivatives; the tests use 1e-9). The step grows with ``|x_i|``,
+    so a function that varies on a scale much finer than ``max(1, |x_i|)`` (sin(x) at x = 250) is
     resolved only to h⁴ ≈ 1e-5 there. It is exact (up to rounding) for polynomials of degree ≤ 4. A
     non-finite x_i gives a NaN derivative.
 

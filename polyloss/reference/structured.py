@@ -681,12 +681,12 @@ def _memm_one_way(e, tr, gold):
 
 
 def memm_nll(emissions, tags, transitions, *, mask=None, direction="forward"):
-    """MEMM negative log-likelihood (local, per-step normalisation) per sequence (reference).
+    """MEMM negative log-likelihood (local, per-step normalisation) per sequence (reference)::
 
-    forward:  L = -log softmax(e[t_1, ·])[y_1] - Σ_{i≥2} log softmax(A[y_{i-1}, ·] + e[t_i, ·])[y_i]
-    backward: the same on the reversed sequence with Aᵀ:
-              L = -log softmax(e[t_n, ·])[y_n] - Σ_{i<n} log softmax(A[·, y_{i+1}] + e[t_i, ·])[y_i]
-    both:     (L_forward + L_backward) / 2  (Bi-MEMM)
+        forward:  L = -log softmax(e[t_1, ·])[y_1] - Σ_{i≥2} log softmax(A[y_{i-1}, ·] + e[t_i, ·])[y_i]
+        backward: the same on the reversed sequence with Aᵀ:
+                  L = -log softmax(e[t_n, ·])[y_n] - Σ_{i<n} log softmax(A[·, y_{i+1}] + e[t_i, ·])[y_i]
+        both:     (L_forward + L_backward) / 2  (Bi-MEMM)
 
     summed over the real tokens (no mean; divide by n for a token mean). Each step is a softmax
     over the K tags, so Σ over all tag sequences of e^{-L} is 1 for "forward" and for "backward".
