@@ -17,6 +17,12 @@ other per-batch keywords, and ``reduction`` follows torch:
   zero gradient, where torch returns NaN: an all-padding batch then contributes nothing instead of
   turning the weights into NaN (the rule of ``polyloss.reduce`` and Keras).
 
+**Wrapped functions.** ``AdversarialLoss``, ``GradientPenalty`` and ``VATLoss`` differentiate the
+user's model: the constructor's first argument is the function of what is perturbed (``loss_fn``,
+``logits_fn``; an ``nn.Module`` becomes a submodule), ``forward(x, *args, **kwargs)`` passes ``args``
+and ``kwargs`` (all but ``where``, ``noise``, ``clean_logits``) on to it, and returns what the function
+returns, each array reduced (``(loss, adversarial_loss)``: scalars, returned as they are).
+
 Importing this module loads polyloss's torch adapter at once, so the first call inside
 ``torch.compile(fullgraph=True)`` finds it (an import cannot be traced).
 """
@@ -52,6 +58,7 @@ class Loss(torch.nn.Module):
     _required = 0
     _held: tuple = ()
     _batch_keywords: tuple = ()
+    _wrapped: tuple = ()  # ("loss_fn",) for a line that wraps the user's function
 
     def __init__(self, *settings, reduction: str = "mean", **options):
         super().__init__()
@@ -59,22 +66,28 @@ class Loss(torch.nn.Module):
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-        if len(settings) > len(line.settings):
-            raise TypeError(f"{type(self).__name__} takes {len(line.settings)} positional argument(s) "
-                            f"({', '.join(line.settings) or 'none'}), got {len(settings)}")
-        given = dict(zip(line.settings, settings))
+        positional = (*self._wrapped, *line.settings)  # the wrapped loss_fn first, then a prior
+        if len(settings) > len(positional):
+            raise TypeError(f"{type(self).__name__} takes {len(positional)} positional argument(s) "
+                            f"({', '.join(positional) or 'none'}), got {len(settings)}")
+        given = dict(zip(positional, settings))
         hyper = line.hyperparameters
         for name, value in options.items():
             if name in given:
                 raise TypeError(f"{type(self).__name__} got {name!r} twice")
-            if name not in hyper and name not in line.settings and name not in line.parameters:
-                allowed = [*line.settings, *line.parameters, *hyper, "reduction"]
+            if name not in hyper and name not in positional and name not in line.parameters:
+                allowed = [*positional, *line.parameters, *hyper, "reduction"]
                 raise TypeError(f"{type(self).__name__} got an unexpected argument {name!r}; "
                                 f"it takes {', '.join(allowed)}")
             given[name] = value
-        missing = [n for n in (*line.settings, *line.parameters) if n not in given]
+        missing = [n for n in (*positional, *line.parameters) if n not in given]
         if missing:
             raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
+        for name in self._wrapped:  # the user's model and loss: an nn.Module becomes a submodule
+            if not callable(given[name]):
+                raise TypeError(f"{type(self).__name__}: {name} must be a callable (a module or a function), got "
+                                f"{type(given[name]).__name__}")
+            setattr(self, name, given[name])
         self.hyperparameters = {name: given.get(name, default) for name, default in hyper.items()}
         for name in line.settings:  # a prior: a buffer, so that .to(device) moves it
             self.register_buffer(name, torch.as_tensor(given[name]))
@@ -85,17 +98,28 @@ class Loss(torch.nn.Module):
             self.register_parameter(name, torch.nn.Parameter(value.detach().clone()))
 
     def forward(self, *inputs, **batch):
+        if self._wrapped:  # the inputs beyond x, and the other keywords, are the wrapped function's
+            (name,) = self._wrapped
+            inputs, passed = inputs[:len(self._inputs)], inputs[len(self._inputs):]
+            passed_keywords = {k: v for k, v in batch.items() if k not in self._batch_keywords}
+            batch = {k: v for k, v in batch.items() if k in self._batch_keywords}
+            function = getattr(self, name)
+            batch[name] = lambda *z: function(*z, *passed, **passed_keywords)
+        elif unknown := [name for name in batch if name not in self._batch_keywords]:
+            raise TypeError(f"{type(self).__name__}.forward got unexpected keyword(s) {unknown}; "
+                            f"it takes {', '.join(self._batch_keywords) or 'none'}")
         if not self._required <= len(inputs) <= len(self._inputs):
             raise TypeError(f"{type(self).__name__}.forward takes {len(self._inputs)} inputs "
                             f"({', '.join(self._inputs)}), got {len(inputs)}")
-        unknown = [name for name in batch if name not in self._batch_keywords]
-        if unknown:
-            raise TypeError(f"{type(self).__name__}.forward got unexpected keyword(s) {unknown}; "
-                            f"it takes {', '.join(self._batch_keywords) or 'none'}")
         named = dict(zip(self._inputs, inputs))
         held = {name: getattr(self, name) for name in self._held}
         loss = self._function(**named, **held, **self.hyperparameters, **batch)
-        if self.reduction == "none":
+        if isinstance(loss, tuple):  # (loss, adversarial_loss), (loss, penalty): each reduced
+            return tuple(self._reduced(named, value) for value in loss)
+        return self._reduced(named, loss)
+
+    def _reduced(self, named, loss):
+        if self.reduction == "none" or loss.ndim == 0:  # a scalar (adversarial_loss's) is reduced already
             return loss
         if self.reduction == "sum":
             return polyloss.reduce(loss, "sum")
@@ -122,20 +146,22 @@ def loss_class(line: _wrappers.LossClass) -> type:
     for a learnable temperature)."""
     function = line.resolve()
     hyper = line.hyperparameters
+    wrapped = () if line.wrapped is None else (line.wrapped,)
     signature = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in line.settings]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*wrapped, *line.settings)]
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in line.parameters]
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in hyper.items()]
         + [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean")]
     )
     doc = (f"``torch.nn.Module`` for :func:`polyloss.{line.function}`: ``forward({', '.join(line.inputs)}"
-           + "".join(f", {k}=None" for k in line.batch_keywords) + ")``, "
+           + (", *args" if wrapped else "") + "".join(f", {k}=None" for k in line.batch_keywords)
+           + (f", **kwargs)`` (``args``, ``kwargs``: passed on to ``{line.wrapped}``), " if wrapped else ")``, ")
            + f"hyper-parameters {', '.join(hyper) or 'none'}, reduction \"mean\" (default), \"sum\" or \"none\" "
            + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
     cls = type(line.name, (Loss,), {
         "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
         "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters),
-        "_batch_keywords": line.batch_keywords,
+        "_batch_keywords": line.batch_keywords, "_wrapped": wrapped,
     })
     cls.__init__ = _with_signature(Loss.__init__, signature)
     return cls
