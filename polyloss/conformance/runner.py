@@ -262,11 +262,20 @@ def _compare_values(case, backend, call, out, expected, *, dtype, device, mode, 
     return max(errors)
 
 
-def _compare_gradients(case, backend, call, expected, *, dtype, device, mode, problems) -> float:
-    """The largest normwise error of the gradients of ``Σ out · w`` (a random cotangent ``w``) against
-    central finite differences of the reference; dtype problems are appended to ``problems``."""
+# modes that compile: the value and the gradient are traced and compiled as one function (one compile
+# per row instead of two; the value is still the plain call, the gradient still the adapter's
+# value_and_grad of Σ out · w, so both paths are exactly those of two separate compiles)
+_ONE_COMPILE_MODES = ("jit", "function")
+
+
+def _cotangent(case, backend, expected, *, dtype, device):
+    """The random cotangent ``w`` of the gradient check (NumPy float64, and on the backend)."""
     weights = np.random.default_rng(case.seed + 1).standard_normal(np.shape(expected))
-    w = backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
+    return weights, backend.from_numpy(weights, dtype=compute_dtype_name(dtype), device=device)
+
+
+def _value_and_grad(case, backend, call, w):
+    """The (uncompiled) value and gradient of ``Σ out · w`` with respect to ``case.grad_args``."""
     diff_positions = tuple(call.positions.index(i) for i in case.grad_args)
     xp = backend.namespace
 
@@ -276,8 +285,12 @@ def _compare_gradients(case, backend, call, expected, *, dtype, device, mode, pr
         # cotangent follows its output
         return xp.sum(out * (w if out.dtype == w.dtype else xp.astype(w, out.dtype)))
 
-    value_and_grad = backend.compile(backend.value_and_grad(objective, argnums=diff_positions), mode)
-    _, grads = value_and_grad(*call.arrays)
+    return backend.value_and_grad(objective, argnums=diff_positions)
+
+
+def _compare_gradients(case, backend, call, grads, weights, *, problems) -> float:
+    """The largest normwise error of the gradients of ``Σ out · w`` against central finite differences
+    of the reference; dtype problems are appended to ``problems``."""
     ref_grads = reference_gradient(case, call.ref_args, call.ref_kwargs, weights)
     for i, g in zip(case.grad_args, grads):
         if g.dtype != call.args[i].dtype:
@@ -301,7 +314,19 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
     try:
         call = _prepare_call(case, backend, dtype, device, function)
         expected = _reference_output(case, call)
-        out = backend.compile(lambda *arrays: call(*arrays, options=call.options), mode)(*call.arrays)
+
+        def forward(*arrays):
+            return call(*arrays, options=call.options)
+
+        grads = value_and_grad = None
+        if check_grad and case.grad_args and backend.has_autograd:
+            weights, w = _cotangent(case, backend, expected, dtype=dtype, device=device)
+            value_and_grad = _value_and_grad(case, backend, call, w)
+        if value_and_grad is not None and mode in _ONE_COMPILE_MODES:
+            out, grads = backend.compile(lambda *arrays: (forward(*arrays), value_and_grad(*arrays)[1]),
+                                         mode)(*call.arrays)
+        else:
+            out = backend.compile(forward, mode)(*call.arrays)
         result.value_error = _compare_values(case, backend, call, out, expected, dtype=dtype, device=device,
                                              mode=mode, problems=problems, output_policy=output_policy, worst=worst)
         if not case.exact:
@@ -310,10 +335,11 @@ def run_case(case: Case, backend, *, mode: str = "eager", device=None, device_la
                 where = max(worst)[1] if worst else ""
                 problems.append(f"value error {result.value_error:.3g} > {value_tolerance:.1g}"
                                 + (f" ({where})" if where else ""))
-        if check_grad and case.grad_args and backend.has_autograd:
+        if value_and_grad is not None:
             result.grad_tol = tolerance(case, dtype, "grad")
-            result.grad_error = _compare_gradients(case, backend, call, expected, dtype=dtype, device=device,
-                                                   mode=mode, problems=problems)
+            if grads is None:
+                grads = backend.compile(value_and_grad, mode)(*call.arrays)[1]
+            result.grad_error = _compare_gradients(case, backend, call, grads, weights, problems=problems)
             if result.grad_error > result.grad_tol:
                 problems.append(f"gradient error {result.grad_error:.3g} > {result.grad_tol:.1g}")
     except Exception as exc:  # reported, never hidden: the row is an ERROR
