@@ -79,7 +79,10 @@ class Layer(keras.layers.Layer):
             values[name] = value
         return values
 
-    def call(self, inputs, tags=None, mask=None):
+    def call(self, inputs, tags=None, mask=None, inputs_mask=None):
+        # Keras passes the emissions' mask as ``mask`` when they are the only tensor argument, and as
+        # ``inputs_mask`` (``<argument>_mask``) when the tags are given too
+        mask = inputs_mask if mask is None else mask
         held = self._held_values()
         keyword = {"mask": mask} if mask is not None else {}
         if tags is not None:
@@ -92,7 +95,7 @@ class Layer(keras.layers.Layer):
         decoded = self._decoder(inputs, **held, **keyword)
         return keras.ops.cast(decoded[0] if isinstance(decoded, tuple) else decoded, "int32")
 
-    def compute_output_spec(self, inputs, tags=None, mask=None):
+    def compute_output_spec(self, inputs, tags=None, mask=None, inputs_mask=None):
         if self._decoder is None:
             return keras.KerasTensor(inputs.shape, dtype=inputs.dtype)
         return keras.KerasTensor(inputs.shape[:-1], dtype="int32")
