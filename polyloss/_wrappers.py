@@ -14,7 +14,15 @@ from the function's signature:
 - a Keras class exists when the function takes exactly two inputs, a prediction and a target whose
   name is in :data:`TARGETS`; targets in :data:`INDEX_TARGETS` are integer ids, and Keras's float
   ``y_true`` is cast back to ``int32`` for them (for ``labels``: when it has fewer axes than
-  ``y_pred``, i.e. class ids).
+  ``y_pred``, i.e. class ids);
+- a first positional parameter named in :data:`CALLABLES` (``loss_fn``, ``logits_fn``: the
+  regularisers that differentiate the user's model, ``adversarial_loss(loss_fn, x, ...)``) is the
+  **wrapped function**, not an input: the torch class takes it as its first constructor argument (an
+  ``nn.Module`` is registered as a submodule), ``forward`` takes the remaining inputs (``x``) and
+  passes any further positional and keyword arguments (those not in ``where`` / ``per_batch``) on
+  to it (``forward(x, labels)`` differentiates ``z -> loss_fn(z, labels)``); reductions apply to
+  each returned array (``(loss, adversarial_loss)``: both). Such a line has no Keras class (a Keras
+  loss sees ``(y_true, y_pred)``, not the model: ``docs/adversarial.md`` has the ``train_step``).
 
 Adding a family's class is one line in :data:`LOSSES`. Two optional fields cover the rest:
 
@@ -41,12 +49,14 @@ import importlib
 import inspect
 from dataclasses import dataclass
 
-__all__ = ["LossClass", "MetricClass", "LOSSES", "METRICS", "TARGETS", "INDEX_TARGETS", "keras_name"]
+__all__ = ["LossClass", "MetricClass", "LOSSES", "METRICS", "TARGETS", "INDEX_TARGETS", "CALLABLES", "keras_name"]
 
 # the names a target (Keras's y_true) has in polyloss's signatures
 TARGETS = ("labels", "indices", "spans", "positive_index")
 # targets that are always integer ids (Keras casts y_true to float: cast back)
 INDEX_TARGETS = ("indices", "spans", "positive_index")
+# the names of a wrapped function (the user's model and loss) in polyloss's signatures
+CALLABLES = ("loss_fn", "logits_fn")
 # keyword arguments that are data of each call, never hyper-parameters
 _ALWAYS_PER_BATCH = ("where",)
 
@@ -98,9 +108,17 @@ class LossClass:
         return inspect.signature(self.resolve())
 
     @property
+    def wrapped(self) -> str | None:
+        """The name of the wrapped function (the first positional parameter, if in :data:`CALLABLES`)."""
+        first = next(iter(self.signature.parameters.values()), None)
+        if first is not None and first.kind is first.POSITIONAL_OR_KEYWORD and first.name in CALLABLES:
+            return first.name
+        return None
+
+    @property
     def inputs(self) -> tuple[str, ...]:
-        """The positional arrays of each call (``settings`` and ``parameters`` removed)."""
-        skip = {*self.settings, *self.parameters}
+        """The positional arrays of each call (the wrapped function, ``settings`` and ``parameters`` removed)."""
+        skip = {self.wrapped, *self.settings, *self.parameters}
         return tuple(p.name for p in self.signature.parameters.values()
                      if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in skip)
 
@@ -125,8 +143,9 @@ class LossClass:
 
     @property
     def keras(self) -> bool:
-        """Whether a Keras ``Loss`` exists: a prediction and a target, and nothing learned."""
-        return len(self.inputs) == 2 and self.inputs[1] in TARGETS and not self.parameters
+        """Whether a Keras ``Loss`` exists: a prediction and a target, nothing learned, nothing wrapped."""
+        return (len(self.inputs) == 2 and self.inputs[1] in TARGETS and not self.parameters
+                and self.wrapped is None)
 
     @property
     def keras_layer(self) -> bool:
@@ -175,6 +194,10 @@ LOSSES: tuple[LossClass, ...] = (
     LossClass("cosent_loss", "CoSENTLoss"),
     LossClass("unified_pairwise_loss", "UnifiedPairwiseLoss"),
     LossClass("circle_loss", "CircleLoss"),
+    # adversarial: the wrapped loss_fn / logits_fn is the constructor's first argument (rules above)
+    LossClass("adversarial_loss", "AdversarialLoss"),
+    LossClass("gradient_penalty", "GradientPenalty"),
+    LossClass("vat_loss", "VATLoss", per_batch=("noise", "clean_logits")),
     # structured: a model head with learned transitions, start and end, and a Viterbi decode
     LossClass("crf_nll", "CRF", per_batch=("mask",), parameters=("transitions", "start", "end"),
               shapes=(("num_tags", "num_tags"), ("num_tags",), ("num_tags",)), decoder="crf_decode"),

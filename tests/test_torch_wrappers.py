@@ -53,7 +53,8 @@ def test_every_line_has_a_class_with_the_functions_hyperparameters():
         cls = getattr(plt, line.name)
         assert issubclass(cls, torch.nn.Module) and cls.line is line
         params = inspect.signature(cls).parameters
-        assert list(params) == [*line.sizes, *line.settings, *line.parameters, *line.hyperparameters,
+        wrapped = [] if line.wrapped is None else [line.wrapped]
+        assert list(params) == [*wrapped, *line.sizes, *line.settings, *line.parameters, *line.hyperparameters,
                                 *(["allowed"] if line.shapes else []), "reduction"]
         for name, default in line.hyperparameters.items():
             assert params[name].default == default or (params[name].default is default)
@@ -260,6 +261,164 @@ def test_polyloss_torch_without_torchmetrics_has_the_losses_and_a_clear_error():
     """
     out = run_python(code=code).stdout
     assert "needs torchmetrics" in out and "polyloss[torch]" in out
+
+
+# --------------------------------------------------------------------------------------------
+# lines that wrap the user's function: AdversarialLoss, GradientPenalty, VATLoss
+# --------------------------------------------------------------------------------------------
+class _Encoder(torch.nn.Module if torch else object):
+    """An embedding, a tanh mixing layer, masked mean pooling and a linear head (the docs' model)."""
+
+    def __init__(self, vocabulary=11, dim=4, classes=3):
+        super().__init__()
+        self.embeddings = torch.nn.Embedding(vocabulary, dim)
+        self.mix = torch.nn.Linear(dim, dim)
+        self.classifier = torch.nn.Linear(dim, classes)
+
+    def forward(self, inputs_embeds, attention_mask):
+        h = torch.tanh(self.mix(inputs_embeds))
+        mask = attention_mask[..., None].to(h.dtype)
+        return self.classifier((h * mask).sum(1) / mask.sum(1))
+
+
+def _encoder_batch(seed=0):
+    torch.manual_seed(seed)
+    model = _Encoder().double()
+    ids = torch.randint(0, 11, (5, 6))
+    mask = torch.ones(5, 6, dtype=torch.bool)
+    mask[1, 4:] = mask[3, 2:] = False
+    return model, ids, mask, torch.randint(0, 3, (5,))
+
+
+def _wrapped_pairs(model, mask, labels, noise):
+    """(module, its forward's arguments, the function call it stands for) for each wrapped line."""
+    padding = mask[..., None]
+
+    def loss_fn(e, attention_mask, labels, reduction="mean"):  # what a user hands to the constructor
+        return torch.nn.functional.cross_entropy(model(e, attention_mask), labels, reduction=reduction)
+
+    def bound(e):  # what the function gets: the same with the batch bound
+        return loss_fn(e, mask, labels)
+
+    def per_example(e):
+        return loss_fn(e, mask, labels, reduction="none")
+
+    return [
+        ("fgm", plt.AdversarialLoss(loss_fn, epsilon=0.5), ((mask, labels), {}),
+         lambda e: polyloss.adversarial_loss(bound, e, epsilon=0.5)),
+        ("pgd-example-where", plt.AdversarialLoss(loss_fn, epsilon=0.3, scope="example", steps=3),
+         ((mask,), {"labels": labels, "where": padding}),
+         lambda e: polyloss.adversarial_loss(bound, e, epsilon=0.3, scope="example", steps=3, where=padding)),
+        ("penalty", plt.GradientPenalty(loss_fn), ((mask, labels), {}), lambda e: polyloss.gradient_penalty(bound, e)),
+        ("penalty-example-sum", plt.GradientPenalty(loss_fn, scope="example", normalized=True, reduction="sum"),
+         ((mask, labels), {"reduction": "none", "where": padding}),
+         lambda e: tuple(v.sum() for v in polyloss.gradient_penalty(per_example, e, scope="example", normalized=True,
+                                                                   where=padding))),
+        ("vat", plt.VATLoss(model, iterations=2), ((), {"attention_mask": mask, "noise": noise, "where": padding}),
+         lambda e: polyloss.vat_loss(lambda z: model(z, mask), e, iterations=2, noise=noise, where=padding).mean()),
+    ]
+
+
+def test_wrapped_modules_equal_the_functions_and_leave_grad_buffers_alone():
+    """Each module against its function on the same model: the values and the gradients of every weight;
+    no ``.grad`` buffer is written before the user's backward (the modules take their inner gradients
+    with torch.autograd.grad), and the user's backward then writes exactly the function's gradients."""
+    model, ids, mask, labels = _encoder_batch()
+    noise = torch.randn(5, 6, 4, dtype=torch.float64)
+    weights = list(model.parameters())
+    for name, module, (args, kwargs), function in _wrapped_pairs(model, mask, labels, noise):
+        out = module(model.embeddings(ids), *args, **kwargs)
+        assert all(w.grad is None for w in weights), name
+        expected = function(model.embeddings(ids))
+        out, expected = (out, expected) if isinstance(out, tuple) else ((out,), (expected,))
+        assert len(out) == len(expected)
+        for got, want in zip(out, expected):
+            assert_close(got, want, rtol=1e-13, atol=1e-15, err_msg=name)
+        want_grads = torch.autograd.grad(sum(expected), weights)
+        sum(out).backward()
+        for w, g in zip(weights, want_grads):
+            assert_close(w.grad, g, rtol=1e-12, atol=1e-15, err_msg=name)
+        model.zero_grad(set_to_none=True)
+
+
+def test_wrapped_modules_in_a_training_step_match_the_functions_step_by_step():
+    """Three AdamW steps on loss + adversarial + 0.1·penalty + VAT, with the modules and with the
+    functions, from the same weights and the same torch.Generator seed: the same weights after each step."""
+    def train(use_modules):
+        model, ids, mask, labels = _encoder_batch(seed=1)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
+        generator = torch.Generator().manual_seed(0)
+        padding = mask[..., None]
+
+        def loss_fn(e, attention_mask, labels):
+            return polyloss.reduce(polyloss.softmax_crossentropy(model(e, attention_mask), labels))
+
+        adversarial = plt.AdversarialLoss(loss_fn, epsilon=1.0)
+        penalty = plt.GradientPenalty(loss_fn)
+        vat = plt.VATLoss(model, key=generator)
+        history = []
+        for _ in range(3):
+            embeds = model.embeddings(ids)
+            if use_modules:
+                loss, adv = adversarial(embeds, mask, labels, where=padding)
+                _, pen = penalty(embeds, mask, labels, where=padding)
+                v = vat(embeds, mask, where=padding)
+            else:
+                def bound(e):
+                    return loss_fn(e, mask, labels)
+
+                loss, adv = polyloss.adversarial_loss(bound, embeds, epsilon=1.0, where=padding)
+                _, pen = polyloss.gradient_penalty(bound, embeds, where=padding)
+                v = polyloss.vat_loss(lambda e: model(e, mask), embeds, key=generator, where=padding).mean()
+            optimizer.zero_grad()
+            (loss + adv + 0.1 * pen + v).backward()
+            optimizer.step()
+            history.append([p.detach().clone() for p in model.parameters()])
+        return history
+
+    with_modules, with_functions = train(True), train(False)
+    for step, (a, b) in enumerate(zip(with_modules, with_functions)):
+        for x, y in zip(a, b):
+            assert_close(x, y, rtol=1e-12, atol=1e-14, err_msg=f"step {step}")
+    assert not torch.equal(with_modules[0][0], with_modules[-1][0])  # it trained
+
+
+def test_wrapped_module_holds_the_model_and_checks_its_arguments():
+    model, ids, mask, labels = _encoder_batch()
+    vat = plt.VATLoss(model, epsilon=2.0)
+    assert dict(vat.named_parameters()).keys() == {f"logits_fn.{k}" for k in dict(model.named_parameters())}
+    assert "logits_fn.classifier.weight" in vat.state_dict()
+    assert "epsilon=2.0" in repr(vat) and "(logits_fn): _Encoder" in repr(vat)
+    with pytest.raises(TypeError, match="needs loss_fn"):
+        plt.AdversarialLoss(epsilon=1.0)
+    with pytest.raises(TypeError, match="loss_fn must be a callable"):
+        plt.AdversarialLoss(torch.zeros(3))
+    with pytest.raises(TypeError, match="unexpected argument 'xi'; it takes loss_fn, epsilon"):
+        plt.AdversarialLoss(model, xi=1.0)
+    with pytest.raises(TypeError, match="takes 1 inputs"):
+        plt.GradientPenalty(model)()
+    with pytest.raises(ValueError, match="epsilon must lie in"):  # the function's own checks
+        plt.AdversarialLoss(lambda e: e.sum(), epsilon=-1.0)(torch.zeros(2, 3))
+
+
+def test_wrapped_fgm_module_under_torch_compile_equals_eager():
+    """torch.compile traces the module (graph breaks at torch.autograd.grad; the "eager" backend skips
+    code generation, as the fullgraph test above): the same losses and weight gradients. The gradient
+    penalty is not compiled (docs/adversarial.md: torch.compile's backward cannot be differentiated again)."""
+    model, ids, mask, labels = _encoder_batch()
+    model = model.float()
+    fgm = plt.AdversarialLoss(lambda e, m, y: torch.nn.functional.cross_entropy(model(e, m), y), epsilon=0.5)
+    compiled = torch.compile(fgm, backend="eager")
+    weights = list(model.parameters())
+    results = []
+    for module in (fgm, compiled):
+        loss, adversarial = module(model.embeddings(ids), mask, labels)
+        results.append((loss, adversarial, torch.autograd.grad(loss + adversarial, weights)))
+    (l0, a0, g0), (l1, a1, g1) = results
+    assert_close(l1, l0)
+    assert_close(a1, a0)
+    for a, b in zip(g1, g0):
+        assert_close(a, b)
 
 
 # --------------------------------------------------------------------------------------------

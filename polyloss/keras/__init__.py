@@ -108,7 +108,8 @@ def loss_class(line: _wrappers.LossClass) -> type:
     """The registered ``keras.losses.Loss`` class of one table line (how every class here is made)."""
     if not line.keras:
         raise ValueError(f"{line.function} has no Keras class: it takes {line.inputs}, not a prediction and a "
-                         f"target, or it holds learned parameters")
+                         f"target, or it holds learned parameters, or it wraps the model ({line.wrapped}: see the "
+                         f"train_step recipe in docs/adversarial.md)")
     function = line.resolve()
     hyper = line.hyperparameters
     signature = inspect.Signature(

@@ -17,6 +17,12 @@ other per-batch keywords, and ``reduction`` follows torch:
   zero gradient, where torch returns NaN: an all-padding batch then contributes nothing instead of
   turning the weights into NaN (the rule of ``polyloss.reduce`` and Keras).
 
+**Wrapped functions.** ``AdversarialLoss``, ``GradientPenalty`` and ``VATLoss`` differentiate the
+user's model: the constructor's first argument is the function of what is perturbed (``loss_fn``,
+``logits_fn``; an ``nn.Module`` becomes a submodule), ``forward(x, *args, **kwargs)`` passes ``args``
+and ``kwargs`` (all but ``where``, ``noise``, ``clean_logits``) on to it, and returns what the function
+returns, each array reduced (``(loss, adversarial_loss)``: scalars, returned as they are).
+
 A line with shaped parameters is a model head (``CRF``): its constructor takes the sizes
 (``CRF(num_tags)``), creates the parameters at zero (``nn.Parameter``s; an initial value may be passed by
 name) and takes ``allowed=``, boolean masks of the parameters (``polyloss.allowed_transitions(labels)``),
@@ -62,6 +68,7 @@ class Loss(torch.nn.Module):
     _decoder_inputs: tuple = ()
     _decoder_keywords: tuple = ()
     _allowed: tuple = ()
+    _wrapped: tuple = ()  # ("loss_fn",) for a line that wraps the user's function
 
     def __init__(self, *positional, reduction: str = "mean", **options):
         super().__init__()
@@ -70,7 +77,7 @@ class Loss(torch.nn.Module):
             raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
         allowed_masks = options.pop("allowed", None) if line.shapes else None
-        names = (*line.sizes, *line.settings)
+        names = (*self._wrapped, *line.sizes, *line.settings)  # the wrapped loss_fn first, sizes, then a prior
         if len(positional) > len(names):
             raise TypeError(f"{type(self).__name__} takes {len(names)} positional argument(s) "
                             f"({', '.join(names) or 'none'}), got {len(positional)}")
@@ -88,6 +95,11 @@ class Loss(torch.nn.Module):
         missing = [n for n in (*names, *(() if line.shapes else line.parameters)) if n not in given]
         if missing:
             raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
+        for name in self._wrapped:  # the user's model and loss: an nn.Module becomes a submodule
+            if not callable(given[name]):
+                raise TypeError(f"{type(self).__name__}: {name} must be a callable (a module or a function), got "
+                                f"{type(given[name]).__name__}")
+            setattr(self, name, given[name])
         self.sizes = {name: _size(type(self).__name__, name, given[name]) for name in line.sizes}
         self.hyperparameters = {name: given.get(name, default) for name, default in hyper.items()}
         for name in line.settings:  # a prior: a buffer, so that .to(device) moves it
@@ -107,16 +119,27 @@ class Loss(torch.nn.Module):
             self._allowed = _register_allowed(self, allowed_masks)
 
     def forward(self, *inputs, **batch):
+        if self._wrapped:  # the inputs beyond x, and the other keywords, are the wrapped function's
+            (name,) = self._wrapped
+            inputs, passed = inputs[:len(self._inputs)], inputs[len(self._inputs):]
+            passed_keywords = {k: v for k, v in batch.items() if k not in self._batch_keywords}
+            batch = {k: v for k, v in batch.items() if k in self._batch_keywords}
+            function = getattr(self, name)
+            batch[name] = lambda *z: function(*z, *passed, **passed_keywords)
+        elif unknown := [name for name in batch if name not in self._batch_keywords]:
+            raise TypeError(f"{type(self).__name__}.forward got unexpected keyword(s) {unknown}; "
+                            f"it takes {', '.join(self._batch_keywords) or 'none'}")
         if not self._required <= len(inputs) <= len(self._inputs):
             raise TypeError(f"{type(self).__name__}.forward takes {len(self._inputs)} inputs "
                             f"({', '.join(self._inputs)}), got {len(inputs)}")
-        unknown = [name for name in batch if name not in self._batch_keywords]
-        if unknown:
-            raise TypeError(f"{type(self).__name__}.forward got unexpected keyword(s) {unknown}; "
-                            f"it takes {', '.join(self._batch_keywords) or 'none'}")
         named = dict(zip(self._inputs, inputs))
         loss = self._function(**named, **self._held_values(), **self.hyperparameters, **batch)
-        if self.reduction == "none":
+        if isinstance(loss, tuple):  # (loss, adversarial_loss), (loss, penalty): each reduced
+            return tuple(self._reduced(named, value) for value in loss)
+        return self._reduced(named, loss)
+
+    def _reduced(self, named, loss):
+        if self.reduction == "none" or loss.ndim == 0:  # a scalar (adversarial_loss's) is reduced already
             return loss
         if self.reduction == "sum":
             return polyloss.reduce(loss, "sum")
@@ -200,8 +223,9 @@ def loss_class(line: _wrappers.LossClass) -> type:
     function = line.resolve()
     hyper = line.hyperparameters
     sized = bool(line.shapes)
+    wrapped = () if line.wrapped is None else (line.wrapped,)
     signature = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*line.sizes, *line.settings)]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*wrapped, *line.sizes, *line.settings)]
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, **({"default": None} if sized else {}))
            for n in line.parameters]
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in hyper.items()]
@@ -209,7 +233,8 @@ def loss_class(line: _wrappers.LossClass) -> type:
         + [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean")]
     )
     doc = (f"``torch.nn.Module`` for :func:`polyloss.{line.function}`: ``forward({', '.join(line.inputs)}"
-           + "".join(f", {k}=None" for k in line.batch_keywords) + ")``, "
+           + (", *args" if wrapped else "") + "".join(f", {k}=None" for k in line.batch_keywords)
+           + (f", **kwargs)`` (``args``, ``kwargs``: passed on to ``{line.wrapped}``), " if wrapped else ")``, ")
            + f"hyper-parameters {', '.join(hyper) or 'none'}, reduction \"mean\" (default), \"sum\" or \"none\" "
            + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
     if sized:
@@ -220,7 +245,7 @@ def loss_class(line: _wrappers.LossClass) -> type:
     cls = type(line.name, (Loss,), {
         "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
         "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters),
-        "_batch_keywords": line.batch_keywords,
+        "_batch_keywords": line.batch_keywords, "_wrapped": wrapped,
         "_decoder": staticmethod(line.resolve(line.decoder)) if line.decoder else None,
         "_decoder_inputs": line.decoder_inputs if line.decoder else (),
         "_decoder_keywords": line.decoder_keywords if line.decoder else (),
