@@ -23,7 +23,8 @@ Compile time: the first call of ``jax.jit`` / ``tf.function`` (with T unknown, `
 K])``) of the forward+backward at T = 512. Memory: peak resident memory of one forward+backward above
 the inputs, in a fresh process per candidate (as ``bench_multilabel.py`` measures it).
 
-Run ``python benchmarks/bench_structured.py [--quick] [--frameworks torch,jax,tensorflow] [--lengths 128,512]``;
+Run ``python benchmarks/bench_structured.py [--quick] [--frameworks torch,jax,tensorflow] [--lengths 128,512]
+[--threads 1]``;
 ``benchmarks/README.md`` records the figures.
 """
 
@@ -329,23 +330,45 @@ def report(label: str, t: int, rows: list[tuple], targets: list) -> None:
     base.print_table(header, table, right_from=1)
 
 
+def _set_threads(threads: int) -> None:
+    """The same intra-op thread count for every framework (before JAX and TensorFlow start; the memory
+    children inherit it through the environment). Small per-step operations: one thread is fastest."""
+    os.environ["POLYLOSS_BENCH_THREADS"] = str(threads)
+    if threads == 1 and "--xla_cpu_multi_thread_eigen" not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                                   + " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1").strip()
+    import torch
+
+    torch.set_num_threads(threads)
+    try:
+        import tensorflow as tf
+    except ImportError:
+        return
+    tf.config.threading.set_intra_op_parallelism_threads(threads)
+    tf.config.threading.set_inter_op_parallelism_threads(threads)
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="8 rounds instead of 30, no memory")
     parser.add_argument("--frameworks", default="torch,jax,tensorflow")
     parser.add_argument("--lengths", default=",".join(map(str, LENGTHS)))
     parser.add_argument("--repeats", type=int, default=None)
+    parser.add_argument("--threads", type=int, default=1,
+                        help="intra-op threads of torch, XLA (jax) and TensorFlow (default 1: a loaded machine)")
     parser.add_argument("--memory-child", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.memory_child:
+        _set_threads(int(os.environ.get("POLYLOSS_BENCH_THREADS", "1")))
         print("RESULT " + json.dumps(memory_child(args.memory_child)))
         return 0
     repeats = args.repeats or (8 if args.quick else 30)
+    _set_threads(args.threads)
     import torch
 
-    torch.set_num_threads(1)  # small per-step operations: one thread is fastest (and fair to every candidate)
     print(f"emissions float32 [{BATCH}, T, {TAGS}], right padding (lengths in [T/2, T]); {repeats} rounds; "
-          f"{os.cpu_count()} CPUs; torch {torch.__version__}, one thread")
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; torch {torch.__version__}; "
+          f"{args.threads} intra-op thread(s) in torch, XLA and TensorFlow")
     targets: list = []
     for framework in args.frameworks.split(","):
         for t in (int(v) for v in args.lengths.split(",")):

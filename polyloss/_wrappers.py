@@ -32,6 +32,15 @@ Adding a family's class is one line in :data:`LOSSES`. Two optional fields cover
   temperature): constructor arguments holding their initial values, held as ``nn.Parameter``s and
   passed to the function on each call. A Keras ``Loss`` holds no weights, so a line with
   parameters has no Keras class (a Keras layer is the place for them).
+
+A line whose parameters have ``shapes`` is a model head rather than a criterion (the linear-chain
+CRF): each shape names its sizes (``("num_tags", "num_tags")``), the constructor takes those sizes
+positionally (``CRF(num_tags)``) and creates the parameters at zero (an initial value may still be
+passed by name), and takes ``allowed=``, boolean masks of the parameters in their order (what
+``polyloss.allowed_transitions`` returns), applied as ``where(allowed, parameter, -inf)`` on every call.
+Such a line has a Keras layer (``polyloss.keras.layers``) with the parameters as weights. ``decoder``
+names a second function of the same parameters (``"crf_decode"``): the torch module gets a ``decode``
+method, and the Keras layer returns its first output.
 """
 
 from __future__ import annotations
@@ -61,13 +70,38 @@ class LossClass:
     settings: tuple[str, ...] = ()
     per_batch: tuple[str, ...] = ()
     parameters: tuple[str, ...] = ()
+    shapes: tuple[tuple[str, ...], ...] = ()
+    decoder: str | None = None
 
-    def resolve(self):
-        """The function object, ``polyloss.<function>``."""
+    def __post_init__(self):
+        if self.shapes and len(self.shapes) != len(self.parameters):
+            raise ValueError(f"{self.name}: shapes must give one shape per parameter {self.parameters}, "
+                             f"got {self.shapes}")
+
+    def resolve(self, function: str | None = None):
+        """The function object, ``polyloss.<function>`` (``function``: another one, e.g. the decoder)."""
         target = importlib.import_module("polyloss")
-        for part in self.function.split("."):
+        for part in (function or self.function).split("."):
             target = getattr(target, part)
         return target
+
+    @property
+    def sizes(self) -> tuple[str, ...]:
+        """The size arguments of a line with ``shapes`` (``("num_tags",)``), in order of appearance."""
+        return tuple(dict.fromkeys(size for shape in self.shapes for size in shape))
+
+    @property
+    def decoder_inputs(self) -> tuple[str, ...]:
+        """The positional arrays of the decoder (its parameters removed): ``("emissions",)``."""
+        params = inspect.signature(self.resolve(self.decoder)).parameters.values()
+        return tuple(p.name for p in params
+                     if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD) and p.name not in self.parameters)
+
+    @property
+    def decoder_keywords(self) -> tuple[str, ...]:
+        """The keyword arguments of the decoder other than its parameters (``("mask", "fill")``)."""
+        params = inspect.signature(self.resolve(self.decoder)).parameters.values()
+        return tuple(p.name for p in params if p.kind is p.KEYWORD_ONLY and p.name not in self.parameters)
 
     @property
     def signature(self) -> inspect.Signature:
@@ -112,6 +146,11 @@ class LossClass:
         """Whether a Keras ``Loss`` exists: a prediction and a target, nothing learned, nothing wrapped."""
         return (len(self.inputs) == 2 and self.inputs[1] in TARGETS and not self.parameters
                 and self.wrapped is None)
+
+    @property
+    def keras_layer(self) -> bool:
+        """Whether a Keras layer exists (``polyloss.keras.layers``): the parameters have shapes."""
+        return bool(self.shapes)
 
     @property
     def keras_name(self) -> str:
@@ -159,6 +198,9 @@ LOSSES: tuple[LossClass, ...] = (
     LossClass("adversarial_loss", "AdversarialLoss"),
     LossClass("gradient_penalty", "GradientPenalty"),
     LossClass("vat_loss", "VATLoss", per_batch=("noise", "clean_logits")),
+    # structured: a model head with learned transitions, start and end, and a Viterbi decode
+    LossClass("crf_nll", "CRF", per_batch=("mask",), parameters=("transitions", "start", "end"),
+              shapes=(("num_tags", "num_tags"), ("num_tags",), ("num_tags",)), decoder="crf_decode"),
 )
 
 

@@ -21,6 +21,7 @@ from helpers import get, run_python
 
 KERAS_BACKENDS = ("tensorflow", "jax", "torch")
 STEPS, LEARNING_RATE = 5, 0.5
+CRF_EPOCHS = 25
 
 TRAIN = r'''
 import json, sys
@@ -111,6 +112,46 @@ for line in __import__("polyloss._wrappers").__dict__["_wrappers"].LOSSES:
     configs[line.keras_name] = [type(again).__name__, obj.get_config() == again.get_config(),
                                 sorted(obj.get_config())]
 out["configs"] = configs
+
+# the CRF layer: a toy tagger (embeddings + linear + CRF with BIO constraints) trained with the nll the
+# layer adds (add_loss), decoding through the same layer in an inference model
+tokens, tags = d["crf_tokens"], d["crf_tags"]
+tokens_mask = tokens > 0
+allowed = polyloss.allowed_transitions(["O", "B-X", "I-X"])
+keras.utils.set_random_seed(0)
+tokens_in = keras.Input((None,), dtype="int32")
+tags_in = keras.Input((None,), dtype="int32")
+emissions = keras.layers.Dense(3)(keras.layers.Embedding(7, 8, mask_zero=True)(tokens_in))
+crf = plk.layers.CRF(3, allowed=allowed)
+train = keras.Model([tokens_in, tags_in], crf(emissions, tags=tags_in))
+infer = keras.Model(tokens_in, crf(emissions))
+train.compile(optimizer=keras.optimizers.Adam(0.1))
+
+
+def accuracy():
+    decoded = infer.predict(tokens, batch_size=len(tokens), verbose=0)
+    return [float((decoded == tags)[tokens_mask].mean()), bool((decoded[~tokens_mask] == -1).all())]
+
+
+# the added loss is the mean of polyloss.crf_nll with the layer's weights (allowed applied as -inf), here
+# with random weights; then the weights go back to zero (their initial value) and the tagger trains
+weights = [np.random.default_rng(1).normal(size=v.shape).astype("float32") for v in crf.weights]
+crf.set_weights(weights)
+w = dict(zip(("transitions", "start", "end"), weights))
+a, s = np.where(allowed[0], w["transitions"], -np.inf), np.where(allowed[1], w["start"], -np.inf)
+scores = keras.Model(tokens_in, emissions).predict(tokens, batch_size=len(tokens), verbose=0)
+out["crf_loss"] = [train.evaluate([tokens, tags], batch_size=len(tokens), verbose=0),
+                   float(np.mean(polyloss.crf_nll(scores, tags, a, mask=tokens_mask, start=s, end=w["end"])))]
+crf.set_weights([np.zeros_like(v) for v in weights])
+out["crf_before"] = accuracy()
+out["crf_curve"] = train.fit([tokens, tags], batch_size=len(tokens), epochs=CRF_EPOCHS, shuffle=False,
+                             verbose=0).history["loss"]
+out["crf_after"] = accuracy()
+out["crf_evaluate"] = train.evaluate([tokens, tags], batch_size=len(tokens), verbose=0)
+out["crf_pred"] = train.predict([tokens, tags], batch_size=len(tokens), verbose=0).tolist()
+again = keras.saving.deserialize_keras_object(keras.saving.serialize_keras_object(crf))
+out["crf_config"] = [type(again).__name__, again.get_config() == crf.get_config(), sorted(crf.get_config())]
+train.save(folder + f"/{backend}-crf.keras")
 print(json.dumps(out))
 '''
 
@@ -129,6 +170,13 @@ out = {"loss": type(m.loss).__name__, "loss_config": m.loss.get_config(),
        "evaluate": {k: float(v) for k, v in m.evaluate(d["x"], d["y"], batch_size=8, verbose=0,
                                                         return_dict=True).items()},
        "fit": m.fit(d["x"], d["y"], batch_size=8, epochs=1, verbose=0).history["loss"]}
+crf_inputs = [d["crf_tokens"], d["crf_tags"]]
+m = keras.models.load_model(folder + f"/{backend}-crf.keras")
+crf = m.layers[-1]
+out["crf"] = {"layer": type(crf).__name__, "allowed": crf.get_config()["allowed"],
+              "pred": m.predict(crf_inputs, batch_size=len(d["crf_tokens"]), verbose=0).tolist(),
+              "evaluate": m.evaluate(crf_inputs, batch_size=len(d["crf_tokens"]), verbose=0),
+              "fit": m.fit(crf_inputs, batch_size=8, epochs=1, verbose=0).history["loss"]}
 print(json.dumps(out))
 '''
 
@@ -139,13 +187,31 @@ def _data():
     y = (rng.random((32, 3)) < 0.4).astype(np.float32)
     indices = np.where(y > 0, np.arange(3), -1).astype(np.int32)
     return {"x": x, "y": y, "ids": rng.integers(0, 3, 32).astype(np.int32), "indices": indices,
-            "w": (rng.normal(size=(4, 3)) * 0.5).astype(np.float32), "b": np.zeros(3, np.float32)}
+            "w": (rng.normal(size=(4, 3)) * 0.5).astype(np.float32), "b": np.zeros(3, np.float32),
+            **_crf_data(rng)}
+
+
+def _crf_data(rng, n=48, t=10):
+    """A BIO tagging task (tags O, B-X, I-X) where a tag depends on the previous one: word 1 opens an
+    entity (B-X) that runs over the following words 2 (I-X); other words are O; 0 pads (right)."""
+    words = rng.integers(1, 7, (n, t))
+    tags = np.zeros((n, t), np.int32)
+    for row in range(n):
+        for i in range(t):
+            if words[row, i] == 1:
+                tags[row, i] = 1
+            elif words[row, i] == 2 and i > 0 and tags[row, i - 1] in (1, 2):
+                tags[row, i] = 2
+    lengths = rng.integers(3, t + 1, n)
+    mask = np.arange(t)[None, :] < lengths[:, None]
+    return {"crf_tokens": np.where(mask, words, 0).astype(np.int32), "crf_tags": np.where(mask, tags, 0)}
 
 
 def _run_backend(backend, folder):
     """The train-and-save process, then the load process (fresh) of one Keras backend."""
     env = {"KERAS_BACKEND": backend}
-    script = TRAIN.replace("STEPS", str(STEPS)).replace("SGD(STEP)", f"SGD({LEARNING_RATE})")
+    script = (TRAIN.replace("CRF_EPOCHS", str(CRF_EPOCHS)).replace("STEPS", str(STEPS))
+              .replace("SGD(STEP)", f"SGD({LEARNING_RATE})"))
     trained = json.loads(run_python(str(_write(folder, "train.py", script)), str(folder), env=env,
                                     timeout=400).stdout.strip().splitlines()[-1])
     loaded = json.loads(run_python(str(_write(folder, "load.py", LOAD)), str(folder), env=env,
@@ -239,6 +305,27 @@ def test_every_class_round_trips_its_config(keras_runs, backend):
         line = next(line for line in _wrappers.LOSSES if line.keras_name == name)
         assert again == name and same, name
         assert set(keys) == {"name", "reduction", *line.settings, *line.hyperparameters}, name
+
+
+@BACKEND
+def test_crf_layer_toy_tagger_trains_decodes_saves_and_reloads(keras_runs, backend):
+    """Issue 15: embeddings + linear + ``polyloss.keras.layers.CRF`` trains with the loss the layer adds
+    and decodes (-1 at padding) on each Keras backend; the added loss is ``mean(crf_nll)`` with the
+    layer's weights; the model saves and reloads in a fresh process (weights, allowed masks)."""
+    trained, loaded = keras_runs[backend]
+    curve = trained["crf_curve"]
+    assert curve[-1] < 0.2 * curve[0], curve
+    (before, _), (after, padded) = trained["crf_before"], trained["crf_after"]
+    assert after > 0.97 and after > before and padded, (before, after)
+    assert_close(np.float32(trained["crf_loss"][0]), np.float32(trained["crf_loss"][1]), rtol=1e-5)
+    assert trained["crf_config"][:2] == ["CRF", True]
+    assert trained["crf_config"][2] == sorted(["name", "trainable", "dtype", "num_tags", "allowed"])
+    crf = loaded["crf"]
+    assert crf["layer"] == "CRF"
+    assert crf["allowed"] == [m.tolist() for m in polyloss.allowed_transitions(["O", "B-X", "I-X"])]
+    assert crf["pred"] == trained["crf_pred"]
+    assert_close(np.float32(crf["evaluate"]), np.float32(trained["crf_evaluate"]))
+    assert np.isfinite(crf["fit"]).all()
 
 
 def _torch_curve(data):

@@ -53,7 +53,7 @@ def test_wheel_installs_in_a_fresh_venv_with_polyloss_backends(tmp_path):
                            text=True, check=True).stdout
     for module in ("numpy", "torch", "jax", "tensorflow", "array_api_strict", "_tensorflow_namespace", "cupy"):
         assert f"polyloss/backends/{module}.py" in names
-    for module in ("torch/__init__", "torch/metrics", "keras/__init__", "keras/metrics"):  # the native faces
+    for module in ("torch/__init__", "torch/metrics", "keras/__init__", "keras/metrics", "keras/layers"):
         assert f"polyloss/{module}.py" in names
 
 

@@ -30,6 +30,9 @@ def _split(line, args, kwargs):
     named = {**dict(zip(names, args)), **kwargs}
     tensors = {k: torch.from_numpy(np.asarray(v)) if isinstance(v, np.ndarray) else v for k, v in named.items()}
     init = {k: v for k, v in tensors.items() if k in line.hyperparameters or k in line.settings or k in line.parameters}
+    for name, shape in zip(line.parameters, line.shapes):  # a head's sizes, read from its parameters' shapes
+        if name in tensors:
+            init.update(zip(shape, tensors[name].shape))
     inputs = [tensors[k] for k in line.inputs if k in tensors]
     batch = {k: v for k, v in tensors.items() if k in line.batch_keywords}
     return init, inputs, batch, tensors
@@ -51,7 +54,8 @@ def test_every_line_has_a_class_with_the_functions_hyperparameters():
         assert issubclass(cls, torch.nn.Module) and cls.line is line
         params = inspect.signature(cls).parameters
         wrapped = [] if line.wrapped is None else [line.wrapped]
-        assert list(params) == [*wrapped, *line.settings, *line.parameters, *line.hyperparameters, "reduction"]
+        assert list(params) == [*wrapped, *line.sizes, *line.settings, *line.parameters, *line.hyperparameters,
+                                *(["allowed"] if line.shapes else []), "reduction"]
         for name, default in line.hyperparameters.items():
             assert params[name].default == default or (params[name].default is default)
 
@@ -117,6 +121,91 @@ def test_settings_are_buffers_and_parameters_are_learned():
     assert_close(loss, polyloss.reduce(polyloss.infonce_from_embeddings(a, b, temperature=torch.tensor(0.07))))
     loss.backward()
     assert parameter.grad is not None and torch.isfinite(parameter.grad)
+
+
+# --------------------------------------------------------------------------------------------
+# the CRF head: a line with shaped parameters (created at zero), allowed masks and a decoder
+# --------------------------------------------------------------------------------------------
+def _crf_inputs(rng, b=5, t=6, k=4):
+    e = torch.from_numpy(rng.normal(0.0, 2.0, (b, t, k)).astype(np.float32))
+    lengths = torch.tensor([t, 0, 1, *rng.integers(1, t + 1, b - 3)])
+    mask = torch.arange(t)[None, :] < lengths[:, None]
+    labels = ["O", "B-X", "I-X", "B-Y"][:k]
+    allowed = tuple(torch.from_numpy(m) for m in polyloss.allowed_transitions(labels))
+    return e, mask, allowed
+
+
+def test_crf_module_starts_at_zero_and_is_the_functions_with_its_parameters():
+    rng = np.random.default_rng(0)
+    e, mask, (allowed, first, last) = _crf_inputs(rng)
+    zero = plt.CRF(4)
+    assert [(n, tuple(p.shape)) for n, p in zero.named_parameters()] == [("transitions", (4, 4)), ("start", (4,)),
+                                                                         ("end", (4,))]
+    assert all(torch.equal(p, torch.zeros_like(p)) for p in zero.parameters())
+    a, s, u = (torch.from_numpy(rng.normal(size=shape).astype(np.float32)) for shape in ((4, 4), (4,), (4,)))
+    crf = plt.CRF(4, transitions=a, start=s, end=u, allowed=(allowed, first, None), reduction="none")
+    assert {n for n, _ in crf.named_buffers()} == {"allowed_transitions", "allowed_start"}
+    masked = dict(transitions=torch.where(allowed, a, -torch.inf), start=torch.where(first, s, -torch.inf), end=u)
+    tags, _ = polyloss.crf_decode(e, **masked, mask=mask)  # feasible gold paths
+    tags = torch.where(mask, tags, 0)
+    expected = polyloss.crf_nll(e, tags, **masked, mask=mask)
+    assert torch.isfinite(expected).all()
+    assert_close(crf(e, tags, mask=mask), expected)
+    crf.reduction = "sum"
+    assert_close(crf(e, tags, mask=mask), polyloss.reduce(expected, "sum"))
+    crf.reduction = "mean"  # over the sequences, the empty row's 0 included (pytorch-crf's "mean")
+    loss = crf(e, tags, mask=mask)
+    assert_close(loss, polyloss.reduce(expected, "mean"))
+    loss.backward()
+    assert torch.isfinite(crf.transitions.grad).all() and (crf.transitions.grad[~allowed] == 0).all()
+    assert (crf.start.grad[~first] == 0).all()
+    for fill in (-1, 7):
+        got_tags, got_scores = crf.decode(e, mask=mask, fill=fill)
+        want_tags, want_scores = polyloss.crf_decode(e, **masked, mask=mask, fill=fill)
+        assert got_tags.dtype == torch.int64 and torch.equal(got_tags, want_tags) and (got_tags[~mask] == fill).all()
+        assert_close(got_scores, want_scores)
+
+
+def test_crf_module_against_pytorch_crf_reductions_and_decode():
+    """pytorch-crf returns the log-likelihood (ours negated); its "sum" and "mean" (over the batch) are
+    our reductions; its decode gives lists (ours: a padded tensor). Right padding, no empty row (it
+    needs the first timestep on)."""
+    torchcrf = pytest.importorskip("torchcrf")
+    rng = np.random.default_rng(1)
+    torch.manual_seed(1)
+    e, mask, _ = _crf_inputs(rng, b=6, t=7, k=4)
+    mask[:, 0] = True
+    tags = torch.from_numpy(rng.integers(0, 4, (6, 7)))
+    peer = torchcrf.CRF(4, batch_first=True)
+    ours = {r: plt.CRF(4, transitions=peer.transitions.detach(), start=peer.start_transitions.detach(),
+                       end=peer.end_transitions.detach(), reduction=r) for r in ("none", "sum", "mean")}
+    for reduction, module in ours.items():
+        assert_close(module(e, tags, mask=mask), -peer(e, tags, mask=mask, reduction=reduction).detach(),
+                     err_msg=reduction)
+    got, _ = ours["mean"].decode(e, mask=mask)
+    lengths = mask.sum(1).tolist()
+    assert [row[:n] for row, n in zip(got.tolist(), lengths)] == peer.decode(e, mask=mask)
+
+
+def test_crf_module_errors_name_the_arguments():
+    with pytest.raises(TypeError, match="CRF needs num_tags"):
+        plt.CRF()
+    with pytest.raises(ValueError, match="num_tags must be a positive int, got 0"):
+        plt.CRF(0)
+    with pytest.raises(ValueError, match=r"transitions must have shape \(3, 3\), got \(2, 2\)"):
+        plt.CRF(3, transitions=torch.zeros(2, 2))
+    with pytest.raises(ValueError, match="allowed mask of start must be booleans of shape"):
+        plt.CRF(3, allowed=(None, np.ones(4, bool), None))
+    with pytest.raises(ValueError, match="one mask per parameter"):
+        plt.CRF(3, allowed=(np.ones((3, 3), bool),))
+    with pytest.raises(TypeError, match="unexpected argument 'gamma'; it takes num_tags, transitions"):
+        plt.CRF(3, gamma=1.0)
+    with pytest.raises(TypeError, match="takes 1 inputs"):
+        plt.CRF(3).decode(torch.zeros(1, 2, 3), torch.zeros(1, 2, dtype=torch.int64))
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        plt.CRF(3).decode(torch.zeros(1, 2, 3), where=None)
+    with pytest.raises(AttributeError, match="has no decoder"):
+        plt.MultilabelCrossEntropy().decode(torch.zeros(1, 2))
 
 
 def test_labels_that_require_grad_raise_without_a_torch_warning():

@@ -22,6 +22,7 @@ target (``docs/keras.md``), on every Keras backend (TensorFlow, JAX, PyTorch).
   they cannot, as for the functions under ``jax.jit`` / ``tf.function``.
 
 Every class is generated from the table in ``polyloss._wrappers`` (``LOSSES``), as ``polyloss.torch``'s.
+Lines with learned, shaped parameters (the linear-chain CRF) are layers, ``polyloss.keras.layers``.
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ import numpy as np
 from polyloss import _wrappers
 from polyloss.backends import preload as _preload
 
-__all__ = ["Loss", "loss_class", "metrics", "PACKAGE",
+__all__ = ["Loss", "loss_class", "layers", "metrics", "PACKAGE",
            *(line.keras_name for line in _wrappers.LOSSES if line.keras)]
 
 PACKAGE = "polyloss"  # the package name of every registered class: "polyloss>MultilabelCrossentropy"
@@ -138,4 +139,4 @@ for _line in _wrappers.LOSSES:
         globals()[_line.keras_name] = loss_class(_line)
 del _line
 
-from polyloss.keras import metrics  # noqa: E402  (registers the metric classes too)
+from polyloss.keras import layers, metrics  # noqa: E402  (registers the layer and metric classes too)

@@ -23,6 +23,12 @@ user's model: the constructor's first argument is the function of what is pertur
 and ``kwargs`` (all but ``where``, ``noise``, ``clean_logits``) on to it, and returns what the function
 returns, each array reduced (``(loss, adversarial_loss)``: scalars, returned as they are).
 
+A line with shaped parameters is a model head (``CRF``): its constructor takes the sizes
+(``CRF(num_tags)``), creates the parameters at zero (``nn.Parameter``s; an initial value may be passed by
+name) and takes ``allowed=``, boolean masks of the parameters (``polyloss.allowed_transitions(labels)``),
+applied as ``where(allowed, parameter, -inf)`` on every call; ``forward`` returns the loss with the
+reduction above, and ``decode`` the decoder's output (``crf_decode``: padded tags and scores).
+
 Importing this module loads polyloss's torch adapter at once, so the first call inside
 ``torch.compile(fullgraph=True)`` finds it (an import cannot be traced).
 """
@@ -58,29 +64,35 @@ class Loss(torch.nn.Module):
     _required = 0
     _held: tuple = ()
     _batch_keywords: tuple = ()
+    _decoder = None
+    _decoder_inputs: tuple = ()
+    _decoder_keywords: tuple = ()
+    _allowed: tuple = ()
     _wrapped: tuple = ()  # ("loss_fn",) for a line that wraps the user's function
 
-    def __init__(self, *settings, reduction: str = "mean", **options):
+    def __init__(self, *positional, reduction: str = "mean", **options):
         super().__init__()
         line = self.line
         if reduction not in _REDUCTIONS:
             raise ValueError(f"{type(self).__name__}: reduction must be one of {_REDUCTIONS}, got {reduction!r}")
         self.reduction = reduction
-        positional = (*self._wrapped, *line.settings)  # the wrapped loss_fn first, then a prior
-        if len(settings) > len(positional):
-            raise TypeError(f"{type(self).__name__} takes {len(positional)} positional argument(s) "
-                            f"({', '.join(positional) or 'none'}), got {len(settings)}")
-        given = dict(zip(positional, settings))
+        allowed_masks = options.pop("allowed", None) if line.shapes else None
+        names = (*self._wrapped, *line.sizes, *line.settings)  # the wrapped loss_fn first, sizes, then a prior
+        if len(positional) > len(names):
+            raise TypeError(f"{type(self).__name__} takes {len(names)} positional argument(s) "
+                            f"({', '.join(names) or 'none'}), got {len(positional)}")
+        given = dict(zip(names, positional))
         hyper = line.hyperparameters
         for name, value in options.items():
             if name in given:
                 raise TypeError(f"{type(self).__name__} got {name!r} twice")
-            if name not in hyper and name not in positional and name not in line.parameters:
-                allowed = [*positional, *line.parameters, *hyper, "reduction"]
+            if name not in hyper and name not in names and name not in line.parameters:
+                allowed = [*names, *line.parameters, *hyper, *(["allowed"] if line.shapes else []), "reduction"]
                 raise TypeError(f"{type(self).__name__} got an unexpected argument {name!r}; "
                                 f"it takes {', '.join(allowed)}")
             given[name] = value
-        missing = [n for n in (*positional, *line.parameters) if n not in given]
+        # shaped parameters start at zero; others need their initial value
+        missing = [n for n in (*names, *(() if line.shapes else line.parameters)) if n not in given]
         if missing:
             raise TypeError(f"{type(self).__name__} needs {', '.join(missing)}")
         for name in self._wrapped:  # the user's model and loss: an nn.Module becomes a submodule
@@ -88,14 +100,23 @@ class Loss(torch.nn.Module):
                 raise TypeError(f"{type(self).__name__}: {name} must be a callable (a module or a function), got "
                                 f"{type(given[name]).__name__}")
             setattr(self, name, given[name])
+        self.sizes = {name: _size(type(self).__name__, name, given[name]) for name in line.sizes}
         self.hyperparameters = {name: given.get(name, default) for name, default in hyper.items()}
         for name in line.settings:  # a prior: a buffer, so that .to(device) moves it
             self.register_buffer(name, torch.as_tensor(given[name]))
-        for name in line.parameters:  # learned with the model
-            value = given[name]
-            if not isinstance(value, torch.Tensor):
+        for name, shape in zip(line.parameters, line.shapes or [None] * len(line.parameters)):  # learned
+            shape = None if shape is None else tuple(self.sizes[size] for size in shape)
+            value = given.get(name)
+            if value is None:
+                value = torch.zeros(shape)
+            elif not isinstance(value, torch.Tensor):
                 value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+            if shape is not None and tuple(value.shape) != shape:
+                raise ValueError(f"{type(self).__name__}: {name} must have shape {shape}, got {tuple(value.shape)}")
             self.register_parameter(name, torch.nn.Parameter(value.detach().clone()))
+        self._allowed = ()
+        if allowed_masks is not None:
+            self._allowed = _register_allowed(self, allowed_masks)
 
     def forward(self, *inputs, **batch):
         if self._wrapped:  # the inputs beyond x, and the other keywords, are the wrapped function's
@@ -112,8 +133,7 @@ class Loss(torch.nn.Module):
             raise TypeError(f"{type(self).__name__}.forward takes {len(self._inputs)} inputs "
                             f"({', '.join(self._inputs)}), got {len(inputs)}")
         named = dict(zip(self._inputs, inputs))
-        held = {name: getattr(self, name) for name in self._held}
-        loss = self._function(**named, **held, **self.hyperparameters, **batch)
+        loss = self._function(**named, **self._held_values(), **self.hyperparameters, **batch)
         if isinstance(loss, tuple):  # (loss, adversarial_loss), (loss, penalty): each reduced
             return tuple(self._reduced(named, value) for value in loss)
         return self._reduced(named, loss)
@@ -124,6 +144,28 @@ class Loss(torch.nn.Module):
         if self.reduction == "sum":
             return polyloss.reduce(loss, "sum")
         return polyloss.reduce(loss, "mean", where=self._kept(named, loss))
+
+    def _held_values(self) -> dict:
+        """The settings and parameters passed to the function, ``allowed`` masks applied (``-inf``)."""
+        held = {name: getattr(self, name) for name in self._held}
+        for name in self._allowed:
+            held[name] = torch.where(getattr(self, f"allowed_{name}"), held[name], -torch.inf)
+        return held
+
+    def decode(self, *inputs, **options):
+        """The decoder's output on these inputs with the module's parameters (lines with a ``decoder``:
+        ``CRF.decode(emissions, mask=None, fill=-1)`` -> ``(tags [B, T], scores [B])``, the tags padded
+        with ``fill``)."""
+        if self._decoder is None:
+            raise AttributeError(f"{type(self).__name__} has no decoder")
+        if len(inputs) != len(self._decoder_inputs):
+            raise TypeError(f"{type(self).__name__}.decode takes {len(self._decoder_inputs)} inputs "
+                            f"({', '.join(self._decoder_inputs)}), got {len(inputs)}")
+        unknown = [name for name in options if name not in self._decoder_keywords]
+        if unknown:
+            raise TypeError(f"{type(self).__name__}.decode got unexpected keyword(s) {unknown}; "
+                            f"it takes {', '.join(self._decoder_keywords)}")
+        return self._decoder(*inputs, **self._held_values(), **options)
 
     def _kept(self, named, loss):
         """torch's "mean" with ``ignore_index``: the rows whose class id is not ignored."""
@@ -137,7 +179,41 @@ class Loss(torch.nn.Module):
 
     def extra_repr(self) -> str:
         changed = {k: v for k, v in self.hyperparameters.items() if v is not self.line.hyperparameters[k]}
-        return ", ".join([*(f"{k}={v!r}" for k, v in changed.items()), f"reduction={self.reduction!r}"])
+        return ", ".join([*(f"{v!r}" for v in getattr(self, "sizes", {}).values()),
+                          *(f"{k}={v!r}" for k, v in changed.items()), f"reduction={self.reduction!r}"])
+
+
+def _size(cls: str, name: str, value) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{cls}: {name} must be a positive int, got {value!r}")
+    return value
+
+
+def _register_allowed(module: Loss, masks) -> tuple:
+    """``allowed=``: boolean masks of the parameters, in their order (a tuple, None for a free one) or by
+    name (a dict), registered as buffers ``allowed_<name>``; returns the names that have one."""
+    line, cls = module.line, type(module).__name__
+    if not isinstance(masks, dict):
+        masks = list(masks)
+        if len(masks) != len(line.parameters):
+            raise ValueError(f"{cls}: allowed must give one mask per parameter {line.parameters} (or a dict), "
+                             f"got {len(masks)}")
+        masks = dict(zip(line.parameters, masks))
+    unknown = [name for name in masks if name not in line.parameters]
+    if unknown:
+        raise ValueError(f"{cls}: allowed names {unknown}, which are not parameters {line.parameters}")
+    names = []
+    for name, mask in masks.items():
+        if mask is None:
+            continue
+        parameter = getattr(module, name)
+        mask = torch.as_tensor(mask, device=parameter.device)
+        if mask.dtype != torch.bool or tuple(mask.shape) != tuple(parameter.shape):
+            raise ValueError(f"{cls}: allowed mask of {name} must be booleans of shape {tuple(parameter.shape)}, "
+                             f"got {mask.dtype} of shape {tuple(mask.shape)}")
+        module.register_buffer(f"allowed_{name}", mask)
+        names.append(name)
+    return tuple(names)
 
 
 def loss_class(line: _wrappers.LossClass) -> type:
@@ -146,11 +222,14 @@ def loss_class(line: _wrappers.LossClass) -> type:
     for a learnable temperature)."""
     function = line.resolve()
     hyper = line.hyperparameters
+    sized = bool(line.shapes)
     wrapped = () if line.wrapped is None else (line.wrapped,)
     signature = inspect.Signature(
-        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*wrapped, *line.settings)]
-        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY) for n in line.parameters]
+        [inspect.Parameter(n, inspect.Parameter.POSITIONAL_OR_KEYWORD) for n in (*wrapped, *line.sizes, *line.settings)]
+        + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, **({"default": None} if sized else {}))
+           for n in line.parameters]
         + [inspect.Parameter(n, inspect.Parameter.KEYWORD_ONLY, default=d) for n, d in hyper.items()]
+        + ([inspect.Parameter("allowed", inspect.Parameter.KEYWORD_ONLY, default=None)] if sized else [])
         + [inspect.Parameter("reduction", inspect.Parameter.KEYWORD_ONLY, default="mean")]
     )
     doc = (f"``torch.nn.Module`` for :func:`polyloss.{line.function}`: ``forward({', '.join(line.inputs)}"
@@ -158,10 +237,18 @@ def loss_class(line: _wrappers.LossClass) -> type:
            + (f", **kwargs)`` (``args``, ``kwargs``: passed on to ``{line.wrapped}``), " if wrapped else ")``, ")
            + f"hyper-parameters {', '.join(hyper) or 'none'}, reduction \"mean\" (default), \"sum\" or \"none\" "
            + "(see the module docstring).\n\n" + (function.__doc__ or "").split("\n")[0])
+    if sized:
+        doc += (f"\n\n``{line.name}({', '.join(line.sizes)}, allowed=None)``: learned {', '.join(line.parameters)} "
+                "(``nn.Parameter``s, zero at first)"
+                + (f"; ``decode({', '.join(line.decoder_inputs)}, ...)`` is :func:`polyloss.{line.decoder}`."
+                   if line.decoder else "."))
     cls = type(line.name, (Loss,), {
         "line": line, "__doc__": doc, "__module__": __name__, "_function": staticmethod(function),
         "_inputs": line.inputs, "_required": line.required_inputs, "_held": (*line.settings, *line.parameters),
         "_batch_keywords": line.batch_keywords, "_wrapped": wrapped,
+        "_decoder": staticmethod(line.resolve(line.decoder)) if line.decoder else None,
+        "_decoder_inputs": line.decoder_inputs if line.decoder else (),
+        "_decoder_keywords": line.decoder_keywords if line.decoder else (),
     })
     cls.__init__ = _with_signature(Loss.__init__, signature)
     return cls
