@@ -3,19 +3,9 @@ registry). Shared helper functions live in ``helpers.py``; test modules import t
 
 from __future__ import annotations
 
-import os
+import pytest
 
-# The matrix makes XLA (jax.jit, JAX's eager ops, TensorFlow's XLA kernels) compile thousands of small
-# programs; at optimisation level 0 they compile about twice as fast (measured: the CRF rows under
-# jax.jit, 61 s -> 28 s) and compute the same operations (XLA's CPU backend does no fast-math at any
-# level; the values are compared with the reference at the dtype's tolerance all the same). Set before
-# any framework is imported; subprocesses inherit it; a caller's own XLA_FLAGS win. `polyloss check`
-# runs at XLA's default level.
-os.environ.setdefault("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_llvm_disable_expensive_passes=true")
-
-import pytest  # noqa: E402
-
-from polyloss import backends  # noqa: E402
+from polyloss import backends
 
 from helpers import AUTOGRAD_BACKENDS, INSTALLED, LOSS_BACKENDS, REQUIRED, get
 
@@ -61,3 +51,30 @@ def one_process_group(tmp_path):
         yield dist
     finally:
         dist.destroy_process_group()
+
+
+@pytest.fixture
+def float64_default():
+    """torch's default dtype float64 for the test (LibMTL builds its work tensors with it), restored after."""
+    get("torch")
+    import torch
+
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    yield
+    torch.set_default_dtype(old)
+
+
+@pytest.fixture
+def restore_global_rngs():
+    """The global Python and torch generators restored after the test (peers such as LibMTL and TorchJD
+    draw from them, and tests seed them)."""
+    import random
+
+    get("torch")
+    import torch
+
+    python_state, torch_state = random.getstate(), torch.get_rng_state()
+    yield
+    random.setstate(python_state)
+    torch.set_rng_state(torch_state)

@@ -17,7 +17,7 @@ import pytest
 from polyloss.conformance import cases_for, relative_error, tolerance
 from polyloss.conformance.runner import library_call
 
-from helpers import INSTALLED, get, gpu_targets
+from helpers import INSTALLED, get, gpu_targets, run_python
 
 TARGETS = gpu_targets()
 
@@ -113,7 +113,8 @@ def test_the_comparison_runs_on_a_second_device():
     devices = dict(adapter.devices())
     first = {}
     for case in cases_for():
-        first.setdefault(case.function, case)
+        if case.runs_on(adapter):  # not the cases that differentiate a user's function (no autograd here)
+            first.setdefault(case.function, case)
     assert any(c.exact for c in cases_for()) and len(first) > 20
     failures = compare_devices(adapter, devices["device1"], adapter, devices["cpu"], list(first.values()))
     assert not failures, failures
@@ -140,8 +141,6 @@ def test_gpu_only_backends_are_registered_but_never_missing():
     absent ``available_backends`` reports it with the import error instead of failing, and the test matrix
     neither lists nor skips it."""
     import importlib.util
-    import subprocess
-    import sys
 
     from polyloss import backends
 
@@ -156,6 +155,5 @@ def test_gpu_only_backends_are_registered_but_never_missing():
     code = ("import sys, numpy as np, polyloss; polyloss.multilabel_crossentropy(np.zeros((2, 3)), np.zeros((2, 3)));"
             "polyloss.backends.available_backends(); print('cupy' in sys.modules)")
     if importlib.util.find_spec("cupy") is None:
-        done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
+        done = run_python(code=code, timeout=120)  # outside the source tree, which would shadow the package
         assert done.stdout.strip() == "False"

@@ -35,32 +35,7 @@ def torch():
     return torch
 
 
-@pytest.fixture
-def float64_default(torch):
-    """LibMTL builds its work tensors with torch's default dtype: float64 gradients need float64 there."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture(autouse=True)
-def keep_global_rngs():
-    """The peers draw orders from the global Python and torch generators: restore them."""
-    import random
-
-    python_state = random.getstate()
-    torch_state = None
-    try:
-        import torch
-
-        torch_state = torch.get_rng_state()
-    except ImportError:
-        pass
-    yield
-    random.setstate(python_state)
-    if torch_state is not None:
-        torch.set_rng_state(torch_state)
+pytestmark = pytest.mark.usefixtures("restore_global_rngs")
 
 
 def value(grads, w):

@@ -69,22 +69,7 @@ from helpers import libmtl_weighting
 torch = pytest.importorskip("torch")
 
 
-@pytest.fixture
-def float64_default():
-    """LibMTL builds its work tensors with torch's default dtype (see the module docstring)."""
-    old = torch.get_default_dtype()
-    torch.set_default_dtype(torch.float64)
-    yield
-    torch.set_default_dtype(old)
-
-
-@pytest.fixture(autouse=True)
-def keep_global_rngs():
-    """The peers draw their orders from the global Python and torch generators, seeded here: restore them."""
-    python_state, torch_state = random.getstate(), torch.get_rng_state()
-    yield
-    random.setstate(python_state)
-    torch.set_rng_state(torch_state)
+pytestmark = pytest.mark.usefixtures("restore_global_rngs")
 
 
 def quad(gram, w):

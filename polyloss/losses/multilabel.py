@@ -115,7 +115,10 @@ def _signed(xp, s, y):
 
 
 def _unshifted(xp, u, limit):
-    """``e^{u}``, or None where a sum of such terms could overflow (``max u`` above ``limit``, or NaN)."""
+    """``e^{u}``, or None where a sum of such terms could overflow (``max u`` above ``limit``, or NaN);
+    an empty ``u`` (no rows or no classes) has nothing to overflow."""
+    if math.prod(u.shape) == 0:
+        return xp.exp(u)
     return xp.exp(u) if bool(xp.max(u) <= limit) else None
 
 
