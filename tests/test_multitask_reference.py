@@ -1,4 +1,4 @@
-"""Tests of the float64 oracle for SPEC D4-D5 (polyloss.reference.multitask) itself.
+"""Tests of the float64 oracle (docs/multitask.md; polyloss.reference.multitask) itself.
 
 Every expected value is derived by hand (closed forms in the comments), by an identity between the
 functions, or by an independent solver (SciPy's NNLS on an exact reformulation of the min-norm
