@@ -284,29 +284,33 @@ def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
     return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
 
 
-def _crossentropy_rows(xp, s, ids, label_smoothing):
-    m = xp.max(s, axis=-1, keepdims=True)
-    z = s - m
-    e = xp.exp(z)
-    total = xp.sum(e, axis=-1, keepdims=True)
-    log_total = xp.log(total)[..., 0]
-    value = log_total - pick(xp, z, ids)
-    if label_smoothing:
-        mean_nll = log_total - xp.sum(z, axis=-1) / s.shape[-1]
+def _crossentropy_rows(xp, backend, s, ids, label_smoothing):
+    if backend.log_softmax is not None:  # one fused pass (Backend.log_softmax)
+        log_p = backend.log_softmax(s)
+        p = xp.exp(log_p)
+    else:
+        z = s - xp.max(s, axis=-1, keepdims=True)
+        e = xp.exp(z)
+        total = xp.sum(e, axis=-1, keepdims=True)
+        log_p, p = z - xp.log(total), e / total
+    value = -pick(xp, log_p, ids)
+    if label_smoothing:  # the mean of -log p over the C classes
+        mean_nll = xp.sum(log_p, axis=-1) / -s.shape[-1]
         value = (1.0 - label_smoothing) * value + label_smoothing * mean_nll
-    return value, e / total
+    return value, p
 
 
 def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
     if label_smoothing:
         p = p - label_smoothing / p.shape[-1]
     hit = backend.index_mask(ids[..., None], p.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None])
-    return ((p - (1.0 - label_smoothing) * xp.astype(hit, p.dtype)) * g[..., None],)
+    # one where: a boolean cast to the float dtype costs more in eager PyTorch on the CPU
+    return (xp.where(hit, p - (1.0 - label_smoothing), p) * g[..., None],)
 
 
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
     # the softmax is the one [..., C] residual, as the native cross-entropy keeps its log-softmax
-    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, a, b, label_smoothing), s, ids)
+    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, backend, a, b, label_smoothing), s, ids)
     return value, (p,)
 
 
