@@ -23,7 +23,8 @@ from polyloss import _checks, _inputs, _ops
 from polyloss._kernels import Kernel
 
 __all__ = ["Targets", "Prepared", "prepare", "class_ids", "pick", "one_hot", "Softmax", "crossentropy",
-           "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy"]
+           "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy",
+           "log_softmax_rows", "smoothed_nll_rows", "smoothed_target_gradient_rows"]
 
 
 class Targets:
@@ -284,28 +285,44 @@ def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
     return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
 
 
-def _crossentropy_rows(xp, backend, s, ids, label_smoothing):
-    if backend.log_softmax is not None:  # one fused pass (Backend.log_softmax)
+def log_softmax_rows(xp, backend, s):
+    """``(log p, p)`` of finite logits ``s [..., C]`` (no class removed): the adapter's fused log-softmax where
+    it has one (``Backend.log_softmax``, then ``p = e^{log p}``), else ``z = s - max s``, ``e^{z} / Σ e^{z}`` and
+    ``z - log Σ e^{z}``. For the eager-CPU kernels (see :func:`fast_crossentropy_applies`)."""
+    if backend.log_softmax is not None:
         log_p = backend.log_softmax(s)
-        p = xp.exp(log_p)
-    else:
-        z = s - xp.max(s, axis=-1, keepdims=True)
-        e = xp.exp(z)
-        total = xp.sum(e, axis=-1, keepdims=True)
-        log_p, p = z - xp.log(total), e / total
+        return log_p, xp.exp(log_p)
+    z = s - xp.max(s, axis=-1, keepdims=True)
+    e = xp.exp(z)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    return z - xp.log(total), e / total
+
+
+def smoothed_nll_rows(xp, log_p, ids, label_smoothing):
+    """``-(1 - ε) log p_y - ε mean_k log p_k`` per row (every class valid)."""
     value = -pick(xp, log_p, ids)
     if label_smoothing:  # the mean of -log p over the C classes
-        mean_nll = xp.sum(log_p, axis=-1) / -s.shape[-1]
+        mean_nll = xp.sum(log_p, axis=-1) / -log_p.shape[-1]
         value = (1.0 - label_smoothing) * value + label_smoothing * mean_nll
-    return value, p
+    return value
 
 
-def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
+def smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing):
+    """``p - (1 - ε) onehot(y) - ε/C``: the gradient of :func:`smoothed_nll_rows` in the logits."""
     if label_smoothing:
         p = p - label_smoothing / p.shape[-1]
     hit = backend.index_mask(ids[..., None], p.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None])
     # one where: a boolean cast to the float dtype costs more in eager PyTorch on the CPU
-    return (xp.where(hit, p - (1.0 - label_smoothing), p) * g[..., None],)
+    return xp.where(hit, p - (1.0 - label_smoothing), p)
+
+
+def _crossentropy_rows(xp, backend, s, ids, label_smoothing):
+    log_p, p = log_softmax_rows(xp, backend, s)
+    return smoothed_nll_rows(xp, log_p, ids, label_smoothing), p
+
+
+def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
+    return (smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing) * g[..., None],)
 
 
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
