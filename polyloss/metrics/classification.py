@@ -365,9 +365,8 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     current = _class_metric(xp, backend, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
     for _ in range(rounds):
         for k in range(n_classes):
-            candidate = _line_search(xp, backend, s, offsets, k, d.truth, classes, support, metric)
-            value = _class_metric(xp, backend, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
-                                  s.dtype)
+            candidate, pred = _line_search(xp, backend, s, offsets, k, d.truth, classes, support, metric)
+            value = _class_metric(xp, backend, pred, d.truth, n_classes, support, metric, s.dtype)
             keep = value >= current
             offsets = xp.where(keep, candidate, offsets)
             current = xp.where(keep, value, current)
@@ -385,8 +384,9 @@ def _class_metric(xp, backend, pred, ids, n_classes, support, metric, dtype):
 
 
 def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
-    """``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed, in O(N log N) past
-    the rivals (one pass over ``[N, C]`` for each example's best other class).
+    """``(offsets, pred)``: ``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed, in
+    O(N log N) past the rivals (one pass over ``[N, C]`` for each example's best other class), and
+    ``argmax(s + offsets)`` under the new offsets, found from the rivals without another pass over ``[N, C]``.
 
     Sorted by ``gap``, the examples move to ``k`` one by one; a move changes two classes only: ``k`` gains a
     prediction (and a true positive if the example is of class ``k``), its rival loses one. The metric of
@@ -396,12 +396,14 @@ def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
     the backend has it: a float32 sum of thousands of steps could misorder near-equal candidates."""
     idx = backend.index_dtype()
     is_k = classes == k
-    others = xp.where(is_k, -math.inf, s + offsets)
-    rival = xp.argmax(others, axis=-1)  # what each example predicts while k is out of the race
-    rival = rival if rival.dtype == ids.dtype else xp.astype(rival, ids.dtype)
-    gap = xp.max(others, axis=-1) - s[:, k]
+    others = s + xp.where(is_k, -math.inf, offsets)  # -inf in column k (s is finite): one [C] where, not [N, C]
+    rival_n = xp.argmax(others, axis=-1)  # what each example predicts while k is out of the race
+    top_n = xp.max(others, axis=-1)  # its entry
+    rival_n = rival_n if rival_n.dtype == ids.dtype else xp.astype(rival_n, ids.dtype)
+    s_k = s[:, k]
+    gap = top_n - s_k
     order = xp.argsort(gap)  # example n moves to k when offsets[k] > gap[n]
-    gap, rival, truth = xp.take(gap, order), xp.take(rival, order), xp.take(ids, order)
+    gap, rival, truth = xp.take(gap, order), xp.take(rival_n, order), xp.take(ids, order)
     n = backend.shape(gap)[0]
     to_k = xp.astype(truth == k, idx)
     hit = xp.astype(truth == rival, idx)  # the example was a true positive of its rival
@@ -421,7 +423,13 @@ def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
     choice = xp.where(best == 0, gap[0] - 1.0, xp.where(best == n, gap[n - 1] + 1.0, inner))
     # a single class has no rival (every gap is -inf): its offset cannot matter, it stays
     choice = xp.where(xp.isfinite(choice), choice, xp.sum(xp.where(is_k, offsets, 0.0)))
-    return xp.where(is_k, choice, offsets)
+    # argmax(s + new offsets) row by row: the other entries are those of ``others``, whose first maximum is
+    # ``top_n`` at ``rival_n``; k's entry is the same float sum as in ``s + offsets``. k wins above that maximum,
+    # and at a tie when its index is the lower one (argmax takes the first maximum)
+    mine = s_k + choice
+    wins = (mine > top_n) | ((mine == top_n) & (rival_n > k))
+    pred = xp.where(wins, xp.asarray(k, dtype=rival_n.dtype, device=backend.device(s)), rival_n)
+    return xp.where(is_k, choice, offsets), pred
 
 
 def _accumulation_dtype(xp, backend, s):
