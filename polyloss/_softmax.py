@@ -263,10 +263,11 @@ def crossentropy(sm, targets, label_smoothing: float, precise=False):
 # --------------------------------------------------------------------------------------------
 # ``L = log Σ e^{z} - (1 - ε) z_y - (ε/C) Σ z`` with ``z = s - max s``: the value of :func:`crossentropy` for
 # class ids when no class is removed (``K = C``). Its gradient ``g (softmax(s) - (1 - ε) onehot(y) - ε/C)`` is
-# closed-form; the kernel keeps the softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` keeps its
-# log-softmax). Eager PyTorch would otherwise record and replay a dozen passes (the masked sums of
-# :class:`Softmax`, the smoothing's mean); compiled code fuses those anyway and keeps the general form.
-# Used with label smoothing only: without it the composed form is as fast.
+# closed-form; the kernel keeps the log-softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` does),
+# written by one call of the adapter's fused kernel where it has one (``Backend.log_softmax``). Eager PyTorch
+# would otherwise record and replay a dozen passes (the masked sums of :class:`Softmax`, the smoothing's
+# mean); compiled code fuses those anyway and keeps the general form. Used with label smoothing only:
+# without it the composed form is as fast.
 
 
 def fast_crossentropy_applies(xp, backend, s, where) -> bool:
@@ -316,25 +317,25 @@ def smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing):
     return xp.where(hit, p - (1.0 - label_smoothing), p)
 
 
-def _crossentropy_rows(xp, backend, s, ids, label_smoothing):
-    log_p, p = log_softmax_rows(xp, backend, s)
-    return smoothed_nll_rows(xp, log_p, ids, label_smoothing), p
-
-
-def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
-    return (smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing) * g[..., None],)
-
-
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
-    # the softmax is the one [..., C] residual, as the native cross-entropy keeps its log-softmax
-    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, backend, a, b, label_smoothing), s, ids)
-    return value, (p,)
+    # the log-softmax is the one [..., C] residual, as the native cross-entropy keeps it
+    if backend.log_softmax is not None:  # one fused call over the whole array writes the residual itself
+        log_p = backend.log_softmax(s)
+        return smoothed_nll_rows(xp, log_p, ids, label_smoothing), (log_p,)
+
+    def rows(a, b):
+        log_p, _ = log_softmax_rows(xp, backend, a)
+        return smoothed_nll_rows(xp, log_p, b, label_smoothing), log_p
+
+    value, log_p = _ops.by_rows(xp, backend, rows, s, ids)
+    return value, (log_p,)
 
 
 def _crossentropy_bwd(xp, backend, arrays, residuals, g, needs, *, label_smoothing):
-    (grad,) = _ops.by_rows(xp, backend, lambda p, ids, g: _crossentropy_gradient_rows(xp, backend, ids, p, g,
-                                                                                       label_smoothing),
-                           residuals[0], arrays[1], g)
+    def rows(log_p, ids, g):
+        return (smoothed_target_gradient_rows(xp, backend, ids, xp.exp(log_p), label_smoothing) * g[..., None],)
+
+    (grad,) = _ops.by_rows(xp, backend, rows, residuals[0], arrays[1], g)
     return grad, None
 
 
