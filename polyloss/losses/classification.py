@@ -187,7 +187,10 @@ def sigmoid_crossentropy(logits, labels):
 # Every term is a product of non-negative factors (no cancellation; a loss of 1e-17 keeps its digits).
 # Where a factor is infinite (an infinite logit) a weight of 0 would meet it, so infinite logits keep
 # the composed form, as do compiled code and GPUs (where XLA and inductor fuse it anyway): see
-# :func:`_binary_kernel_applies`. Nothing of ``[..., C]`` is kept for the backward pass.
+# :func:`_binary_kernel_applies`. Nothing of ``[..., C]`` is kept for the backward pass. Where the adapter
+# has a fused sigmoid (``Backend.sigmoid``: torch) ``P`` and ``Q`` come from it, two passes instead of the
+# picking by sign; it may return 0 where ``σ`` is below the smallest normal number (``|s| > 87`` in float32),
+# where the terms it enters are products with that factor or sums with larger terms.
 
 
 def _binary_kernel_applies(xp, backend, s) -> bool:
