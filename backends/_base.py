@@ -287,7 +287,8 @@ class Backend:
     sigmoid: Callable | None = None
 
     #: ``log_softmax(x)`` over the last axis in one fused pass, ``x`` finite (callers check), accurate to
-    #: a few ulps of the entry's magnitude; None: ``polyloss`` composes it (max, shift, exp, sum, log).
+    #: a few ulps of the entry's magnitude, differentiable (its own fused backward is used, to any order);
+    #: None: ``polyloss`` composes it (max, shift, exp, sum, log) inside a kernel with a hand-written gradient.
     log_softmax: Callable | None = None
 
     # --- conformance support -------------------------------------------------------------------

@@ -263,11 +263,12 @@ def crossentropy(sm, targets, label_smoothing: float, precise=False):
 # --------------------------------------------------------------------------------------------
 # ``L = log Σ e^{z} - (1 - ε) z_y - (ε/C) Σ z`` with ``z = s - max s``: the value of :func:`crossentropy` for
 # class ids when no class is removed (``K = C``). Its gradient ``g (softmax(s) - (1 - ε) onehot(y) - ε/C)`` is
-# closed-form; the kernel keeps the log-softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` does),
-# written by one call of the adapter's fused kernel where it has one (``Backend.log_softmax``). Eager PyTorch
-# would otherwise record and replay a dozen passes (the masked sums of :class:`Softmax`, the smoothing's
-# mean); compiled code fuses those anyway and keeps the general form. Used with label smoothing only:
-# without it the composed form is as fast.
+# closed-form; the kernel keeps the log-softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` does).
+# Where the adapter has a fused log-softmax (``Backend.log_softmax``: torch) the value is built on it and its
+# own fused backward differentiates it, the graph of the native cross-entropy. Eager PyTorch would otherwise
+# record and replay a dozen passes (the masked sums of :class:`Softmax`, the smoothing's mean); compiled code
+# fuses those anyway and keeps the general form. Used with label smoothing only: without it the composed
+# form is as fast.
 
 
 def fast_crossentropy_applies(xp, backend, s, where) -> bool:
@@ -282,7 +283,11 @@ def fast_crossentropy_applies(xp, backend, s, where) -> bool:
 
 def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
     """``-Σ_k t'_k log p_k`` per row for class ids ``ids`` (see above; call it where
-    :func:`fast_crossentropy_applies`)."""
+    :func:`fast_crossentropy_applies`): from the adapter's fused log-softmax where it has one
+    (``Backend.log_softmax``, differentiated by its own fused backward: the graph of the native
+    cross-entropy), else the kernel."""
+    if backend.log_softmax is not None:
+        return smoothed_nll_rows(xp, backend.log_softmax(s), ids, label_smoothing)
     return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
 
 
@@ -319,10 +324,6 @@ def smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing):
 
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
     # the log-softmax is the one [..., C] residual, as the native cross-entropy keeps it
-    if backend.log_softmax is not None:  # one fused call over the whole array writes the residual itself
-        log_p = backend.log_softmax(s)
-        return smoothed_nll_rows(xp, log_p, ids, label_smoothing), (log_p,)
-
     def rows(a, b):
         log_p, _ = log_softmax_rows(xp, backend, a)
         return smoothed_nll_rows(xp, log_p, b, label_smoothing), log_p

@@ -536,14 +536,21 @@ def _kernel_calls(rng, convert):
     ]
 
 
+@pytest.mark.parametrize("hooks", [True, False], ids=["fused hooks", "composed"])
 @pytest.mark.parametrize("index", range(7))
-def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(backend, monkeypatch, index):
+def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(backend, monkeypatch, index, hooks):
     """Values against the reference, and the closed-form gradients against a central difference of the
-    reference along a random direction, with blocks of 4 rows (``_ops.by_rows`` joins 4 blocks here).
-    Backends without the eager-CPU road run the general form: the same comparison holds."""
+    reference along a random direction, with blocks of 4 rows (``_ops.by_rows`` joins 4 blocks here), with
+    the adapter's fused ``sigmoid`` / ``log_softmax`` and without them (the composed forms and the kernels'
+    own gradients). Backends without the eager-CPU road run the general form: the same comparison holds."""
     from polyloss.backends import _base
 
     monkeypatch.setattr(_base, "CPU_BLOCK_ELEMENTS", 4 * 11)
+    if not hooks:
+        if backend.sigmoid is None and backend.log_softmax is None:
+            pytest.skip("this adapter has no fused sigmoid or log_softmax: the 'fused hooks' case ran the composed forms")
+        monkeypatch.setattr(type(backend), "sigmoid", None)
+        monkeypatch.setattr(type(backend), "log_softmax", None)
     rng = np.random.default_rng(17)
     name, ours, ref, x_np = _kernel_calls(rng, lambda a: backend.from_numpy(a, dtype="float64"))[index]
     x = backend.from_numpy(x_np, dtype="float64")
