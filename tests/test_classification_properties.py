@@ -548,7 +548,7 @@ def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(backend, m
     monkeypatch.setattr(_base, "CPU_BLOCK_ELEMENTS", 4 * 11)
     if not hooks:
         if backend.sigmoid is None and backend.log_softmax is None:
-            pytest.skip("this adapter has no fused sigmoid or log_softmax: the 'fused hooks' case ran the composed forms")
+            pytest.skip("no fused sigmoid or log_softmax in this adapter: 'fused hooks' ran the composed forms")
         monkeypatch.setattr(type(backend), "sigmoid", None)
         monkeypatch.setattr(type(backend), "log_softmax", None)
     rng = np.random.default_rng(17)
