@@ -154,3 +154,18 @@ def test_fused_sigmoid_and_log_softmax_hooks(backend, dtype):
         got = backend.to_numpy(backend.log_softmax(backend.from_numpy(x, dtype=dtype)))
         scale = np.max(np.abs(x64 - m), axis=-1, keepdims=True) + 1.0
         assert_close(got / scale, want / scale, rtol=0.0, atol=8 * info.eps)
+
+
+def test_fused_log_softmax_hook_gradient(autograd_backend):
+    """``Backend.log_softmax`` is differentiated by the framework (the smoothed cross-entropy relies on it):
+    the gradient of ``Σ w·log_softmax(x)`` is ``w - softmax(x)·Σ w`` per row."""
+    be = autograd_backend
+    if be.log_softmax is None:
+        pytest.skip("no fused log_softmax in this adapter: the composed form has the kernel's own gradient")
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(0.0, 3.0, (4, 6)), rng.normal(size=(4, 6))
+    (g,) = be.grad(lambda v: be.namespace.sum(be.log_softmax(v) * be.from_numpy(w, dtype="float64")),
+                   argnums=(0,))(be.from_numpy(x, dtype="float64"))
+    p = np.exp(x - x.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    assert_close(be.to_numpy(g), w - p * w.sum(axis=-1, keepdims=True), rtol=1e-13, atol=1e-14)
