@@ -278,6 +278,19 @@ class Backend:
     #: it (one integer sort instead of an argsort and two gathers); without it, it argsorts.
     bitcast: Callable | None = None
 
+    # --- fused sigmoid and log-softmax (optional; the eager-CPU kernels of the classification and
+    # regulariser families, issue 17) ------------------------------------------------------------------
+    #: ``sigmoid(x) = 1 / (1 + e^{-x})`` in one pass, within a few ulps of the exact value wherever it is a
+    #: normal number; below the smallest normal (``x < -87.3`` in float32, ``-708.4`` in float64) it may
+    #: return 0 (torch's does, where ``e^{-x}`` overflows). Used where the value enters a sum with larger terms
+    #: or a product (the binary kernels); None: ``polyloss`` composes it from ``exp``.
+    sigmoid: Callable | None = None
+
+    #: ``log_softmax(x)`` over the last axis in one fused pass, ``x`` finite (callers check), accurate to
+    #: a few ulps of the entry's magnitude, differentiable (its own fused backward is used, to any order);
+    #: None: ``polyloss`` composes it (max, shift, exp, sum, log) inside a kernel with a hand-written gradient.
+    log_softmax: Callable | None = None
+
     # --- conformance support -------------------------------------------------------------------
     def prepare_conformance(self) -> None:
         """Process-wide settings the conformance matrix needs (JAX's float64); nothing by default."""

@@ -28,6 +28,8 @@ class _CustomVJP(torch.autograd.Function):
         fwd, bwd, *args = inputs
         _, *res = output
         ctx.mark_non_differentiable(*res)
+        # no zero cotangents for the residual outputs (a [..., C] fill per call; issue 17)
+        ctx.set_materialize_grads(False)
         ctx.kernel = (fwd, bwd)
         ctx.n_inputs = len(args)
         ctx.save_for_backward(*args, *res)
@@ -35,6 +37,8 @@ class _CustomVJP(torch.autograd.Function):
     @staticmethod
     def backward(ctx, g, *_):
         fwd, bwd = ctx.kernel
+        if g is None:  # only residual outputs reached the loss: they carry no gradient
+            return (None,) * (2 + ctx.n_inputs)
         saved = ctx.saved_tensors
         args, res = saved[: ctx.n_inputs], saved[ctx.n_inputs :]
         needs = tuple(ctx.needs_input_grad[2:])
@@ -323,6 +327,13 @@ class TorchBackend(Backend):
     # --- performance hooks (see Backend) ------------------------------------------------------------
     def bitcast(self, x, dtype):
         return x.view(dtype)
+
+    # --- fused sigmoid and log-softmax (eager-CPU kernels, issue 17; see Backend.sigmoid) -------------
+    def sigmoid(self, x):
+        return torch.sigmoid(x)
+
+    def log_softmax(self, x):
+        return torch.log_softmax(x, dim=-1)
 
     # --- conformance support ---------------------------------------------------------------------------
     def devices(self):

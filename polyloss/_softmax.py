@@ -23,7 +23,8 @@ from polyloss import _checks, _inputs, _ops
 from polyloss._kernels import Kernel
 
 __all__ = ["Targets", "Prepared", "prepare", "class_ids", "pick", "one_hot", "Softmax", "crossentropy",
-           "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy"]
+           "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy",
+           "log_softmax_rows", "smoothed_nll_rows", "smoothed_target_gradient_rows"]
 
 
 class Targets:
@@ -262,10 +263,12 @@ def crossentropy(sm, targets, label_smoothing: float, precise=False):
 # --------------------------------------------------------------------------------------------
 # ``L = log Σ e^{z} - (1 - ε) z_y - (ε/C) Σ z`` with ``z = s - max s``: the value of :func:`crossentropy` for
 # class ids when no class is removed (``K = C``). Its gradient ``g (softmax(s) - (1 - ε) onehot(y) - ε/C)`` is
-# closed-form; the kernel keeps the softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` keeps its
-# log-softmax). Eager PyTorch would otherwise record and replay a dozen passes (the masked sums of
-# :class:`Softmax`, the smoothing's mean); compiled code fuses those anyway and keeps the general form.
-# Used with label smoothing only: without it the composed form is as fast.
+# closed-form; the kernel keeps the log-softmax (one ``[..., C]`` residual, as ``F.cross_entropy`` does).
+# Where the adapter has a fused log-softmax (``Backend.log_softmax``: torch) the value is built on it and its
+# own fused backward differentiates it, the graph of the native cross-entropy. Eager PyTorch would otherwise
+# record and replay a dozen passes (the masked sums of :class:`Softmax`, the smoothing's mean); compiled code
+# fuses those anyway and keeps the general form. Used with label smoothing only: without it the composed
+# form is as fast.
 
 
 def fast_crossentropy_applies(xp, backend, s, where) -> bool:
@@ -280,40 +283,60 @@ def fast_crossentropy_applies(xp, backend, s, where) -> bool:
 
 def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
     """``-Σ_k t'_k log p_k`` per row for class ids ``ids`` (see above; call it where
-    :func:`fast_crossentropy_applies`)."""
+    :func:`fast_crossentropy_applies`): from the adapter's fused log-softmax where it has one
+    (``Backend.log_softmax``, differentiated by its own fused backward: the graph of the native
+    cross-entropy), else the kernel."""
+    if backend.log_softmax is not None:
+        return smoothed_nll_rows(xp, backend.log_softmax(s), ids, label_smoothing)
     return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
 
 
-def _crossentropy_rows(xp, s, ids, label_smoothing):
-    m = xp.max(s, axis=-1, keepdims=True)
-    z = s - m
+def log_softmax_rows(xp, backend, s):
+    """``(log p, p)`` of finite logits ``s [..., C]`` (no class removed): the adapter's fused log-softmax where
+    it has one (``Backend.log_softmax``, then ``p = e^{log p}``), else ``z = s - max s``, ``e^{z} / Σ e^{z}`` and
+    ``z - log Σ e^{z}``. For the eager-CPU kernels (see :func:`fast_crossentropy_applies`)."""
+    if backend.log_softmax is not None:
+        log_p = backend.log_softmax(s)
+        return log_p, xp.exp(log_p)
+    z = s - xp.max(s, axis=-1, keepdims=True)
     e = xp.exp(z)
     total = xp.sum(e, axis=-1, keepdims=True)
-    log_total = xp.log(total)[..., 0]
-    value = log_total - pick(xp, z, ids)
-    if label_smoothing:
-        mean_nll = log_total - xp.sum(z, axis=-1) / s.shape[-1]
+    return z - xp.log(total), e / total
+
+
+def smoothed_nll_rows(xp, log_p, ids, label_smoothing):
+    """``-(1 - ε) log p_y - ε mean_k log p_k`` per row (every class valid)."""
+    value = -pick(xp, log_p, ids)
+    if label_smoothing:  # the mean of -log p over the C classes
+        mean_nll = xp.sum(log_p, axis=-1) / -log_p.shape[-1]
         value = (1.0 - label_smoothing) * value + label_smoothing * mean_nll
-    return value, e / total
+    return value
 
 
-def _crossentropy_gradient_rows(xp, backend, ids, p, g, label_smoothing):
+def smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing):
+    """``p - (1 - ε) onehot(y) - ε/C``: the gradient of :func:`smoothed_nll_rows` in the logits."""
     if label_smoothing:
         p = p - label_smoothing / p.shape[-1]
     hit = backend.index_mask(ids[..., None], p.shape[-1], xp.ones_like(ids, dtype=xp.bool)[..., None])
-    return ((p - (1.0 - label_smoothing) * xp.astype(hit, p.dtype)) * g[..., None],)
+    # one where: a boolean cast to the float dtype costs more in eager PyTorch on the CPU
+    return xp.where(hit, p - (1.0 - label_smoothing), p)
 
 
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
-    # the softmax is the one [..., C] residual, as the native cross-entropy keeps its log-softmax
-    value, p = _ops.by_rows(xp, backend, lambda a, b: _crossentropy_rows(xp, a, b, label_smoothing), s, ids)
-    return value, (p,)
+    # the log-softmax is the one [..., C] residual, as the native cross-entropy keeps it
+    def rows(a, b):
+        log_p, _ = log_softmax_rows(xp, backend, a)
+        return smoothed_nll_rows(xp, log_p, b, label_smoothing), log_p
+
+    value, log_p = _ops.by_rows(xp, backend, rows, s, ids)
+    return value, (log_p,)
 
 
 def _crossentropy_bwd(xp, backend, arrays, residuals, g, needs, *, label_smoothing):
-    (grad,) = _ops.by_rows(xp, backend, lambda p, ids, g: _crossentropy_gradient_rows(xp, backend, ids, p, g,
-                                                                                       label_smoothing),
-                           residuals[0], arrays[1], g)
+    def rows(log_p, ids, g):
+        return (smoothed_target_gradient_rows(xp, backend, ids, xp.exp(log_p), label_smoothing) * g[..., None],)
+
+    (grad,) = _ops.by_rows(xp, backend, rows, residuals[0], arrays[1], g)
     return grad, None
 
 

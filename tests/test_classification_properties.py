@@ -501,3 +501,66 @@ def test_squareplus_first_and_second_derivatives_are_the_closed_forms(autograd_b
     (h,) = be.grad(first, argnums=(0,))(be.from_numpy(x_np, dtype="float64"))
     # far out (x = 1e6) differentiating sp/r cancels down to eps/r absolutely: 1e-22 against 1e-18
     np.testing.assert_allclose(be.to_numpy(h), b / (2 * r**3), rtol=1e-12, atol=1e-21)
+
+
+# --------------------------------------------------------------------------------------------
+# The eager-CPU kernels (docs/design.md, "Eager-CPU fast paths"), run over several blocks of rows
+# --------------------------------------------------------------------------------------------
+def _kernel_calls(rng, convert):
+    """(name, polyloss call, reference call, logits): every closed-form-gradient kernel of the classification
+    and regulariser families, on inputs where it is taken (eager CPU, finite logits, class ids)."""
+    s = rng.normal(0.0, 3.0, (13, 11))
+    soft = rng.random(s.shape)
+    soft[rng.random(s.shape) < 0.5] = 0.0  # hard and soft labels side by side
+    ids = rng.integers(0, 11, 13)
+    kept = ids.copy()
+    ids[3] = -100
+    near = s + rng.normal(0.0, 0.05, s.shape)
+    far = s + rng.normal(0.0, 1.0, s.shape)  # rows with some |s_a - s_b| > 1 next to rows without
+    ce = dict(label_smoothing=0.1, ignore_index=-100)
+    return [
+        ("sigmoid_crossentropy", lambda x: polyloss.sigmoid_crossentropy(x, soft),
+         lambda x: reference.sigmoid_crossentropy(x, soft), s),
+        ("focal_loss", lambda x: polyloss.focal_loss(x, soft, gamma=2.0, alpha=0.25),
+         lambda x: reference.focal_loss(x, soft, gamma=2.0, alpha=0.25), s),
+        ("poly1_focal_loss", lambda x: polyloss.poly1_focal_loss(x, soft, gamma=1.5, epsilon=0.5),
+         lambda x: reference.poly1_focal_loss(x, soft, gamma=1.5, epsilon=0.5), s),
+        ("softmax_crossentropy", lambda x: polyloss.softmax_crossentropy(x, ids, **ce),
+         lambda x: reference.softmax_crossentropy(x, ids, **ce), s),
+        ("rdrop_loss near", lambda x: polyloss.rdrop_loss(x, near, ids, alpha=3.0, **ce),
+         lambda x: reference.rdrop_loss(x, near, ids, alpha=3.0, **ce), s),
+        ("rdrop_loss far", lambda x: polyloss.rdrop_loss(x, far, ids, alpha=3.0, **ce),
+         lambda x: reference.rdrop_loss(x, far, ids, alpha=3.0, **ce), s),
+        ("rdrop_loss second pass", lambda x: polyloss.rdrop_loss(convert(s), x, kept, alpha=0.5),
+         lambda x: reference.rdrop_loss(s, x, kept, alpha=0.5), far),
+    ]
+
+
+@pytest.mark.parametrize("hooks", [True, False], ids=["fused hooks", "composed"])
+@pytest.mark.parametrize("index", range(7))
+def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(backend, monkeypatch, index, hooks):
+    """Values against the reference, and the closed-form gradients against a central difference of the
+    reference along a random direction, with blocks of 4 rows (``_ops.by_rows`` joins 4 blocks here), with
+    the adapter's fused ``sigmoid`` / ``log_softmax`` and without them (the composed forms and the kernels'
+    own gradients). Backends without the eager-CPU road run the general form: the same comparison holds."""
+    from polyloss.backends import _base
+
+    monkeypatch.setattr(_base, "CPU_BLOCK_ELEMENTS", 4 * 11)
+    if not hooks:
+        if backend.sigmoid is None and backend.log_softmax is None:
+            pytest.skip("no fused sigmoid or log_softmax in this adapter: 'fused hooks' ran the composed forms")
+        monkeypatch.setattr(type(backend), "sigmoid", None)
+        monkeypatch.setattr(type(backend), "log_softmax", None)
+    rng = np.random.default_rng(17)
+    name, ours, ref, x_np = _kernel_calls(rng, lambda a: backend.from_numpy(a, dtype="float64"))[index]
+    x = backend.from_numpy(x_np, dtype="float64")
+    assert_close(backend.to_numpy(ours(x)), ref(x_np), rtol=1e-12, atol=1e-14)
+    if not backend.has_autograd:
+        return
+    direction = rng.normal(size=x_np.shape)
+    weights = rng.random(x_np.shape[0] if name.startswith(("softmax", "rdrop")) else x_np.shape)
+    (g,) = _grad(backend, lambda v: ours(v) * backend.from_numpy(weights, dtype="float64"), x)
+    h = 1e-6
+    want = (np.sum(weights * ref(x_np + h * direction)) - np.sum(weights * ref(x_np - h * direction))) / (2 * h)
+    # a central difference of step 1e-6: truncation ~1e-12, rounding ~1e-16 · |L| / h
+    assert_close(np.sum(backend.to_numpy(g) * direction), want, rtol=1e-7, atol=1e-8)

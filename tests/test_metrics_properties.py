@@ -235,6 +235,23 @@ def test_best_threshold_is_the_brute_force_optimum():
     assert splits >= 20 and checked == 180
 
 
+def test_best_threshold_float32_is_the_brute_force_optimum(metric_backend):
+    """float32 scores: on NumPy and eager torch the packed-key sort and the sweep that ranks candidates in
+    float64 (``_packed_sweep``); elsewhere the general sweep. Both reach the brute-force optimum (float64 F1 of
+    every threshold) with the decisions of the lowest threshold reaching it, ties and infinite scores
+    included. The grid's values are exact in float32."""
+    be = metric_backend
+    rng = np.random.default_rng(11)
+    for _ in range(30):
+        s, y = random_threshold_case(rng)
+        s32 = s.astype(np.float32)
+        for metric, zd in (("f1", 0.0), ("f1", 1.0), ("accuracy", 0.0)):
+            t, value = M.best_threshold(be.from_numpy(s32), be.from_numpy(y), metric=metric, zero_division=zd)
+            best, decisions = brute_force(s32.astype(np.float64), y, metric, zd)
+            assert_close(float(host(be, value)), best, rtol=1e-6, atol=0.0)
+            np.testing.assert_array_equal(s32 > host(be, t), decisions)
+
+
 def split_oracle_f1(s, y):
     """The best F1 when equal scores MAY be split (rank by score, then positives first): what a
     wrong sweep over the sorted entries would report."""

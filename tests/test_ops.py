@@ -9,6 +9,7 @@ import pytest
 
 import polyloss
 from polyloss import _ops
+from polyloss.testing import assert_close
 
 
 def _xp(be, a, dtype="float64"):
@@ -127,3 +128,44 @@ def test_logcumsumexp_value_and_gradient(backend, reverse):
     )
     closed = (g[:, None] * np.where(inside, np.exp(x[None, :] - want[:, None]), 0.0)).sum(axis=0)
     np.testing.assert_allclose(backend.to_numpy(grad), closed, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_fused_sigmoid_and_log_softmax_hooks(backend, dtype):
+    """``Backend.sigmoid`` and ``Backend.log_softmax`` (where an adapter has them) against float64 closed
+    forms: ``σ`` within a few ulps wherever it is a normal number (below the smallest normal it may be 0, as
+    documented), the log-softmax within a few ulps of the largest entry's magnitude."""
+    info = np.finfo(dtype)
+    if backend.sigmoid is not None:
+        x = np.array([-80.0, -30.0, -5.0, -1e-3, 0.0, 1e-3, 2.0, 16.0, 40.0, 1e4], dtype=dtype)
+        x = x[np.abs(x) < -math.log(info.smallest_normal)]  # σ(x) a normal number
+        want = 1.0 / (1.0 + np.exp(-x.astype(np.float64)))
+        got = backend.to_numpy(backend.sigmoid(backend.from_numpy(x, dtype=dtype)))
+        assert_close(got, want, rtol=4 * info.eps, atol=0.0)
+        below = np.array([-2.0 * math.log(info.max)], dtype=dtype)  # σ below the smallest normal
+        low = backend.to_numpy(backend.sigmoid(backend.from_numpy(below, dtype=dtype)))
+        assert 0.0 <= float(low[0]) < info.smallest_normal
+    if backend.log_softmax is not None:
+        rng = np.random.default_rng(3)
+        x = rng.normal(0.0, 30.0, (5, 9)).astype(dtype)
+        x64 = x.astype(np.float64)
+        m = x64.max(axis=-1, keepdims=True)
+        want = x64 - m - np.log(np.sum(np.exp(x64 - m), axis=-1, keepdims=True))
+        got = backend.to_numpy(backend.log_softmax(backend.from_numpy(x, dtype=dtype)))
+        scale = np.max(np.abs(x64 - m), axis=-1, keepdims=True) + 1.0
+        assert_close(got / scale, want / scale, rtol=0.0, atol=8 * info.eps)
+
+
+def test_fused_log_softmax_hook_gradient(autograd_backend):
+    """``Backend.log_softmax`` is differentiated by the framework (the smoothed cross-entropy relies on it):
+    the gradient of ``Σ w·log_softmax(x)`` is ``w - softmax(x)·Σ w`` per row."""
+    be = autograd_backend
+    if be.log_softmax is None:
+        pytest.skip("no fused log_softmax in this adapter: the composed form has the kernel's own gradient")
+    rng = np.random.default_rng(4)
+    x, w = rng.normal(0.0, 3.0, (4, 6)), rng.normal(size=(4, 6))
+    (g,) = be.grad(lambda v: be.namespace.sum(be.log_softmax(v) * be.from_numpy(w, dtype="float64")),
+                   argnums=(0,))(be.from_numpy(x, dtype="float64"))
+    p = np.exp(x - x.max(axis=-1, keepdims=True))
+    p /= p.sum(axis=-1, keepdims=True)
+    assert_close(be.to_numpy(g), w - p * w.sum(axis=-1, keepdims=True), rtol=1e-13, atol=1e-14)

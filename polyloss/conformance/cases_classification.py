@@ -470,6 +470,12 @@ def _rl_ids(rng, dtype):
     return (a, a + rng.normal(0.0, 0.5, a.shape), _ids(rng, 6, 5)), {"alpha": 4.0}
 
 
+def _rl_close_smoothing(rng, dtype):
+    # nearby passes (every |s_a - s_b| <= 1: the divergence's cancellation-free branch) with smoothed class ids
+    a = _logits(rng, (5, 7))
+    return (a, a + rng.normal(0.0, 1e-2, a.shape), _ids(rng, 5, 7)), {"alpha": 2.0, "label_smoothing": 0.1}
+
+
 def _rl_probs(rng, dtype):
     a = _logits(rng, (5, 6))
     return (a, a + rng.normal(0.0, 0.5, a.shape), _probs(rng, (5, 6))), {"alpha": 1.0, "label_smoothing": 0.1}
@@ -500,6 +506,7 @@ register(
     ),
     Case("rdrop_loss/ids", "rdrop_loss", _rl_ids, grad_args=(0, 1)),
     Case("rdrop_loss/probs-smoothing", "rdrop_loss", _rl_probs, grad_args=(0, 1, 2)),
+    Case("rdrop_loss/close-smoothing", "rdrop_loss", _rl_close_smoothing, grad_args=(0, 1)),
     Case("rdrop_loss/ignore-axis1", "rdrop_loss", _rl_ignore_axis1, grad_args=(0, 1)),
 )
 

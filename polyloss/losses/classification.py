@@ -187,7 +187,10 @@ def sigmoid_crossentropy(logits, labels):
 # Every term is a product of non-negative factors (no cancellation; a loss of 1e-17 keeps its digits).
 # Where a factor is infinite (an infinite logit) a weight of 0 would meet it, so infinite logits keep
 # the composed form, as do compiled code and GPUs (where XLA and inductor fuse it anyway): see
-# :func:`_binary_kernel_applies`. Nothing of ``[..., C]`` is kept for the backward pass.
+# :func:`_binary_kernel_applies`. Nothing of ``[..., C]`` is kept for the backward pass. Where the adapter
+# has a fused sigmoid (``Backend.sigmoid``: torch) ``P`` and ``Q`` come from it, two passes instead of the
+# picking by sign; it may return 0 where ``σ`` is below the smallest normal number (``|s| > 87`` in float32),
+# where the terms it enters are products with that factor or sums with larger terms.
 
 
 def _binary_kernel_applies(xp, backend, s) -> bool:
@@ -197,22 +200,39 @@ def _binary_kernel_applies(xp, backend, s) -> bool:
     return bool(xp.max(s) < math.inf) and bool(xp.min(s) > -math.inf)
 
 
-def _binary_pieces(xp, s, gamma):
-    """``(P, Q, sp(-s), sp(s), P^γ, Q^γ)`` of finite logits ``s`` (see above). The sign picks between
-    ``σ(|s|)`` and ``σ(-|s|)`` through exact 0/1 factors, not ``where`` (15 multiplications in eager
-    PyTorch on the CPU): ``low + up·(high - low)`` is ``low`` exactly or ``high`` to within an ulp."""
-    e = xp.exp(-xp.abs(s))
-    log_term = xp.log1p(e)
+def _sigmoid_pair(xp, backend, s, e):
+    """``(σ(-s), σ(s))`` of finite logits ``s``, with ``e = e^{-|s|}``: the adapter's fused sigmoid where it has
+    one (``Backend.sigmoid``: two passes), else from ``e``: ``σ(|s|) = 1/(1 + e)`` and ``σ(-|s|) = e σ(|s|)``,
+    picked by the sign of ``s`` through exact factors, not ``where`` or a boolean cast (each costs several
+    multiplications in eager PyTorch on the CPU): ``up`` is ``gap`` for ``s > 0`` and 0 for ``s < 0``
+    (``copysign(gap/2, s) + gap/2``, exact), and ``low + up`` is ``low`` exactly or ``high`` to within an ulp."""
+    if backend.sigmoid is not None:
+        return backend.sigmoid(-s), backend.sigmoid(s)
     high = 1.0 / (1.0 + e)  # σ(|s|) >= 1/2
     low = e * high  # σ(-|s|)
-    gap = high - low
-    up_gap = xp.astype(s >= 0.0, s.dtype) * gap
-    q_right, p_wrong = low + up_gap, low + (gap - up_gap)  # σ(s), σ(-s)
+    half_gap = (high - low) * 0.5
+    up = xp.copysign(half_gap, s) + half_gap
+    return low + ((half_gap + half_gap) - up), low + up
+
+
+def _binary_pieces(xp, backend, s, gamma):
+    """``(P, Q, sp(-s), sp(s), P^γ, Q^γ)`` of finite logits ``s`` (see above)."""
+    e = xp.exp(-xp.abs(s))
+    log_term = xp.log1p(e)
+    p_wrong, q_right = _sigmoid_pair(xp, backend, s, e)  # σ(-s), σ(s)
     relu = xp.clip(s, min=0.0)
     sp_pos, sp_neg = log_term + relu, log_term + (relu - s)  # relu(s) - s is relu(-s) exactly
     if gamma == 0.0:
         return p_wrong, q_right, sp_neg, sp_pos, 1.0, 1.0
-    return p_wrong, q_right, sp_neg, sp_pos, p_wrong**gamma, q_right**gamma
+    return p_wrong, q_right, sp_neg, sp_pos, _power(p_wrong, gamma), _power(q_right, gamma)
+
+
+def _power(x, gamma: float):
+    """``x^γ``: a product for ``γ = 2`` (what ``pow`` computes there, at a quarter of its cost in eager
+    PyTorch), ``x`` itself for ``γ = 1``."""
+    if gamma == 1.0:
+        return x
+    return x * x if gamma == 2.0 else x**gamma
 
 
 def _weights(alpha):
@@ -225,31 +245,36 @@ def _softplus_parts(xp, s):
     return xp.log1p(xp.exp(-xp.abs(s))), relu, relu - s  # relu(s) - s is relu(-s) exactly
 
 
-def _sigmoid_of(xp, s):
-    """``σ(s) = 1 / (1 + e^{-s})``, one exponential; below ``-log(max)`` (where ``σ`` is under the smallest
-    normal number) ``s`` is clipped so that ``e^{-s}`` cannot overflow: exact to within the smallest normal."""
+def _sigmoid_of(xp, backend, s):
+    """``σ(s)``: the adapter's fused sigmoid where it has one (``Backend.sigmoid``), else ``1 / (1 + e^{-s})``, one
+    exponential; below ``-log(max)`` (where ``σ`` is under the smallest normal number) ``s`` is clipped so that
+    ``e^{-s}`` cannot overflow: exact to within the smallest normal."""
+    if backend.sigmoid is not None:
+        return backend.sigmoid(s)
     bound = -math.log(float(xp.finfo(s.dtype).max))
     return 1.0 / (1.0 + xp.exp(-xp.clip(s, min=bound)))
 
 
-def _binary_focal_value(xp, s, t, gamma, alpha, epsilon):
+def _binary_focal_value(xp, backend, s, t, gamma, alpha, epsilon):
     if gamma == 0.0 and not epsilon:  # the weighted cross-entropy: no σ needed
         log_term, relu_pos, relu_neg = _softplus_parts(xp, s)
         a1, a0 = _weights(alpha)
         return (log_term * (a1 * t + a0 * (1.0 - t)) + (a1 * t) * relu_neg + (a0 * (1.0 - t)) * relu_pos,) \
             if alpha is not None else (log_term + t * relu_neg + (1.0 - t) * relu_pos,)
-    p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, s, gamma)
+    p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, backend, s, gamma)
     a1, a0 = _weights(alpha)
-    positive, negative = a1 * (p_g * sp_neg), a0 * (q_g * sp_pos)
-    if epsilon:
+    positive, negative = p_g * sp_neg, q_g * sp_pos
+    if alpha is not None:
+        positive, negative = a1 * positive, a0 * negative
+    if epsilon:  # the Poly-1 term is not weighted by α
         positive, negative = positive + epsilon * (p_g * p), negative + epsilon * (q_g * q)
     return (t * positive + (1.0 - t) * negative,)
 
 
-def _binary_focal_gradients(xp, s, t, g, needs, gamma, alpha, epsilon):
+def _binary_focal_gradients(xp, backend, s, t, g, needs, gamma, alpha, epsilon):
     if gamma == 0.0 and not epsilon and alpha is None and not needs[1]:  # σ(s) - t, one exponential
-        return (g * (_sigmoid_of(xp, s) - t),)
-    p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, s, gamma)
+        return (g * (_sigmoid_of(xp, backend, s) - t),)
+    p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, backend, s, gamma)
     a1, a0 = _weights(alpha)
     out = []
     if needs[0]:
@@ -270,14 +295,16 @@ def _binary_focal_gradients(xp, s, t, g, needs, gamma, alpha, epsilon):
 
 
 def _binary_focal_fwd(xp, backend, s, t, *, gamma, alpha, epsilon):
-    (value,) = _ops.by_rows(xp, backend, lambda a, b: _binary_focal_value(xp, a, b, gamma, alpha, epsilon), s, t)
+    (value,) = _ops.by_rows(xp, backend, lambda a, b: _binary_focal_value(xp, backend, a, b, gamma, alpha, epsilon),
+                            s, t)
     return value, ()
 
 
 def _binary_focal_bwd(xp, backend, arrays, residuals, g, needs, *, gamma, alpha, epsilon):
     s, t = arrays
     grads = iter(_ops.by_rows(
-        xp, backend, lambda a, b, c: _binary_focal_gradients(xp, a, b, c, needs, gamma, alpha, epsilon), s, t, g))
+        xp, backend, lambda a, b, c: _binary_focal_gradients(xp, backend, a, b, c, needs, gamma, alpha, epsilon),
+        s, t, g))
     return tuple(next(grads) if n else None for n in needs)
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 
-from polyloss import _checks, _inputs, _softmax
+from polyloss import _checks, _inputs, _ops, _softmax
 from polyloss._kernels import Kernel
 from polyloss._namespace import namespace_of
 from polyloss._reduce import reduce
@@ -147,10 +147,95 @@ def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothin
                                 logits_b=logits_b)
     s_a, s_b = _inputs.paired(prepared.scores, logits_b, "logits_b", where=where)
     xp, backend, targets = prepared.xp, prepared.backend, prepared.targets
+    if (targets.ids is not None and _softmax.fast_crossentropy_applies(xp, backend, s_a, where)
+            and _softmax.fast_crossentropy_applies(xp, backend, s_b, where)):
+        value = _RDROP(backend, s_a, s_b, targets.ids, label_smoothing=eps, alpha=alpha)
+        return value if targets.keep is None else xp.where(targets.keep, value, 0.0)
     sm_a, sm_b = _softmax.Softmax(xp, backend, s_a), _softmax.Softmax(xp, backend, s_b)
     value = (_softmax.crossentropy(sm_a, targets, eps) + _softmax.crossentropy(sm_b, targets, eps)
              + alpha * _divergence(xp, sm_a, sm_b))
     return sm_a.finish(value, targets)
+
+
+# --------------------------------------------------------------------------------------------
+# The R-Drop kernel: eager on the CPU, class ids, every class valid, logits bounded
+# --------------------------------------------------------------------------------------------
+# ``L = CE_ε(s_a, y) + CE_ε(s_b, y) + α D`` with ``D = ½ Σ_k (p_k - q_k) Δ_k``, ``Δ = log p - log q``, where
+# :func:`polyloss._softmax.fast_crossentropy_applies` holds for both passes (eager on the CPU, no ``where``,
+# finite logits whose row sums cannot overflow). The gradients have closed forms:
+#
+#     ∂D/∂s_a = ½ [p (Δ - Σ_j p_j Δ_j) + p - q],     ∂D/∂s_b = ½ [q (Σ_j q_j Δ_j - Δ) + q - p]
+#
+# (``KL(p‖q)`` has ``p (Δ - KL(p‖q))`` in ``s_a`` and ``q - p`` in ``s_b``, and symmetrically), and
+# ``∂CE_ε/∂s = p - (1 - ε) onehot(y) - ε/C``. Eager PyTorch would otherwise record and replay about thirty
+# passes of :func:`_divergence` and two :class:`polyloss._softmax.Softmax`; compiled code fuses those and keeps
+# the general form. The value keeps the divergence's cancellation-free terms for nearby passes (those of
+# :func:`_divergence`, every class valid); each term of the gradient is accurate to the rounding of ``p``
+# and ``q``, as the cross-entropy's own gradient is. Residuals: the two log-softmaxes (``[..., C]`` each,
+# as the log-softmaxes a port keeps for its cross-entropies and KL terms).
+
+
+def _rdrop_rows(xp, backend, s_a, s_b, ids, label_smoothing, alpha):
+    log_p, _ = _softmax.log_softmax_rows(xp, backend, s_a)
+    log_q, q = _softmax.log_softmax_rows(xp, backend, s_b)
+    value = (_softmax.smoothed_nll_rows(xp, log_p, ids, label_smoothing)
+             + _softmax.smoothed_nll_rows(xp, log_q, ids, label_smoothing))
+    if alpha:
+        value = value + alpha * _symmetric_kl_rows(xp, log_p, log_q, q, s_a - s_b)
+    return value, log_p, log_q
+
+
+def _symmetric_kl_rows(xp, log_p, log_q, q, d):
+    """``½ Σ_k (p_k - q_k)(log p_k - log q_k)`` per row, every class valid, ``d = s_a - s_b``: the terms
+    ``e^{hi} (1 - e^{-|Δ|}) |Δ|`` of :func:`_divergence`, with ``Δ = d - log1p(Σ q expm1(d))`` on the rows
+    whose every ``|d| <= 1`` (nearby passes) and ``log p - log q`` on the others; the rows of each kind
+    are found first (eager), so that a block of one kind computes one formula."""
+    near = xp.all(xp.abs(d) <= 1.0, axis=-1, keepdims=True)
+    every, some = bool(xp.all(near)), bool(xp.any(near))
+    if some:
+        d_near = d if every else xp.where(near, d, 0.0)
+        delta = d_near - xp.log1p(xp.sum(q * xp.expm1(d_near), axis=-1, keepdims=True))
+        if not every:
+            delta = xp.where(near, delta, log_p - log_q)
+    else:
+        delta = log_p - log_q
+    gap = xp.abs(delta)
+    # the larger log-probability: where Δ and log p - log q differ in sign both are within rounding of each other
+    hi = xp.maximum(log_p, log_q)
+    return 0.5 * xp.sum(xp.exp(hi) * -xp.expm1(-gap) * gap, axis=-1)
+
+
+def _rdrop_gradient_rows(xp, backend, log_p, log_q, ids, g, needs, label_smoothing, alpha):
+    p, q = xp.exp(log_p), xp.exp(log_q)
+    delta = log_p - log_q
+    half, g = 0.5 * alpha, g[..., None]
+    out = []
+    for first, (own, other, sign) in zip(needs[:2], ((p, q, 1.0), (q, p, -1.0))):
+        if not first:
+            continue
+        grad = _softmax.smoothed_target_gradient_rows(xp, backend, ids, own, label_smoothing)
+        if alpha:  # ½ [own (±Δ - Σ own·(±Δ)) + own - other]
+            signed = delta if sign > 0 else -delta
+            grad = grad + half * (own * (signed - xp.sum(own * signed, axis=-1, keepdims=True)) + (own - other))
+        out.append(grad * g)
+    return tuple(out)
+
+
+def _rdrop_fwd(xp, backend, s_a, s_b, ids, *, label_smoothing, alpha):
+    value, log_p, log_q = _ops.by_rows(
+        xp, backend, lambda a, b, y: _rdrop_rows(xp, backend, a, b, y, label_smoothing, alpha), s_a, s_b, ids)
+    return value, (log_p, log_q)
+
+
+def _rdrop_bwd(xp, backend, arrays, residuals, g, needs, *, label_smoothing, alpha):
+    log_p, log_q = residuals
+    grads = iter(_ops.by_rows(
+        xp, backend, lambda a, b, y, c: _rdrop_gradient_rows(xp, backend, a, b, y, c, needs, label_smoothing, alpha),
+        log_p, log_q, arrays[2], g))
+    return tuple(next(grads) if n else None for n in needs[:2]) + (None,)
+
+
+_RDROP = Kernel("rdrop_loss", _rdrop_fwd, _rdrop_bwd)
 
 
 # --------------------------------------------------------------------------------------------

@@ -152,9 +152,17 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     n = _counts.total(backend, s)
     if isinstance(n, int) and n == 0:
         raise ValueError(f"best_threshold: no scores (shape {tuple(s.shape)})")
+    flat, truth = xp.reshape(s, (-1,)), xp.reshape(d.truth, (-1,))
+    if metric == "f1" or d.binary:
+        keys = _packed_keys(xp, backend, flat, truth)
+        if keys is not None:
+            found = _packed_sweep(xp, backend, keys, n, metric, zd, s.dtype)
+            if found is not None:
+                best, value = found
+                return _threshold_of(xp, backend, best, n, s.dtype, _packed_score_at(xp, backend, keys)), value
     idx = backend.index_dtype()
     # ranked: the sorted scores, or keys that order and compare as they do (decode gives the scores)
-    ranked, positive, decode = _sorted_with_labels(xp, backend, xp.reshape(s, (-1,)), xp.reshape(d.truth, (-1,)))
+    ranked, positive, decode = _sorted_with_labels(xp, backend, flat, truth)
     missed = xp.cumulative_sum(positive, include_initial=True)  # FN_k: positives among the k lowest
     total_pos = missed[-1]
     k = xp.arange(n + 1, dtype=idx, device=backend.device(s))
@@ -174,43 +182,109 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
-    low = decode(_at(xp, ranked, xp.clip(best - 1, 0, n - 1)))  # u_j for candidate k = j
-    high = decode(_at(xp, ranked, xp.clip(best, 0, n - 1)))
+    return _threshold_of(xp, backend, best, n, s.dtype, lambda i: decode(_at(xp, ranked, i))), _at(xp, value, best)
+
+
+def _threshold_of(xp, backend, best, n, dtype, score_at):
+    """The threshold of candidate ``best`` (a 0-d index; ``score_at(i)`` is the ``i``-th lowest score, a 0-d
+    array): the midpoint ``(u_j + u_{j+1}) / 2`` of candidate ``k = j`` (or ``u_j``, see
+    :func:`_midpoint_threshold`), the largest score for ``k = n``, and for ``k = 0`` the float just below the
+    smallest score; below a score within the subnormal range the normal ``-smallest_normal`` instead (JAX and
+    TensorFlow flush subnormals to zero: ``nextafter(0, -inf)`` is ``-0``)."""
+    low = score_at(xp.clip(best - 1, 0, n - 1))  # u_j for candidate k = j
+    high = score_at(xp.clip(best, 0, n - 1))
     high = xp.where(best == n, xp.full_like(high, math.inf), high)
-    # the float just below the smallest score; below a score within the subnormal range the normal
-    # -smallest_normal instead (JAX and TensorFlow flush subnormals to zero: nextafter(0, -inf) is -0)
-    tiny = xp.finfo(s.dtype).smallest_normal
-    lowest = decode(ranked[0])
+    tiny = xp.finfo(dtype).smallest_normal
+    lowest = score_at(xp.zeros_like(best))
     below_all = xp.where(xp.abs(lowest) < tiny, -tiny, xp.nextafter(lowest, xp.full_like(lowest, -math.inf)))
-    threshold = xp.where(best == 0, below_all, _midpoint_threshold(xp, backend, low, high))
-    return threshold, _at(xp, value, best)
+    return xp.where(best == 0, below_all, _midpoint_threshold(xp, backend, low, high))
 
 
 def _sorted_with_labels(xp, backend, flat, truth):
     """``(ranked, positive, decode)``: the scores in ascending order, or integer keys that order and compare
-    equal exactly as they do (``decode`` turns keys, or a slice of them, back into the scores), and the
-    labels in the same order as integers (0/1) of the indexing dtype. The sweep only reads the ends of runs
-    of equal scores, so the order within a run does not matter (no stable sort needed).
-
-    float32 scores are sorted as int64 keys ``(order-preserving bits of the score) << 1 | label`` (eager on the
-    CPU, where the adapter can bitcast and the indexing dtype is int64): one integer sort, which NumPy and
-    PyTorch run several times faster than an argsort followed by two gathers (``benchmarks/README.md``), and
-    the scores are decoded only where the sweep reads them. ``s + 0.0`` turns ``-0.0`` into ``0.0`` first
-    (equal scores must share a run); IEEE sign-magnitude bits order like two's-complement integers once a
-    negative float's low 31 bits are flipped (an involution)."""
+    equal exactly as they do (:func:`_packed_keys`; ``decode`` turns keys, or a slice of them, back into the
+    scores), and the labels in the same order as integers (0/1) of the indexing dtype."""
     idx = backend.index_dtype()
-    packed = backend.bitcast is not None and flat.dtype == xp.float32 and idx == xp.int64
-    if not (packed and _ops.cheap_branch(backend, flat)):  # elsewhere (jit, graphs, GPUs) the compiler's sort
+    keys = _packed_keys(xp, backend, flat, truth)
+    if keys is None:  # elsewhere (jit, graphs, GPUs) the compiler's sort
         order = xp.argsort(flat)
-        return xp.take(flat, order), xp.astype(xp.take(truth, order), idx), lambda keys: keys
-    bits = backend.bitcast(flat + 0.0, xp.int32)
-    keys = xp.sort((xp.astype(bits ^ ((bits >> 31) & 0x7FFFFFFF), xp.int64) << 1) | xp.astype(truth, xp.int64))
+        return xp.take(flat, order), xp.astype(xp.take(truth, order), idx), lambda ranked: ranked
 
     def decode(ordered):
         ordered = xp.astype(ordered, xp.int32)
-        return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32)
+        return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32)  # the involution again
 
     return keys >> 1, keys & 1, decode
+
+
+def _packed_keys(xp, backend, flat, truth):
+    """float32 scores and their 0/1 labels as sorted int64 keys ``(order-preserving bits of the score) << 1 |
+    label``, eager on the CPU where the adapter can bitcast (``Backend.bitcast``) and the indexing dtype is
+    int64; None elsewhere (``jit``, graphs and GPUs sort with the compiler's sort). One integer sort, which
+    NumPy and PyTorch run several times faster than an argsort followed by two gathers
+    (``benchmarks/README.md``). ``s + 0.0`` turns ``-0.0`` into ``0.0`` first (equal scores must share a run);
+    IEEE sign-magnitude bits order like two's-complement integers once a negative float's low 31 bits are
+    flipped (an involution, undone by :func:`_packed_score_at`). The sweep reads only the ends of runs of
+    equal scores, so the order within a run does not matter (no stable sort needed)."""
+    if not (backend.bitcast is not None and flat.dtype == xp.float32 and backend.index_dtype() == xp.int64
+            and _ops.cheap_branch(backend, flat)):
+        return None
+    bits = backend.bitcast(flat + 0.0, xp.int32)
+    keys = xp.astype(bits ^ ((bits >> 31) & 0x7FFFFFFF), xp.int64) << 1
+    return xp.sort(keys | xp.astype(truth, xp.int64), stable=False)  # the array API sorts stably by default
+
+
+def _packed_score_at(xp, backend, keys):
+    """``score_at(i)`` of :func:`_threshold_of` for sorted packed keys: only the candidates are decoded."""
+
+    def score_at(i):
+        ordered = xp.astype(_at(xp, keys, i) >> 1, xp.int32)
+        return backend.bitcast(ordered ^ ((ordered >> 31) & 0x7FFFFFFF), xp.float32)
+
+    return score_at
+
+
+def _packed_sweep(xp, backend, keys, n, metric, zero_division, dtype):
+    """``(best, value)`` of the F1 or binary-accuracy sweep over sorted packed keys in a handful of passes
+    (eager on the CPU), or None where the general sweep decides (no positives: F1's 0/0 and its
+    ``zero_division`` rule). The candidates are ranked exactly: F1's ``TP_k / (P + n - k)`` in float64 (counts
+    below 2^53 are exact there, and the quotient is correctly rounded, so a float32 ratio cannot tie
+    candidates that differ; the factor 2 of ``2 TP`` changes no order), accuracy's ``P + k - 2 FN_k`` in
+    integers. Candidate ``k`` (``1 <= k < n``) is real where its score differs from the next one: packed keys
+    of equal scores differ by at most 1. The value returned is the metric of the best candidate computed as
+    :func:`polyloss.metrics.precision_recall_f1` (or :func:`accuracy`) computes it, in ``dtype``."""
+    missed = xp.cumulative_sum(keys & 1)  # missed[k - 1] = FN_k for k = 1 .. n
+    total_pos = int(missed[-1])
+    if metric == "f1" and total_pos == 0:
+        return None
+    device = backend.device(keys)
+    if metric == "f1":
+        den = xp.arange(total_pos + n - 1, total_pos - 1, -1, dtype=xp.float64, device=device)  # P + n - k
+        score = xp.astype(total_pos - missed, xp.float64) / den
+        first = total_pos / (total_pos + n)  # k = 0: every entry positive
+    else:
+        k = xp.arange(1, n + 1, dtype=xp.int64, device=device)
+        score = (k + total_pos) - 2 * missed  # TP + TN
+        first = total_pos
+    # candidates 1 .. n - 1 are real where the score changes (packed keys of equal scores differ by at most
+    # 1); candidate n ("every entry negative") always is, and candidate 0 unless the lowest score is -inf.
+    # The first of equal ranks wins.
+    best, top = n, float(score[n - 1])
+    if n > 1:
+        ranked = xp.where((keys[1:] - keys[:-1]) >= 2, score[:-1], -1)
+        middle = int(xp.argmax(ranked))
+        if float(ranked[middle]) >= top:
+            best, top = middle + 1, float(ranked[middle])
+    if first >= top and bool(_packed_score_at(xp, backend, keys)(xp.asarray(0)) > -math.inf):
+        best = 0
+    fn = 0 if best == 0 else int(missed[best - 1])
+    idx = backend.index_dtype()
+    tp, k = xp.asarray(total_pos - fn, dtype=idx, device=device), xp.asarray(best, dtype=idx, device=device)
+    if metric == "f1":
+        value = _counts.ratio(xp, 2 * tp, total_pos + (n - k), dtype, zero_division)
+    else:
+        value = _counts.fraction(xp, tp + (k - fn), n, dtype)
+    return k, value
 
 
 def _subset_accuracy_sweep(xp, backend, d, ranked):
@@ -291,9 +365,8 @@ def best_threshold_vector(scores, labels, *, metric="f1", rounds=3):
     current = _class_metric(xp, backend, xp.argmax(s + offsets, axis=-1), d.truth, n_classes, support, metric, s.dtype)
     for _ in range(rounds):
         for k in range(n_classes):
-            candidate = _line_search(xp, backend, s, offsets, k, d.truth, classes, support, metric)
-            value = _class_metric(xp, backend, xp.argmax(s + candidate, axis=-1), d.truth, n_classes, support, metric,
-                                  s.dtype)
+            candidate, pred = _line_search(xp, backend, s, offsets, k, d.truth, classes, support, metric)
+            value = _class_metric(xp, backend, pred, d.truth, n_classes, support, metric, s.dtype)
             keep = value >= current
             offsets = xp.where(keep, candidate, offsets)
             current = xp.where(keep, value, current)
@@ -311,8 +384,9 @@ def _class_metric(xp, backend, pred, ids, n_classes, support, metric, dtype):
 
 
 def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
-    """``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed, in O(N log N) past
-    the rivals (one pass over ``[N, C]`` for each example's best other class).
+    """``(offsets, pred)``: ``offsets`` with ``offsets[k]`` replaced by the best value for the others fixed, in
+    O(N log N) past the rivals (one pass over ``[N, C]`` for each example's best other class), and
+    ``argmax(s + offsets)`` under the new offsets, found from the rivals without another pass over ``[N, C]``.
 
     Sorted by ``gap``, the examples move to ``k`` one by one; a move changes two classes only: ``k`` gains a
     prediction (and a true positive if the example is of class ``k``), its rival loses one. The metric of
@@ -322,12 +396,14 @@ def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
     the backend has it: a float32 sum of thousands of steps could misorder near-equal candidates."""
     idx = backend.index_dtype()
     is_k = classes == k
-    others = xp.where(is_k, -math.inf, s + offsets)
-    rival = xp.argmax(others, axis=-1)  # what each example predicts while k is out of the race
-    rival = rival if rival.dtype == ids.dtype else xp.astype(rival, ids.dtype)
-    gap = xp.max(others, axis=-1) - s[:, k]
+    others = s + xp.where(is_k, -math.inf, offsets)  # -inf in column k (s is finite): one [C] where, not [N, C]
+    rival_n = xp.argmax(others, axis=-1)  # what each example predicts while k is out of the race
+    top_n = xp.max(others, axis=-1)  # its entry
+    rival_n = rival_n if rival_n.dtype == ids.dtype else xp.astype(rival_n, ids.dtype)
+    s_k = s[:, k]
+    gap = top_n - s_k
     order = xp.argsort(gap)  # example n moves to k when offsets[k] > gap[n]
-    gap, rival, truth = xp.take(gap, order), xp.take(rival, order), xp.take(ids, order)
+    gap, rival, truth = xp.take(gap, order), xp.take(rival_n, order), xp.take(ids, order)
     n = backend.shape(gap)[0]
     to_k = xp.astype(truth == k, idx)
     hit = xp.astype(truth == rival, idx)  # the example was a true positive of its rival
@@ -347,7 +423,13 @@ def _line_search(xp, backend, s, offsets, k, ids, classes, support, metric):
     choice = xp.where(best == 0, gap[0] - 1.0, xp.where(best == n, gap[n - 1] + 1.0, inner))
     # a single class has no rival (every gap is -inf): its offset cannot matter, it stays
     choice = xp.where(xp.isfinite(choice), choice, xp.sum(xp.where(is_k, offsets, 0.0)))
-    return xp.where(is_k, choice, offsets)
+    # argmax(s + new offsets) row by row: the other entries are those of ``others``, whose first maximum is
+    # ``top_n`` at ``rival_n``; k's entry is the same float sum as in ``s + offsets``. k wins above that maximum,
+    # and at a tie when its index is the lower one (argmax takes the first maximum)
+    mine = s_k + choice
+    wins = (mine > top_n) | ((mine == top_n) & (rival_n > k))
+    pred = xp.where(wins, xp.asarray(k, dtype=rival_n.dtype, device=backend.device(s)), rival_n)
+    return xp.where(is_k, choice, offsets), pred
 
 
 def _accumulation_dtype(xp, backend, s):
