@@ -357,6 +357,80 @@ def _semiring_scan(xp, backend, init, xs, weights, reduce):
     return backend.scan(step, init, xs)[1]
 
 
+# The scaled recursion (Rabiner 1989, section V.A), the eager-CPU fast path of the forward-backward
+# scan. In exp space ``new = lse_i(state(i) + x(i) + W[i, j])`` is ``q = (p ⊙ f) @ w`` with ``p``, ``f``,
+# ``w`` the exponentials of the state, the emissions and the transitions, each shifted by its maximum,
+# the shifts and the renormalisations kept aside in log space: one small matrix product per step
+# instead of a log-sum-exp over ``[2, B, K, K]``. Exactness: float64, and every factor (``f``, ``w``, the
+# initial ``p``) either 0 (a ``-inf`` score) or in ``[2^-150, 1]``, every state that enters a step
+# either 0 or in ``[2^-700, 2^600]``: each product ``p(i) f(i) w[i, j]`` is then 0 exactly where a
+# ``-inf`` forbids it and a normal float64 (>= 2^-1000) elsewhere, so no weight underflows, and sums
+# and products of positive normal numbers keep their relative precision (about T (K + 2) float64
+# ulps in all). The guard checks exactly these bounds (on the factors before the loop, on every state
+# after it) before the result is used; where it fails (a range of scores above ~100 within a step, or
+# a path forced through states of vanishing weight) the log-space scan runs instead.
+_SCALED_FACTOR_MIN = 2.0 ** -150
+_SCALED_STATE_MIN = 2.0 ** -700
+_SCALED_STATE_MAX = 2.0 ** 600
+_SCALED_RENORMALISE_EVERY = 4  # steps; between two renormalisations a state grows at most K^4-fold
+
+
+def _scaled_applies(backend, x) -> bool:
+    """Whether the scaled recursion may run: eager on the CPU (its guard reads values back; see
+    ``_ops.cheap_branch``) and no gradient recorded through ``x`` (inside the kernel's forward pass;
+    not when a differentiable recomputation is asked for, for second derivatives)."""
+    return _ops.cheap_branch(backend, x) and not backend.may_need_grad(x)
+
+
+def _exp_shifted(xp, x, axis):
+    """``(exp(x - m), m, ok)`` in float64, ``m`` the maximum of ``x`` over ``axis`` (kept; 0 where it is
+    not finite) and ``ok`` whether every factor is 0 at a ``-inf`` score and in ``[2^-150, 1]``
+    elsewhere (False for ``+inf``, NaN or a range of scores above ~104)."""
+    x = xp.astype(x, xp.float64)
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    f = xp.exp(x - m)
+    ok = bool(xp.all(((f >= _SCALED_FACTOR_MIN) & (f <= 1.0)) | (x == _NEG_INF)))
+    return f, m, ok
+
+
+def _scaled_states(xp, backend, init, xs, weights):
+    """The states after steps 1 .. T-1 of ``state_k(j) = lse_i(state_{k-1}(i) + xs_k(i) + weights[i, j])``
+    (``init [2, B, K]``, ``xs [T, 2, B, K]``, ``weights [2, 1, K, K]``), ``[T-1, 2, B, K]`` in ``init``'s
+    dtype, by the scaled recursion in float64 (see the comment above); None where its guard fails."""
+    t_size = backend.shape(xs)[0]
+    n_dir, b_size, k = backend.shape(init)
+    if t_size < 2:
+        return None
+    p0, m0, ok0 = _exp_shifted(xp, init, -1)  # [2, B, K], [2, B, 1]
+    f, mf, okf = _exp_shifted(xp, xs[:-1, ...], -1)  # [T-1, 2, B, K], [T-1, 2, B, 1]
+    w, mw, okw = _exp_shifted(xp, weights, (-2, -1))  # [2, 1, K, K], [2, 1, 1, 1]
+    if not (ok0 and okf and okw):
+        return None
+    w = w[:, 0, ...]  # [2, K, K]
+    q = p0  # the state before the emission, [2, B, K]
+    one = xp.ones_like(q[..., :1])
+    states, norms = [], []
+    for t in range(t_size - 1):
+        # q_{t+1} = (q_t ⊙ f_t) @ w: one [B, K] x [K, K] product per direction
+        q = (q * f[t, ...]) @ w
+        c = one
+        if (t + 1) % _SCALED_RENORMALISE_EVERY == 0:
+            c = xp.sum(q, axis=-1, keepdims=True)
+            c = xp.where(c > 0.0, c, 1.0)  # a row with no feasible path stays 0
+            q = q / c
+        states.append(q)
+        norms.append(c)
+    p_all = xp.stack(states, axis=0)  # [T-1, 2, B, K]
+    inside = (p_all >= _SCALED_STATE_MIN) & (p_all <= _SCALED_STATE_MAX)
+    if not bool(xp.all(inside | (p_all == 0.0))):
+        return None
+    c_all = xp.stack(norms, axis=0)  # [T-1, 2, B, 1]
+    shifts = mf + xp.reshape(mw, (n_dir, 1, 1)) + xp.log(c_all)
+    scale = m0 + xp.cumulative_sum(shifts, axis=0)  # [T-1, 2, B, 1]
+    return xp.astype(_ops.log_or_neg_inf(xp, p_all) + scale, init.dtype)
+
+
 def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
     """``log Z [B]`` and the residuals ``(α', β', shift)``: ``α'``/``β' [B, T, K]`` at the tokens'
     positions, ``-inf`` elsewhere (see the module docstring), and ``log Z`` as a finite shift."""
@@ -373,8 +447,14 @@ def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
     def lse(z, axis):
         return _ops.logsumexp(xp, backend, z, axis=axis)
 
-    ys = _semiring_scan(xp, backend, init, xs, weights, lse)
-    states = xp.concat([init[None, ...], ys[:-1, ...]], axis=0)  # [T, 2, B, K]
+    # eager on the CPU with no gradient recorded through the loop: the scaled recursion in exp space,
+    # used only where its guard proves it exact; otherwise (and compiled) the log-space scan
+    scaled = _scaled_states(xp, backend, init, xs, weights) if _scaled_applies(backend, xs) else None
+    if scaled is not None:
+        states = xp.concat([init[None, ...], scaled], axis=0)  # [T, 2, B, K]
+    else:
+        ys = _semiring_scan(xp, backend, init, xs, weights, lse)
+        states = xp.concat([init[None, ...], ys[:-1, ...]], axis=0)  # [T, 2, B, K]
     alpha = _time_major(xp, states[:, 0, ...])  # [B, T, K], tokens from position 0
     beta = _time_major(xp, xp.flip(states[:, 1, ...], axis=0))  # [B, T, K], tokens up to position T-1
 
@@ -604,26 +684,20 @@ def crf_marginals(emissions, transitions, *, mask=None, start=None, end=None):
 # --------------------------------------------------------------------------------------------
 # F2. Viterbi decoding
 # --------------------------------------------------------------------------------------------
-def _back_pointers(xp, backend, delta, a):
-    """``[B, T, K]``: at position k >= 1, for each tag j the best previous tag
-    ``argmax_i(δ_{k-1}(i) + A[i, j])`` (the first index among ties: the same sums as the forward pass,
-    so the same maxima); identity at position 0 (unused)."""
-    scores = delta[:, :-1, None, :] + xp.permute_dims(a, (1, 0))  # [B, T-1, K_to, K_from]
-    pointers = xp.argmax(scores, axis=-1)
-    k = a.shape[0]
-    identity = xp.arange(k, dtype=pointers.dtype, device=backend.device(delta))[None, None, :]
-    return xp.concat([xp.broadcast_to(identity, (backend.shape(delta)[0], 1, k)), pointers], axis=1)
+def _identity_maps(xp, backend, like, k: int):
+    """``[B, 1, K]``: the identity map of the tags, in ``like``'s (index) dtype and device."""
+    identity = xp.arange(k, dtype=like.dtype, device=backend.device(like))[None, None, :]
+    return xp.broadcast_to(identity, (backend.shape(like)[0], 1, k))
 
 
-def _backtrace_by_doubling(xp, backend, delta, a, last):
+def _backtrace_by_doubling(xp, backend, maps, last, shape):
     """The Viterbi path ``[B, T]`` of rows whose tokens end at T - 1, from the last tags ``[B]``, in
-    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k`` the map from the tag at ``k + 1`` to the
-    tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4, ... makes ``G_k``
-    the map from the last tag to the tag at k (pointer jumping)."""
-    b_size, t_size, k = backend.shape(delta)
-    pointers = _back_pointers(xp, backend, delta, a)
-    identity = pointers[:, :1, :]
-    maps = xp.concat([pointers[:, 1:, :], identity], axis=1)  # G_k = pointers at k + 1
+    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k = maps[:, k]`` the map from the tag at
+    ``k + 1`` to the tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4,
+    ... makes ``G_k`` the map from the last tag to the tag at k (pointer jumping). ``shape``: the
+    static ``(B, T, K)`` of the emissions (a compiled scan's output may have lost it)."""
+    b_size, t_size, k = shape
+    identity = _identity_maps(xp, backend, maps, k)
     step = 1
     while step < t_size:
         # G_{k+step}, the identity past the end
@@ -633,18 +707,35 @@ def _backtrace_by_doubling(xp, backend, delta, a, last):
     return xp.take_along_axis(maps, xp.broadcast_to(last[:, None, None], (b_size, t_size, 1)), axis=2)[..., 0]
 
 
-def _backtrace_by_scan(xp, backend, delta, a, u):
+def _backtrace_by_scan(xp, backend, maps, last):
     """The same path by a scan from the last position (T unknown until the graph runs):
-    ``y_k = argmax_i(δ_k(i) + A[i, y_{k+1}])``; the carry is the column to add (``u`` at the last)."""
-    b_size, _, k = backend.shape(delta)
-    transposed = xp.permute_dims(a, (1, 0))
+    ``y_{T-1} = last``, ``y_k = G_k(y_{k+1})``; the carry is the tag just found."""
 
-    def step(column, d):
-        y = xp.argmax(d + column, axis=-1)
-        return xp.take(transposed, y, axis=0), y
+    def step(tag, pointers):
+        y = xp.take_along_axis(pointers, tag[:, None], axis=1)[:, 0]
+        return y, y
 
-    _, ys = backend.scan(step, xp.broadcast_to(u, (b_size, k)), _time_major(xp, delta), reverse=True)
+    _, ys = backend.scan(step, last, _time_major(xp, maps), reverse=True)
     return _time_major(xp, ys)
+
+
+def _backtrace_on_host(backend, pointers, last_tags, length):
+    """The Viterbi path ``[B, T]`` of rows whose tokens start at position 0, from the same rows'
+    pointers ``[B, T, K]`` (``pointers[:, k]`` maps the tag at ``k + 1`` to the best tag at k) and last
+    tags ``[B]``: a NumPy loop from the end, one gather per step at NumPy's dispatch cost (eager on
+    the CPU only, where the arrays are already on the host: see ``_ops.cheap_branch``). Positions past
+    a row's tokens hold garbage (the caller masks them)."""
+    maps, y_last, n = (backend.to_numpy(x) for x in (pointers, last_tags, length))
+    b_size, t_size, _ = maps.shape
+    rows = np.arange(b_size)
+    tags = np.empty((b_size, t_size), dtype=maps.dtype)
+    y = y_last
+    for t in range(t_size - 1, -1, -1):
+        y = np.where(n - 1 == t, y_last, y)  # each row starts from its last token
+        tags[:, t] = y
+        if t:
+            y = maps[rows, t - 1, y]
+    return backend.asarray(tags, like=pointers)
 
 
 def _viterbi(chain: _Chain):
@@ -656,17 +747,36 @@ def _viterbi(chain: _Chain):
     b_size, _, k = backend.shape(e)
     e_start = _to_start(xp, backend, e, first, length) if chain.layout == "any" else e
     init = xp.broadcast_to(s, (b_size, k))
-    # φ_k(j) = max_i(φ_{k-1}(i) + e_{k-1}(i) + A[i, j]), φ_0 = s: the best prefix score before e_k
-    phis = _semiring_scan(xp, backend, init, _time_major(xp, e_start), a, xp.max)
-    delta = _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)) + e_start  # [B, T, K]
-    # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
-    delta_end = delta if chain.layout == "full" else _to_end(xp, backend, delta, xp.zeros_like(first), length)
-    final = delta_end[:, -1, :] + u
+    # the step scores of every position at once, [T, B, K_to, K_from]: g_k[j, i] = e_k(i) + A[i, j]
+    steps = _time_major(xp, e_start)[:, :, None, :] + xp.permute_dims(a, (1, 0))
+
+    def step(phi, g):
+        # φ_{k+1}(j) = max_i(φ_k(i) + g_k[j, i]) and its back-pointer: one fused call where the adapter
+        # has one (the reduced axis is the last, contiguous one)
+        best, pointer = _ops.max_and_argmax(xp, backend, phi[:, None, :] + g, axis=-1)
+        return best, (best, pointer)
+
+    # φ_k: the best prefix score before e_k (φ_0 = s); pointers[:, k] maps the tag at k + 1 to the
+    # best tag at k (the last one runs past the end: unused)
+    _, (phis, pointers) = backend.scan(step, init, steps)
+    last = xp.clip(length - 1, min=0)
+    phi_last = _take_positions(xp, _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)),
+                               last[:, None])[:, 0, :]
+    final = phi_last + _take_positions(xp, e_start, last[:, None])[:, 0, :] + u
     best = xp.max(final, axis=-1)
+    pointers = _time_major(xp, pointers)  # [B, T, K]
+    end_tag = xp.argmax(final, axis=-1)
+    if _ops.cheap_branch(backend, e):
+        tags = _backtrace_on_host(backend, pointers, end_tag, length)
+        return (_from_start(xp, backend, tags, first, length) if chain.layout == "any" else tags), best
+    # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
+    if chain.layout != "full":
+        pointers = _to_end(xp, backend, pointers, xp.zeros_like(first), length)
+    maps = xp.concat([pointers[:, :-1, :], _identity_maps(xp, backend, pointers, k)], axis=1)
     if isinstance(backend.shape(e)[1], int):
-        tags = _backtrace_by_doubling(xp, backend, delta_end, a, xp.argmax(final, axis=-1))
+        tags = _backtrace_by_doubling(xp, backend, maps, end_tag, backend.shape(e))
     else:
-        tags = _backtrace_by_scan(xp, backend, delta_end, a, u)
+        tags = _backtrace_by_scan(xp, backend, maps, end_tag)
     if chain.layout != "full":
         tags = _from_end(xp, backend, tags, first, length)
     return tags, best
