@@ -167,7 +167,7 @@ class Backend:
     logsumexp: Callable | None = None
 
     # --- fused maximum with its index (structured family: the CRF's Viterbi recursion) --------------
-    #: ``max_with_indices(x, axis) -> (values, indices)``: the maximum over ``axis`` and the index of its
+    #: ``max_with_indices(x, axis, keepdims) -> (values, indices)``: the maximum over ``axis`` and the index of its
     #: first occurrence (``argmax``'s tie rule), in one call. None: ``polyloss._ops.max_and_argmax``
     #: composes ``xp.max`` and ``xp.argmax`` (NumPy, array-api-strict, and compiled code, where XLA and
     #: TensorFlow's graph fuse the two). In eager PyTorch one ``torch.max(dim=)`` call replaces two, once

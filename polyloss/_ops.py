@@ -141,13 +141,13 @@ def logsumexp(xp, backend, x, *, axis=-1, where=None, append_zero=False, keepdim
     return out if keepdims else xp.squeeze(out, axis=axis)
 
 
-def max_and_argmax(xp, backend, x, *, axis=-1):
-    """``(max x, argmax x)`` over ``axis`` (not kept), the index of the first maximum among ties: the
-    adapter's fused kernel where it has one (``Backend.max_with_indices``: one call instead of two, in
-    each step of an eager loop), else ``xp.max`` and ``xp.argmax``. Values only (no gradient)."""
+def max_and_argmax(xp, backend, x, *, axis=-1, keepdims=False):
+    """``(max x, argmax x)`` over ``axis``, the index of the first maximum among ties: the adapter's
+    fused kernel where it has one (``Backend.max_with_indices``: one call instead of two, in each step
+    of an eager loop), else ``xp.max`` and ``xp.argmax``. Values only (no gradient)."""
     if backend.max_with_indices is not None:
-        return backend.max_with_indices(x, axis=axis)
-    return xp.max(x, axis=axis), xp.argmax(x, axis=axis)
+        return backend.max_with_indices(x, axis=axis, keepdims=keepdims)
+    return xp.max(x, axis=axis, keepdims=keepdims), xp.argmax(x, axis=axis, keepdims=keepdims)
 
 
 def by_rows(xp, backend, fn, *arrays):

@@ -215,7 +215,7 @@ def test_guard_accepts_the_same_path_while_it_is_in_range(fast_backend, monkeypa
 
 @pytest.mark.parametrize("spread", [150.0, 1e4])
 def test_guard_rejects_a_score_range_beyond_the_factor_bound(fast_backend, monkeypatch, spread):
-    """Emissions spanning more than ~104 within one token (such as a -1e4 soft mask): their factors
+    """Emissions spanning more than ~83 within one token (such as a -1e4 soft mask): their factors
     would underflow, so the log-space scan runs; results equal the reference."""
     backend = fast_backend
     rng = np.random.default_rng(8)
@@ -277,15 +277,18 @@ def test_scaled_recursion_not_used_where_a_gradient_is_recorded():
 
 
 def test_exp_shifted_bounds():
-    """The factor bound: 0 exactly at -inf, in [2^-150, 1] elsewhere; a range above 150 ln 2 ≈ 104,
-    +inf or NaN fails."""
+    """The factor bound: 0 exactly at -inf, in [2^-120, 1] elsewhere; a range above 120 ln 2 ≈ 83.2,
+    +inf or NaN fails; float32 scores too (the exponential in their dtype, the factors in float64)."""
     xp = get("numpy").namespace
-    for x, ok in (([0.0, -100.0, -INF], True), ([0.0, -110.0], False), ([1.0, INF], False), ([0.0, math.nan], False),
-                  ([-INF, -INF], True)):
-        f, m, good = S._exp_shifted(xp, np.array([x]), -1)
-        assert good is ok, x
-        if ok:
-            assert_close(f, np.exp(np.array([x]) - m))
+    cases = (([0.0, -83.0, -INF], True), ([0.0, -84.0], False), ([1.0, INF], False), ([0.0, math.nan], False),
+             ([-INF, -INF], True))
+    for dtype in (np.float64, np.float32):
+        for x, ok in cases:
+            f, m, good = S._exp_shifted(xp, np.array([x], dtype=dtype), -1)
+            assert good is ok, (x, dtype)
+            assert f.dtype == np.float64 and m.dtype == np.float64
+            if ok:
+                assert_close(f, np.exp(np.array([x]) - m), rtol=1e-6 if dtype == np.float32 else 1e-15)
 
 
 # --------------------------------------------------------------------------------------------

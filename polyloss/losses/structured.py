@@ -362,14 +362,14 @@ def _semiring_scan(xp, backend, init, xs, weights, reduce):
 # ``w`` the exponentials of the state, the emissions and the transitions, each shifted by its maximum,
 # the shifts and the renormalisations kept aside in log space: one small matrix product per step
 # instead of a log-sum-exp over ``[2, B, K, K]``. Exactness: float64, and every factor (``f``, ``w``, the
-# initial ``p``) either 0 (a ``-inf`` score) or in ``[2^-150, 1]``, every state that enters a step
+# initial ``p``) either 0 (a ``-inf`` score) or in ``[2^-120, 1]``, every state that enters a step
 # either 0 or in ``[2^-700, 2^600]``: each product ``p(i) f(i) w[i, j]`` is then 0 exactly where a
-# ``-inf`` forbids it and a normal float64 (>= 2^-1000) elsewhere, so no weight underflows, and sums
+# ``-inf`` forbids it and a normal float64 (>= 2^-940) elsewhere, so no weight underflows, and sums
 # and products of positive normal numbers keep their relative precision (about T (K + 2) float64
 # ulps in all). The guard checks exactly these bounds (on the factors before the loop, on every state
-# after it) before the result is used; where it fails (a range of scores above ~100 within a step, or
+# after it) before the result is used; where it fails (a range of scores above ~83 within a step, or
 # a path forced through states of vanishing weight) the log-space scan runs instead.
-_SCALED_FACTOR_MIN = 2.0 ** -150
+_SCALED_FACTOR_MIN = 2.0 ** -120
 _SCALED_STATE_MIN = 2.0 ** -700
 _SCALED_STATE_MAX = 2.0 ** 600
 _SCALED_RENORMALISE_EVERY = 4  # steps; between two renormalisations a state grows at most K^4-fold
@@ -384,14 +384,15 @@ def _scaled_applies(backend, x) -> bool:
 
 def _exp_shifted(xp, x, axis):
     """``(exp(x - m), m, ok)`` in float64, ``m`` the maximum of ``x`` over ``axis`` (kept; 0 where it is
-    not finite) and ``ok`` whether every factor is 0 at a ``-inf`` score and in ``[2^-150, 1]``
-    elsewhere (False for ``+inf``, NaN or a range of scores above ~104)."""
-    x = xp.astype(x, xp.float64)
+    not finite; float64) and ``ok`` whether every factor is 0 at a ``-inf`` score and in
+    ``[2^-120, 1]`` elsewhere (False for ``+inf``, NaN or a range of scores above ~83). The exponential
+    is taken in ``x``'s dtype (the compute dtype: float32 is exact to its own precision, and twice as
+    fast as float64 on CPUs), the bound keeping float32 factors normal."""
     m = xp.max(x, axis=axis, keepdims=True)
     m = xp.where(xp.isfinite(m), m, 0.0)
     f = xp.exp(x - m)
     ok = bool(xp.all(((f >= _SCALED_FACTOR_MIN) & (f <= 1.0)) | (x == _NEG_INF)))
-    return f, m, ok
+    return xp.astype(f, xp.float64), xp.astype(m, xp.float64), ok
 
 
 def _scaled_states(xp, backend, init, xs, weights):
@@ -726,16 +727,52 @@ def _backtrace_on_host(backend, pointers, last_tags, length):
     the CPU only, where the arrays are already on the host: see ``_ops.cheap_branch``). Positions past
     a row's tokens hold garbage (the caller masks them)."""
     maps, y_last, n = (backend.to_numpy(x) for x in (pointers, last_tags, length))
-    b_size, t_size, _ = maps.shape
+    b_size, t_size, k = maps.shape
+    # the identity from each row's last token on: every row's walk then starts at T - 1 with its last tag
+    past = np.arange(t_size)[None, :] >= (n - 1)[:, None]
+    maps = np.where(past[..., None], np.arange(k, dtype=maps.dtype), maps)
     rows = np.arange(b_size)
     tags = np.empty((b_size, t_size), dtype=maps.dtype)
-    y = y_last
-    for t in range(t_size - 1, -1, -1):
-        y = np.where(n - 1 == t, y_last, y)  # each row starts from its last token
+    tags[:, -1] = y = y_last
+    for t in range(t_size - 2, -1, -1):
+        y = maps[rows, t, y]
         tags[:, t] = y
-        if t:
-            y = maps[rows, t - 1, y]
     return backend.asarray(tags, like=pointers)
+
+
+def _max_recursion_eager(xp, backend, init, e, a):
+    """``(φ [T, B, K], pointers [T, B, K])`` of the Viterbi recursion ``φ_{k+1}(j) = max_i(φ_k(i) +
+    g_k[i, j])``, ``g_k[i, j] = e_k(i) + A[i, j]``, ``φ_0 = init [B, K]`` (what ``_viterbi``'s scan step
+    computes, the same sums and the same first index among ties), as an eager Python loop: the state
+    alternates between a column ``[B, K, 1]`` (even steps, ``g`` laid out ``[from, to]``, the maximum
+    over axis 1) and a row ``[B, 1, K]`` (odd steps, ``g`` laid out ``[to, from]``, over the last axis),
+    so that no step reshapes its state: two dispatches per step (an add, a fused max with its index;
+    eager on the CPU each costs its dispatch, not its arithmetic)."""
+    b_size, t_size, k = backend.shape(e)
+    e = _time_major(xp, e)
+    even = xp.unstack(e[0::2, :, :, None] + a, axis=0)  # [B, K_from, K_to] at positions 0, 2, ...
+    odd = xp.unstack(e[1::2, :, None, :] + xp.permute_dims(a, (1, 0)), axis=0)  # [B, K_to, K_from]
+    phi = xp.reshape(init, (b_size, k, 1))
+    phis, pointers = ([], []), ([], [])
+    for t in range(t_size):
+        if t % 2 == 0:
+            phi, pointer = _ops.max_and_argmax(xp, backend, phi + even[t // 2], axis=1, keepdims=True)
+        else:
+            phi, pointer = _ops.max_and_argmax(xp, backend, phi + odd[t // 2], axis=2, keepdims=True)
+        phis[t % 2].append(phi)
+        pointers[t % 2].append(pointer)
+
+    def interleave(parts):
+        # the even and the odd steps' outputs, [T, B, K] (an odd T: the odd half padded, then cut)
+        even_part = xp.reshape(xp.stack(parts[0], axis=0), (-1, b_size, k))
+        if t_size == 1:
+            return even_part
+        odd_part = xp.reshape(xp.stack(parts[1], axis=0), (-1, b_size, k))
+        if t_size % 2:
+            odd_part = xp.concat([odd_part, even_part[-1:, ...]], axis=0)
+        return xp.reshape(xp.stack([even_part, odd_part], axis=1), (-1, b_size, k))[:t_size, ...]
+
+    return interleave(phis), interleave(pointers)
 
 
 def _viterbi(chain: _Chain):
@@ -747,18 +784,21 @@ def _viterbi(chain: _Chain):
     b_size, _, k = backend.shape(e)
     e_start = _to_start(xp, backend, e, first, length) if chain.layout == "any" else e
     init = xp.broadcast_to(s, (b_size, k))
-    # the step scores of every position at once, [T, B, K_to, K_from]: g_k[j, i] = e_k(i) + A[i, j]
-    steps = _time_major(xp, e_start)[:, :, None, :] + xp.permute_dims(a, (1, 0))
-
-    def step(phi, g):
-        # φ_{k+1}(j) = max_i(φ_k(i) + g_k[j, i]) and its back-pointer: one fused call where the adapter
-        # has one (the reduced axis is the last, contiguous one)
-        best, pointer = _ops.max_and_argmax(xp, backend, phi[:, None, :] + g, axis=-1)
-        return best, (best, pointer)
-
     # φ_k: the best prefix score before e_k (φ_0 = s); pointers[:, k] maps the tag at k + 1 to the
     # best tag at k (the last one runs past the end: unused)
-    _, (phis, pointers) = backend.scan(step, init, steps)
+    host = _ops.cheap_branch(backend, e)
+    if host:  # eager on the CPU: a Python loop of two dispatches per step, the backtrace in NumPy
+        phis, pointers = _max_recursion_eager(xp, backend, init, e_start, a)
+    else:
+        # the step scores of every position at once, [T, B, K_to, K_from]: g_k[j, i] = e_k(i) + A[i, j]
+        steps = _time_major(xp, e_start)[:, :, None, :] + xp.permute_dims(a, (1, 0))
+
+        def step(phi, g):
+            # φ_{k+1}(j) = max_i(φ_k(i) + g_k[j, i]) and its back-pointer (the first index among ties)
+            best, pointer = _ops.max_and_argmax(xp, backend, phi[:, None, :] + g, axis=-1)
+            return best, (best, pointer)
+
+        _, (phis, pointers) = backend.scan(step, init, steps)
     last = xp.clip(length - 1, min=0)
     phi_last = _take_positions(xp, _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)),
                                last[:, None])[:, 0, :]
@@ -766,7 +806,7 @@ def _viterbi(chain: _Chain):
     best = xp.max(final, axis=-1)
     pointers = _time_major(xp, pointers)  # [B, T, K]
     end_tag = xp.argmax(final, axis=-1)
-    if _ops.cheap_branch(backend, e):
+    if host:
         tags = _backtrace_on_host(backend, pointers, end_tag, length)
         return (_from_start(xp, backend, tags, first, length) if chain.layout == "any" else tags), best
     # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
