@@ -372,7 +372,7 @@ def _semiring_scan(xp, backend, init, xs, weights, reduce):
 _SCALED_FACTOR_MIN = 2.0 ** -120
 _SCALED_STATE_MIN = 2.0 ** -700
 _SCALED_STATE_MAX = 2.0 ** 600
-_SCALED_RENORMALISE_EVERY = 4  # steps; between two renormalisations a state grows at most K^4-fold
+_SCALED_RENORMALISE_EVERY = 8  # steps; between two renormalisations a state grows at most K^8-fold
 
 
 def _scaled_applies(backend, x) -> bool:
@@ -412,9 +412,9 @@ def _scaled_states(xp, backend, init, xs, weights):
     q = p0  # the state before the emission, [2, B, K]
     one = xp.ones_like(q[..., :1])
     states, norms = [], []
-    for t in range(t_size - 1):
+    for t, f_t in enumerate(xp.unstack(f, axis=0)):
         # q_{t+1} = (q_t ⊙ f_t) @ w: one [B, K] x [K, K] product per direction
-        q = (q * f[t, ...]) @ w
+        q = (q * f_t) @ w
         c = one
         if (t + 1) % _SCALED_RENORMALISE_EVERY == 0:
             c = xp.sum(q, axis=-1, keepdims=True)
@@ -429,7 +429,9 @@ def _scaled_states(xp, backend, init, xs, weights):
     c_all = xp.stack(norms, axis=0)  # [T-1, 2, B, 1]
     shifts = mf + xp.reshape(mw, (n_dir, 1, 1)) + xp.log(c_all)
     scale = m0 + xp.cumulative_sum(shifts, axis=0)  # [T-1, 2, B, 1]
-    return xp.astype(_ops.log_or_neg_inf(xp, p_all) + scale, init.dtype)
+    live = p_all > 0.0  # the guard has passed: every state is 0 or a positive normal number
+    log_p = xp.where(live, xp.log(xp.where(live, p_all, 1.0)), _NEG_INF)
+    return xp.astype(log_p + scale, init.dtype)
 
 
 def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
@@ -729,15 +731,16 @@ def _backtrace_on_host(backend, pointers, last_tags, length):
     maps, y_last, n = (backend.to_numpy(x) for x in (pointers, last_tags, length))
     b_size, t_size, k = maps.shape
     # the identity from each row's last token on: every row's walk then starts at T - 1 with its last tag
-    past = np.arange(t_size)[None, :] >= (n - 1)[:, None]
-    maps = np.where(past[..., None], np.arange(k, dtype=maps.dtype), maps)
-    rows = np.arange(b_size)
-    tags = np.empty((b_size, t_size), dtype=maps.dtype)
-    tags[:, -1] = y = y_last
+    past = np.arange(t_size)[:, None] >= (n - 1)[None, :]  # [T, B]
+    maps = np.where(past[..., None], np.arange(k, dtype=maps.dtype), np.swapaxes(maps, 0, 1))
+    maps = np.reshape(maps, (t_size, b_size * k))  # time-major, each step's maps flat: one take per step
+    offsets = np.arange(b_size) * k
+    tags = np.empty((t_size, b_size), dtype=maps.dtype)
+    tags[-1] = y = y_last
     for t in range(t_size - 2, -1, -1):
-        y = maps[rows, t, y]
-        tags[:, t] = y
-    return backend.asarray(tags, like=pointers)
+        y = maps[t].take(offsets + y)
+        tags[t] = y
+    return backend.asarray(np.ascontiguousarray(tags.T), like=pointers)
 
 
 def _max_recursion_eager(xp, backend, init, e, a):
