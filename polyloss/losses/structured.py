@@ -37,14 +37,21 @@ How it is computed
   of log Z is the marginals; for A the summed edge marginals), vectorised over the whole batch and time,
   with nothing recorded through the loop. Second derivatives differentiate that gradient, through the
   scan (``Kernel`` rule 3).
-* Viterbi. The same scan with ``max`` instead of ``lse`` (stop-gradient), then a backtrace, a second
-  scan from the end that recomputes each back-pointer ``argmax_i(δ_{k-1}(i) + A[i, y_k])`` (the same
-  floating-point sums as the forward pass, so the first index among ties: the tie rule below). The
-  decoded path's score is recomputed as ``S(y)``, differentiable (its gradient is the path's indicator).
-* In eager PyTorch the loop is a Python loop whose cost is the dispatch of a few small operations per
-  step: ``Backend.logsumexp`` (one fused call) replaces the composed log-sum-exp where no gradient is
-  recorded. A log-depth associative scan (as in torch-struct) does O(K³) work per token instead of
-  O(K²); measured slower on CPUs for K = 9 (``benchmarks/README.md``).
+* Viterbi. The same recursion with ``max`` instead of ``lse`` (stop-gradient) on the step scores
+  ``g_k[i, j] = e_k(i) + A[i, j]`` of every position, computed at once; each step keeps its
+  back-pointer, the first index among ties (``_ops.max_and_argmax``: one fused call where the adapter
+  has ``Backend.max_with_indices``), and the backtrace follows the pointers from each row's best last
+  tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T unknown
+  (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
+  is the path's indicator).
+* Eager on the CPU (NumPy, eager PyTorch: ``_ops.cheap_branch``) a loop costs the dispatch of its few
+  small operations per step, not their arithmetic, so there: the forward-backward recursion runs in
+  exp space (the scaled recursion, see ``_scaled_states``: one small matrix product and one product
+  per step, float64), used only where a guard checked before use proves it exact, the log-space scan
+  otherwise; the Viterbi loop alternates column and row states (an add and a fused max per step) and
+  its backtrace runs in NumPy on the host. Elsewhere (GPU, ``jax.jit``, ``tf.function``) the log-space
+  ``Backend.scan``. A log-depth associative scan (as in torch-struct) does O(K³) work per token
+  instead of O(K²); measured slower on CPUs for K = 9 (``benchmarks/README.md``).
 
 Conventions (those of ``polyloss.reference.structured``)
 --------------------------------------------------------
