@@ -38,11 +38,12 @@ How it is computed
   with nothing recorded through the loop. Second derivatives differentiate that gradient, through the
   scan (``Kernel`` rule 3).
 * Viterbi. The same recursion with ``max`` instead of ``lse`` (stop-gradient) on the step scores
-  ``g_k[i, j] = e_k(i) + A[i, j]`` of every position, computed at once; each step keeps its
-  back-pointer, the first index among ties (``_ops.max_and_argmax``: one fused call where the adapter
-  has ``Backend.max_with_indices``), and the backtrace follows the pointers from each row's best last
-  tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T unknown
-  (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
+  ``g_k[i, j] = e_k(i) + A[i, j]`` of every position, computed at once; the back-pointers, the first
+  index among ties, are recomputed after the scan from the same sums by one vectorised argmax
+  (compiled), or kept by each step of the eager loop (``_ops.max_and_argmax``: one fused call where
+  the adapter has ``Backend.max_with_indices``). The backtrace follows the pointers from each row's
+  best last tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T
+  unknown (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
   is the path's indicator).
 * Eager on the CPU (NumPy, eager PyTorch: ``_ops.cheap_branch``) a loop costs the dispatch of its few
   small operations per step, not their arithmetic, so there: the forward-backward recursion runs in
@@ -799,19 +800,21 @@ def _viterbi(chain: _Chain):
     host = _ops.cheap_branch(backend, e)
     if host:  # eager on the CPU: a Python loop of two dispatches per step, the backtrace in NumPy
         phis, pointers = _max_recursion_eager(xp, backend, init, e_start, a)
+        before = xp.concat([init[None, ...], phis[:-1, ...]], axis=0)  # φ_k, [T, B, K]
     else:
-        # the step scores of every position at once, [T, B, K_to, K_from]: g_k[j, i] = e_k(i) + A[i, j]
-        steps = _time_major(xp, e_start)[:, :, None, :] + xp.permute_dims(a, (1, 0))
+        def step(phi, x):
+            # φ_{k+1}(j) = max_i(φ_k(i) + g_k[i, j]) with g_k[i, j] = e_k(i) + A[i, j] ([B, K_from, K_to])
+            best = xp.max(phi[:, :, None] + (x[:, :, None] + a), axis=-2)
+            return best, best
 
-        def step(phi, g):
-            # φ_{k+1}(j) = max_i(φ_k(i) + g_k[j, i]) and its back-pointer (the first index among ties)
-            best, pointer = _ops.max_and_argmax(xp, backend, phi[:, None, :] + g, axis=-1)
-            return best, (best, pointer)
-
-        _, (phis, pointers) = backend.scan(step, init, steps)
+        _, phis = backend.scan(step, init, _time_major(xp, e_start))
+        # the back-pointers of every step at once, from the same sums (so the same maxima and the first
+        # index among ties): one vectorised argmax, cheaper compiled than one inside each step
+        before = xp.concat([init[None, ...], phis[:-1, ...]], axis=0)  # φ_k, [T, B, K]
+        before_rows = _time_major(xp, before)  # [B, T, K]
+        pointers = _time_major(xp, xp.argmax(before_rows[..., :, None] + (e_start[..., :, None] + a), axis=-2))
     last = xp.clip(length - 1, min=0)
-    phi_last = _take_positions(xp, _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)),
-                               last[:, None])[:, 0, :]
+    phi_last = _take_positions(xp, _time_major(xp, before), last[:, None])[:, 0, :]
     final = phi_last + _take_positions(xp, e_start, last[:, None])[:, 0, :] + u
     best = xp.max(final, axis=-1)
     pointers = _time_major(xp, pointers)  # [B, T, K]
