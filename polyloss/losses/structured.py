@@ -812,7 +812,9 @@ def _viterbi(chain: _Chain):
         # index among ties): one vectorised argmax, cheaper compiled than one inside each step
         before = xp.concat([init[None, ...], phis[:-1, ...]], axis=0)  # φ_k, [T, B, K]
         before_rows = _time_major(xp, before)  # [B, T, K]
-        pointers = _time_major(xp, xp.argmax(before_rows[..., :, None] + (e_start[..., :, None] + a), axis=-2))
+        transposed = xp.permute_dims(a, (1, 0))  # the reduced axis last, [B, T, K_to, K_from]
+        pointers = _time_major(xp, xp.argmax(before_rows[..., None, :] + (e_start[..., None, :] + transposed),
+                                             axis=-1))
     last = xp.clip(length - 1, min=0)
     phi_last = _take_positions(xp, _time_major(xp, before), last[:, None])[:, 0, :]
     final = phi_last + _take_positions(xp, e_start, last[:, None])[:, 0, :] + u
