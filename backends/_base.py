@@ -166,6 +166,14 @@ class Backend:
     #: which a Python loop of T steps (the CRF's forward algorithm) pays T times.
     logsumexp: Callable | None = None
 
+    # --- fused maximum with its index (structured family: the CRF's Viterbi recursion) --------------
+    #: ``max_with_indices(x, axis, keepdims) -> (values, indices)``: the maximum over ``axis`` and the index of its
+    #: first occurrence (``argmax``'s tie rule), in one call. None: ``polyloss._ops.max_and_argmax``
+    #: composes ``xp.max`` and ``xp.argmax`` (NumPy, array-api-strict, and compiled code, where XLA and
+    #: TensorFlow's graph fuse the two). In eager PyTorch one ``torch.max(dim=)`` call replaces two, once
+    #: per step of a Python loop of T steps.
+    max_with_indices: Callable | None = None
+
     # --- loops -------------------------------------------------------------------------------------
     def scan(self, step: Callable, init, xs, *, reverse: bool = False):
         """``jax.lax.scan``'s contract: ``step(carry, x) -> (carry, y)`` applied along the leading axis

@@ -213,6 +213,12 @@ class TorchBackend(Backend):
     def logsumexp(self, x, *, axis=-1, keepdims=False):
         return torch.logsumexp(x, dim=axis, keepdim=keepdims)
 
+    # --- fused maximum with its index (structured family; see Backend.max_with_indices) --------------
+    def max_with_indices(self, x, *, axis=-1, keepdims=False):
+        # the index of the first maximum among ties, as torch.argmax (tests/test_structured_fast.py checks it)
+        values, indices = torch.max(x, dim=axis, keepdim=keepdims)
+        return values, indices
+
     def log_scan(self, x, *, reverse=False):
         if reverse:
             return torch.logcumsumexp(x.flip(-1), dim=-1).flip(-1)

@@ -8,12 +8,14 @@ Emissions ``[B, T, K]`` float32 (B = 32, K = 9, T = 128 and 512), a right-padded
 - forward+backward: the summed negative log-likelihood of the gold tags and its gradient with respect
   to the emissions, the transitions, start and end:
   (p) ``polyloss.crf_nll`` (the forward and backward recursions side by side in one scan, the gradient
-      written out, docs/structured.md);
+      written out; in torch eager on the CPU the scaled recursion in exp space, guarded; compiled the
+      log-space scan: docs/structured.md);
   (c) pytorch-crf 0.7.2 ``-CRF(...)(emissions, tags, mask)`` (a Python loop over time, autograd);
   (s) torch-struct 0.5 ``-LinearChainCRF(edges, lengths).log_prob(parts)`` (a log-depth associative
       scan over ``K x K`` matrices in the log semiring, autograd), the edges folded from the same
       scores (torch eager only).
-- decode: the Viterbi path of every row, ``polyloss.crf_decode`` (a padded tensor and the scores)
+- decode: the Viterbi path of every row, ``polyloss.crf_decode`` (a padded tensor and the scores; in
+  torch eager two dispatches per step and the backtrace in NumPy)
   against pytorch-crf's ``decode`` (Python lists) and torch-struct's ``argmax`` (one-hot edges).
 
 Frameworks: torch eager (all candidates, interleaved in one process), ``jax.jit`` and ``tf.function``

@@ -28,6 +28,7 @@ __all__ = [
     "exp_sum_limit",
     "all_zero",
     "logsumexp",
+    "max_and_argmax",
     "softmax_terms",
     "log_softmax",
     "neg_abs",
@@ -138,6 +139,15 @@ def logsumexp(xp, backend, x, *, axis=-1, where=None, append_zero=False, keepdim
     m = masked_max(xp, backend, x, axis=axis)
     out = log_or_neg_inf(xp, xp.sum(xp.exp(x - m), axis=axis, keepdims=True)) + m
     return out if keepdims else xp.squeeze(out, axis=axis)
+
+
+def max_and_argmax(xp, backend, x, *, axis=-1, keepdims=False):
+    """``(max x, argmax x)`` over ``axis``, the index of the first maximum among ties: the adapter's
+    fused kernel where it has one (``Backend.max_with_indices``: one call instead of two, in each step
+    of an eager loop), else ``xp.max`` and ``xp.argmax``. Values only (no gradient)."""
+    if backend.max_with_indices is not None:
+        return backend.max_with_indices(x, axis=axis, keepdims=keepdims)
+    return xp.max(x, axis=axis, keepdims=keepdims), xp.argmax(x, axis=axis, keepdims=keepdims)
 
 
 def by_rows(xp, backend, fn, *arrays):

@@ -37,14 +37,22 @@ How it is computed
   of log Z is the marginals; for A the summed edge marginals), vectorised over the whole batch and time,
   with nothing recorded through the loop. Second derivatives differentiate that gradient, through the
   scan (``Kernel`` rule 3).
-* Viterbi. The same scan with ``max`` instead of ``lse`` (stop-gradient), then a backtrace, a second
-  scan from the end that recomputes each back-pointer ``argmax_i(δ_{k-1}(i) + A[i, y_k])`` (the same
-  floating-point sums as the forward pass, so the first index among ties: the tie rule below). The
-  decoded path's score is recomputed as ``S(y)``, differentiable (its gradient is the path's indicator).
-* In eager PyTorch the loop is a Python loop whose cost is the dispatch of a few small operations per
-  step: ``Backend.logsumexp`` (one fused call) replaces the composed log-sum-exp where no gradient is
-  recorded. A log-depth associative scan (as in torch-struct) does O(K³) work per token instead of
-  O(K²); measured slower on CPUs for K = 9 (``benchmarks/README.md``).
+* Viterbi. The same recursion with ``max`` instead of ``lse`` (stop-gradient) on the step scores
+  ``g_k[i, j] = e_k(i) + A[i, j]`` of every position, computed at once; the back-pointers, the first
+  index among ties, are recomputed after the scan from the same sums by one vectorised argmax
+  (compiled), or kept by each step of the eager loop (``_ops.max_and_argmax``: one fused call where
+  the adapter has ``Backend.max_with_indices``). The backtrace follows the pointers from each row's
+  best last tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T
+  unknown (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
+  is the path's indicator).
+* Eager on the CPU (NumPy, eager PyTorch: ``_ops.cheap_branch``) a loop costs the dispatch of its few
+  small operations per step, not their arithmetic, so there: the forward-backward recursion runs in
+  exp space (the scaled recursion, see ``_scaled_states``: one small matrix product and one product
+  per step, float64), used only where a guard checked before use proves it exact, the log-space scan
+  otherwise; the Viterbi loop alternates column and row states (an add and a fused max per step) and
+  its backtrace runs in NumPy on the host. Elsewhere (GPU, ``jax.jit``, ``tf.function``) the log-space
+  ``Backend.scan``. A log-depth associative scan (as in torch-struct) does O(K³) work per token
+  instead of O(K²); measured slower on CPUs for K = 9 (``benchmarks/README.md``).
 
 Conventions (those of ``polyloss.reference.structured``)
 --------------------------------------------------------
@@ -357,6 +365,83 @@ def _semiring_scan(xp, backend, init, xs, weights, reduce):
     return backend.scan(step, init, xs)[1]
 
 
+# The scaled recursion (Rabiner 1989, section V.A), the eager-CPU fast path of the forward-backward
+# scan. In exp space ``new = lse_i(state(i) + x(i) + W[i, j])`` is ``q = (p ⊙ f) @ w`` with ``p``, ``f``,
+# ``w`` the exponentials of the state, the emissions and the transitions, each shifted by its maximum,
+# the shifts and the renormalisations kept aside in log space: one small matrix product per step
+# instead of a log-sum-exp over ``[2, B, K, K]``. Exactness: float64, and every factor (``f``, ``w``, the
+# initial ``p``) either 0 (a ``-inf`` score) or in ``[2^-120, 1]``, every state that enters a step
+# either 0 or in ``[2^-700, 2^600]``: each product ``p(i) f(i) w[i, j]`` is then 0 exactly where a
+# ``-inf`` forbids it and a normal float64 (>= 2^-940) elsewhere, so no weight underflows, and sums
+# and products of positive normal numbers keep their relative precision (about T (K + 2) float64
+# ulps in all). The guard checks exactly these bounds (on the factors before the loop, on every state
+# after it) before the result is used; where it fails (a range of scores above ~83 within a step, or
+# a path forced through states of vanishing weight) the log-space scan runs instead.
+_SCALED_FACTOR_MIN = 2.0 ** -120
+_SCALED_STATE_MIN = 2.0 ** -700
+_SCALED_STATE_MAX = 2.0 ** 600
+_SCALED_RENORMALISE_EVERY = 8  # steps; between two renormalisations a state grows at most K^8-fold
+
+
+def _scaled_applies(backend, x) -> bool:
+    """Whether the scaled recursion may run: eager on the CPU (its guard reads values back; see
+    ``_ops.cheap_branch``) and no gradient recorded through ``x`` (inside the kernel's forward pass;
+    not when a differentiable recomputation is asked for, for second derivatives)."""
+    return _ops.cheap_branch(backend, x) and not backend.may_need_grad(x)
+
+
+def _exp_shifted(xp, x, axis):
+    """``(exp(x - m), m, ok)`` in float64, ``m`` the maximum of ``x`` over ``axis`` (kept; 0 where it is
+    not finite; float64) and ``ok`` whether every factor is 0 at a ``-inf`` score and in
+    ``[2^-120, 1]`` elsewhere (False for ``+inf``, NaN or a range of scores above ~83). The exponential
+    is taken in ``x``'s dtype (the compute dtype: float32 is exact to its own precision, and twice as
+    fast as float64 on CPUs), the bound keeping float32 factors normal."""
+    m = xp.max(x, axis=axis, keepdims=True)
+    m = xp.where(xp.isfinite(m), m, 0.0)
+    f = xp.exp(x - m)
+    ok = bool(xp.all(((f >= _SCALED_FACTOR_MIN) & (f <= 1.0)) | (x == _NEG_INF)))
+    return xp.astype(f, xp.float64), xp.astype(m, xp.float64), ok
+
+
+def _scaled_states(xp, backend, init, xs, weights):
+    """The states after steps 1 .. T-1 of ``state_k(j) = lse_i(state_{k-1}(i) + xs_k(i) + weights[i, j])``
+    (``init [2, B, K]``, ``xs [T, 2, B, K]``, ``weights [2, 1, K, K]``), ``[T-1, 2, B, K]`` in ``init``'s
+    dtype, by the scaled recursion in float64 (see the comment above); None where its guard fails."""
+    t_size = backend.shape(xs)[0]
+    n_dir, b_size, k = backend.shape(init)
+    if t_size < 2:
+        return None
+    p0, m0, ok0 = _exp_shifted(xp, init, -1)  # [2, B, K], [2, B, 1]
+    f, mf, okf = _exp_shifted(xp, xs[:-1, ...], -1)  # [T-1, 2, B, K], [T-1, 2, B, 1]
+    w, mw, okw = _exp_shifted(xp, weights, (-2, -1))  # [2, 1, K, K], [2, 1, 1, 1]
+    if not (ok0 and okf and okw):
+        return None
+    w = w[:, 0, ...]  # [2, K, K]
+    q = p0  # the state before the emission, [2, B, K]
+    one = xp.ones_like(q[..., :1])
+    states, norms = [], []
+    for t, f_t in enumerate(xp.unstack(f, axis=0)):
+        # q_{t+1} = (q_t ⊙ f_t) @ w: one [B, K] x [K, K] product per direction
+        q = (q * f_t) @ w
+        c = one
+        if (t + 1) % _SCALED_RENORMALISE_EVERY == 0:
+            c = xp.sum(q, axis=-1, keepdims=True)
+            c = xp.where(c > 0.0, c, 1.0)  # a row with no feasible path stays 0
+            q = q / c
+        states.append(q)
+        norms.append(c)
+    p_all = xp.stack(states, axis=0)  # [T-1, 2, B, K]
+    inside = (p_all >= _SCALED_STATE_MIN) & (p_all <= _SCALED_STATE_MAX)
+    if not bool(xp.all(inside | (p_all == 0.0))):
+        return None
+    c_all = xp.stack(norms, axis=0)  # [T-1, 2, B, 1]
+    shifts = mf + xp.reshape(mw, (n_dir, 1, 1)) + xp.log(c_all)
+    scale = m0 + xp.cumulative_sum(shifts, axis=0)  # [T-1, 2, B, 1]
+    live = p_all > 0.0  # the guard has passed: every state is 0 or a positive normal number
+    log_p = xp.where(live, xp.log(xp.where(live, p_all, 1.0)), _NEG_INF)
+    return xp.astype(log_p + scale, init.dtype)
+
+
 def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
     """``log Z [B]`` and the residuals ``(α', β', shift)``: ``α'``/``β' [B, T, K]`` at the tokens'
     positions, ``-inf`` elsewhere (see the module docstring), and ``log Z`` as a finite shift."""
@@ -373,8 +458,14 @@ def _forward_backward_fwd(xp, backend, e, a, s, u, first, length, *, layout):
     def lse(z, axis):
         return _ops.logsumexp(xp, backend, z, axis=axis)
 
-    ys = _semiring_scan(xp, backend, init, xs, weights, lse)
-    states = xp.concat([init[None, ...], ys[:-1, ...]], axis=0)  # [T, 2, B, K]
+    # eager on the CPU with no gradient recorded through the loop: the scaled recursion in exp space,
+    # used only where its guard proves it exact; otherwise (and compiled) the log-space scan
+    scaled = _scaled_states(xp, backend, init, xs, weights) if _scaled_applies(backend, xs) else None
+    if scaled is not None:
+        states = xp.concat([init[None, ...], scaled], axis=0)  # [T, 2, B, K]
+    else:
+        ys = _semiring_scan(xp, backend, init, xs, weights, lse)
+        states = xp.concat([init[None, ...], ys[:-1, ...]], axis=0)  # [T, 2, B, K]
     alpha = _time_major(xp, states[:, 0, ...])  # [B, T, K], tokens from position 0
     beta = _time_major(xp, xp.flip(states[:, 1, ...], axis=0))  # [B, T, K], tokens up to position T-1
 
@@ -604,26 +695,20 @@ def crf_marginals(emissions, transitions, *, mask=None, start=None, end=None):
 # --------------------------------------------------------------------------------------------
 # F2. Viterbi decoding
 # --------------------------------------------------------------------------------------------
-def _back_pointers(xp, backend, delta, a):
-    """``[B, T, K]``: at position k >= 1, for each tag j the best previous tag
-    ``argmax_i(δ_{k-1}(i) + A[i, j])`` (the first index among ties: the same sums as the forward pass,
-    so the same maxima); identity at position 0 (unused)."""
-    scores = delta[:, :-1, None, :] + xp.permute_dims(a, (1, 0))  # [B, T-1, K_to, K_from]
-    pointers = xp.argmax(scores, axis=-1)
-    k = a.shape[0]
-    identity = xp.arange(k, dtype=pointers.dtype, device=backend.device(delta))[None, None, :]
-    return xp.concat([xp.broadcast_to(identity, (backend.shape(delta)[0], 1, k)), pointers], axis=1)
+def _identity_maps(xp, backend, like, k: int):
+    """``[B, 1, K]``: the identity map of the tags, in ``like``'s (index) dtype and device."""
+    identity = xp.arange(k, dtype=like.dtype, device=backend.device(like))[None, None, :]
+    return xp.broadcast_to(identity, (backend.shape(like)[0], 1, k))
 
 
-def _backtrace_by_doubling(xp, backend, delta, a, last):
+def _backtrace_by_doubling(xp, backend, maps, last, shape):
     """The Viterbi path ``[B, T]`` of rows whose tokens end at T - 1, from the last tags ``[B]``, in
-    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k`` the map from the tag at ``k + 1`` to the
-    tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4, ... makes ``G_k``
-    the map from the last tag to the tag at k (pointer jumping)."""
-    b_size, t_size, k = backend.shape(delta)
-    pointers = _back_pointers(xp, backend, delta, a)
-    identity = pointers[:, :1, :]
-    maps = xp.concat([pointers[:, 1:, :], identity], axis=1)  # G_k = pointers at k + 1
+    ``ceil(log2 T)`` vectorised steps (T static): with ``G_k = maps[:, k]`` the map from the tag at
+    ``k + 1`` to the tag at ``k`` (``G_{T-1}`` the identity), ``G_k <- G_k ∘ G_{k+d}`` for d = 1, 2, 4,
+    ... makes ``G_k`` the map from the last tag to the tag at k (pointer jumping). ``shape``: the
+    static ``(B, T, K)`` of the emissions (a compiled scan's output may have lost it)."""
+    b_size, t_size, k = shape
+    identity = _identity_maps(xp, backend, maps, k)
     step = 1
     while step < t_size:
         # G_{k+step}, the identity past the end
@@ -633,18 +718,72 @@ def _backtrace_by_doubling(xp, backend, delta, a, last):
     return xp.take_along_axis(maps, xp.broadcast_to(last[:, None, None], (b_size, t_size, 1)), axis=2)[..., 0]
 
 
-def _backtrace_by_scan(xp, backend, delta, a, u):
+def _backtrace_by_scan(xp, backend, maps, last):
     """The same path by a scan from the last position (T unknown until the graph runs):
-    ``y_k = argmax_i(δ_k(i) + A[i, y_{k+1}])``; the carry is the column to add (``u`` at the last)."""
-    b_size, _, k = backend.shape(delta)
-    transposed = xp.permute_dims(a, (1, 0))
+    ``y_{T-1} = last``, ``y_k = G_k(y_{k+1})``; the carry is the tag just found."""
 
-    def step(column, d):
-        y = xp.argmax(d + column, axis=-1)
-        return xp.take(transposed, y, axis=0), y
+    def step(tag, pointers):
+        y = xp.take_along_axis(pointers, tag[:, None], axis=1)[:, 0]
+        return y, y
 
-    _, ys = backend.scan(step, xp.broadcast_to(u, (b_size, k)), _time_major(xp, delta), reverse=True)
+    _, ys = backend.scan(step, last, _time_major(xp, maps), reverse=True)
     return _time_major(xp, ys)
+
+
+def _backtrace_on_host(backend, pointers, last_tags, length):
+    """The Viterbi path ``[B, T]`` of rows whose tokens start at position 0, from the same rows'
+    pointers ``[B, T, K]`` (``pointers[:, k]`` maps the tag at ``k + 1`` to the best tag at k) and last
+    tags ``[B]``: a NumPy loop from the end, one gather per step at NumPy's dispatch cost (eager on
+    the CPU only, where the arrays are already on the host: see ``_ops.cheap_branch``). Positions past
+    a row's tokens hold garbage (the caller masks them)."""
+    maps, y_last, n = (backend.to_numpy(x) for x in (pointers, last_tags, length))
+    b_size, t_size, k = maps.shape
+    # the identity from each row's last token on: every row's walk then starts at T - 1 with its last tag
+    past = np.arange(t_size)[:, None] >= (n - 1)[None, :]  # [T, B]
+    maps = np.where(past[..., None], np.arange(k, dtype=maps.dtype), np.swapaxes(maps, 0, 1))
+    maps = np.reshape(maps, (t_size, b_size * k))  # time-major, each step's maps flat: one take per step
+    offsets = np.arange(b_size) * k
+    tags = np.empty((t_size, b_size), dtype=maps.dtype)
+    tags[-1] = y = y_last
+    for t in range(t_size - 2, -1, -1):
+        y = maps[t].take(offsets + y)
+        tags[t] = y
+    return backend.asarray(np.ascontiguousarray(tags.T), like=pointers)
+
+
+def _max_recursion_eager(xp, backend, init, e, a):
+    """``(φ [T, B, K], pointers [T, B, K])`` of the Viterbi recursion ``φ_{k+1}(j) = max_i(φ_k(i) +
+    g_k[i, j])``, ``g_k[i, j] = e_k(i) + A[i, j]``, ``φ_0 = init [B, K]`` (what ``_viterbi``'s scan step
+    computes, the same sums and the same first index among ties), as an eager Python loop: the state
+    alternates between a column ``[B, K, 1]`` (even steps, ``g`` laid out ``[from, to]``, the maximum
+    over axis 1) and a row ``[B, 1, K]`` (odd steps, ``g`` laid out ``[to, from]``, over the last axis),
+    so that no step reshapes its state: two dispatches per step (an add, a fused max with its index;
+    eager on the CPU each costs its dispatch, not its arithmetic)."""
+    b_size, t_size, k = backend.shape(e)
+    e = _time_major(xp, e)
+    even = xp.unstack(e[0::2, :, :, None] + a, axis=0)  # [B, K_from, K_to] at positions 0, 2, ...
+    odd = xp.unstack(e[1::2, :, None, :] + xp.permute_dims(a, (1, 0)), axis=0)  # [B, K_to, K_from]
+    phi = xp.reshape(init, (b_size, k, 1))
+    phis, pointers = ([], []), ([], [])
+    for t in range(t_size):
+        if t % 2 == 0:
+            phi, pointer = _ops.max_and_argmax(xp, backend, phi + even[t // 2], axis=1, keepdims=True)
+        else:
+            phi, pointer = _ops.max_and_argmax(xp, backend, phi + odd[t // 2], axis=2, keepdims=True)
+        phis[t % 2].append(phi)
+        pointers[t % 2].append(pointer)
+
+    def interleave(parts):
+        # the even and the odd steps' outputs, [T, B, K] (an odd T: the odd half padded, then cut)
+        even_part = xp.reshape(xp.stack(parts[0], axis=0), (-1, b_size, k))
+        if t_size == 1:
+            return even_part
+        odd_part = xp.reshape(xp.stack(parts[1], axis=0), (-1, b_size, k))
+        if t_size % 2:
+            odd_part = xp.concat([odd_part, even_part[-1:, ...]], axis=0)
+        return xp.reshape(xp.stack([even_part, odd_part], axis=1), (-1, b_size, k))[:t_size, ...]
+
+    return interleave(phis), interleave(pointers)
 
 
 def _viterbi(chain: _Chain):
@@ -656,17 +795,43 @@ def _viterbi(chain: _Chain):
     b_size, _, k = backend.shape(e)
     e_start = _to_start(xp, backend, e, first, length) if chain.layout == "any" else e
     init = xp.broadcast_to(s, (b_size, k))
-    # φ_k(j) = max_i(φ_{k-1}(i) + e_{k-1}(i) + A[i, j]), φ_0 = s: the best prefix score before e_k
-    phis = _semiring_scan(xp, backend, init, _time_major(xp, e_start), a, xp.max)
-    delta = _time_major(xp, xp.concat([init[None, ...], phis[:-1, ...]], axis=0)) + e_start  # [B, T, K]
-    # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
-    delta_end = delta if chain.layout == "full" else _to_end(xp, backend, delta, xp.zeros_like(first), length)
-    final = delta_end[:, -1, :] + u
-    best = xp.max(final, axis=-1)
-    if isinstance(backend.shape(e)[1], int):
-        tags = _backtrace_by_doubling(xp, backend, delta_end, a, xp.argmax(final, axis=-1))
+    # φ_k: the best prefix score before e_k (φ_0 = s); pointers[:, k] maps the tag at k + 1 to the
+    # best tag at k (the last one runs past the end: unused)
+    host = _ops.cheap_branch(backend, e)
+    if host:  # eager on the CPU: a Python loop of two dispatches per step, the backtrace in NumPy
+        phis, pointers = _max_recursion_eager(xp, backend, init, e_start, a)
+        before = xp.concat([init[None, ...], phis[:-1, ...]], axis=0)  # φ_k, [T, B, K]
     else:
-        tags = _backtrace_by_scan(xp, backend, delta_end, a, u)
+        def step(phi, x):
+            # φ_{k+1}(j) = max_i(φ_k(i) + g_k[i, j]) with g_k[i, j] = e_k(i) + A[i, j] ([B, K_from, K_to])
+            best = xp.max(phi[:, :, None] + (x[:, :, None] + a), axis=-2)
+            return best, best
+
+        _, phis = backend.scan(step, init, _time_major(xp, e_start))
+        # the back-pointers of every step at once, from the same sums (so the same maxima and the first
+        # index among ties): one vectorised argmax, cheaper compiled than one inside each step
+        before = xp.concat([init[None, ...], phis[:-1, ...]], axis=0)  # φ_k, [T, B, K]
+        before_rows = _time_major(xp, before)  # [B, T, K]
+        transposed = xp.permute_dims(a, (1, 0))  # the reduced axis last, [B, T, K_to, K_from]
+        pointers = _time_major(xp, xp.argmax(before_rows[..., None, :] + (e_start[..., None, :] + transposed),
+                                             axis=-1))
+    last = xp.clip(length - 1, min=0)
+    phi_last = _take_positions(xp, _time_major(xp, before), last[:, None])[:, 0, :]
+    final = phi_last + _take_positions(xp, e_start, last[:, None])[:, 0, :] + u
+    best = xp.max(final, axis=-1)
+    pointers = _time_major(xp, pointers)  # [B, T, K]
+    end_tag = xp.argmax(final, axis=-1)
+    if host:
+        tags = _backtrace_on_host(backend, pointers, end_tag, length)
+        return (_from_start(xp, backend, tags, first, length) if chain.layout == "any" else tags), best
+    # move the tokens to the end of each row (in the start-aligned layout a row's tokens start at 0)
+    if chain.layout != "full":
+        pointers = _to_end(xp, backend, pointers, xp.zeros_like(first), length)
+    maps = xp.concat([pointers[:, :-1, :], _identity_maps(xp, backend, pointers, k)], axis=1)
+    if isinstance(backend.shape(e)[1], int):
+        tags = _backtrace_by_doubling(xp, backend, maps, end_tag, backend.shape(e))
+    else:
+        tags = _backtrace_by_scan(xp, backend, maps, end_tag)
     if chain.layout != "full":
         tags = _from_end(xp, backend, tags, first, length)
     return tags, best
