@@ -70,6 +70,18 @@ INSTALLED = {**_installed(), **_installed_gpu_only()}
 LOSS_BACKENDS = tuple(name for name in backends.BACKEND_NAMES if name != "dask")
 
 
+def with_hooks(names, *hooks: str) -> list[str]:
+    """The backends of ``names`` whose adapter has one of the optional ``hooks`` (``Backend.sigmoid``, ...),
+    for tests of what a hook changes: an adapter without them has nothing to test, so no parameter (never
+    a skip). A backend that is not installed stays listed: ``get`` reports it as such."""
+    out = []
+    for name in names:
+        adapter = INSTALLED.get(name)
+        if adapter is None or isinstance(adapter, Exception) or any(getattr(adapter, h) is not None for h in hooks):
+            out.append(name)
+    return out
+
+
 def get(name: str):
     """The adapter ``name``, or skip the test (with "not installed" in the reason)."""
     adapter = INSTALLED.get(name)

@@ -20,7 +20,7 @@ import polyloss
 from polyloss import reference
 from polyloss.testing import assert_close
 
-from helpers import get
+from helpers import LOSS_BACKENDS, get, with_hooks
 
 TIGHT = dict(rtol=1e-12, atol=1e-13)  # float64 identities
 
@@ -536,19 +536,25 @@ def _kernel_calls(rng, convert):
     ]
 
 
-@pytest.mark.parametrize("hooks", [True, False], ids=["fused hooks", "composed"])
+# every backend as it is ("fused hooks" where the adapter has them), and the backends with a fused sigmoid
+# or log_softmax once more without them (the composed forms and the kernels' own gradients)
+_HOOK_VARIANTS = ([pytest.param(name, True, id=f"{name}-fused hooks") for name in LOSS_BACKENDS]
+                  + [pytest.param(name, False, id=f"{name}-composed")
+                     for name in with_hooks(LOSS_BACKENDS, "sigmoid", "log_softmax")])
+
+
+@pytest.mark.parametrize("name, hooks", _HOOK_VARIANTS)
 @pytest.mark.parametrize("index", range(7))
-def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(backend, monkeypatch, index, hooks):
+def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(name, hooks, monkeypatch, index):
     """Values against the reference, and the closed-form gradients against a central difference of the
     reference along a random direction, with blocks of 4 rows (``_ops.by_rows`` joins 4 blocks here), with
     the adapter's fused ``sigmoid`` / ``log_softmax`` and without them (the composed forms and the kernels'
     own gradients). Backends without the eager-CPU road run the general form: the same comparison holds."""
     from polyloss.backends import _base
 
+    backend = get(name)
     monkeypatch.setattr(_base, "CPU_BLOCK_ELEMENTS", 4 * 11)
     if not hooks:
-        if backend.sigmoid is None and backend.log_softmax is None:
-            pytest.skip("no fused sigmoid or log_softmax in this adapter: 'fused hooks' ran the composed forms")
         monkeypatch.setattr(type(backend), "sigmoid", None)
         monkeypatch.setattr(type(backend), "log_softmax", None)
     rng = np.random.default_rng(17)

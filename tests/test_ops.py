@@ -11,6 +11,8 @@ import polyloss
 from polyloss import _ops
 from polyloss.testing import assert_close
 
+from helpers import AUTOGRAD_BACKENDS, get, with_hooks
+
 
 def _xp(be, a, dtype="float64"):
     return be.from_numpy(np.asarray(a), dtype=dtype)
@@ -156,12 +158,12 @@ def test_fused_sigmoid_and_log_softmax_hooks(backend, dtype):
         assert_close(got / scale, want / scale, rtol=0.0, atol=8 * info.eps)
 
 
-def test_fused_log_softmax_hook_gradient(autograd_backend):
+@pytest.mark.parametrize("name", with_hooks(AUTOGRAD_BACKENDS, "log_softmax"))
+def test_fused_log_softmax_hook_gradient(name):
     """``Backend.log_softmax`` is differentiated by the framework (the smoothed cross-entropy relies on it):
-    the gradient of ``Σ w·log_softmax(x)`` is ``w - softmax(x)·Σ w`` per row."""
-    be = autograd_backend
-    if be.log_softmax is None:
-        pytest.skip("no fused log_softmax in this adapter: the composed form has the kernel's own gradient")
+    the gradient of ``Σ w·log_softmax(x)`` is ``w - softmax(x)·Σ w`` per row (the adapters that have the
+    hook; without it the composed form has the kernel's own gradient, tested with the kernels)."""
+    be = get(name)
     rng = np.random.default_rng(4)
     x, w = rng.normal(0.0, 3.0, (4, 6)), rng.normal(size=(4, 6))
     (g,) = be.grad(lambda v: be.namespace.sum(be.log_softmax(v) * be.from_numpy(w, dtype="float64")),
