@@ -29,15 +29,15 @@ name) and takes ``allowed=``, boolean masks of the parameters (``polyloss.allowe
 applied as ``where(allowed, parameter, -inf)`` on every call; ``forward`` returns the loss with the
 reduction above, and ``decode`` the decoder's output (``crf_decode``: padded tags and scores).
 
-Importing this module loads polyloss's torch adapter at once, so the first call inside
-``torch.compile(fullgraph=True)`` finds it (an import cannot be traced).
+Importing this module imports no framework (the rule of ``polyloss/``): torch is imported, the
+classes are made and polyloss's torch adapter is loaded on the first use of a class (or of
+``loss_class``), which comes before any ``torch.compile(fullgraph=True)`` call of one of its modules, so
+the trace finds the adapter loaded (an import cannot be traced).
 """
 
 from __future__ import annotations
 
 import inspect
-
-import torch
 
 import polyloss
 from polyloss import _wrappers
@@ -47,13 +47,16 @@ __all__ = ["Loss", "loss_class", "metrics", *(line.name for line in _wrappers.LO
 
 _REDUCTIONS = ("mean", "sum", "none")
 
-# the adapters of the frameworks imported so far (torch among them) are loaded now, not on the first
-# call, which may be inside torch.compile
+# the adapters of the frameworks imported so far are loaded now, not on the first call, which may be
+# inside torch.compile (and again by _load, once torch is imported)
 _preload()
 
+torch = None  # the framework: imported by _load, on the first use of a class
 
-class Loss(torch.nn.Module):
-    """The base of the generated classes: ``line`` (a :class:`polyloss._wrappers.LossClass`) says which
+
+class _LossMethods:
+    """The body of :class:`Loss`, the base of the generated classes (``Loss`` is made of it and
+    ``torch.nn.Module`` by ``_load``): ``line`` (a :class:`polyloss._wrappers.LossClass`) says which
     function, and which of its arguments are inputs, settings, parameters and hyper-parameters."""
 
     line: _wrappers.LossClass
@@ -189,7 +192,7 @@ def _size(cls: str, name: str, value) -> int:
     return value
 
 
-def _register_allowed(module: Loss, masks) -> tuple:
+def _register_allowed(module, masks) -> tuple:
     """``allowed=``: boolean masks of the parameters, in their order (a tuple, None for a free one) or by
     name (a dict), registered as buffers ``allowed_<name>``; returns the names that have one."""
     line, cls = module.line, type(module).__name__
@@ -220,6 +223,7 @@ def loss_class(line: _wrappers.LossClass) -> type:
     """The ``nn.Module`` class of one table line (how every class of this module is made; call it for a
     line of your own, e.g. ``LossClass("infonce_from_embeddings", "ClipLoss", parameters=("temperature",))``
     for a learnable temperature)."""
+    _load()
     function = line.resolve()
     hyper = line.hyperparameters
     sized = bool(line.shapes)
@@ -263,15 +267,35 @@ def _with_signature(init, signature):
     return __init__
 
 
-for _line in _wrappers.LOSSES:
-    globals()[_line.name] = loss_class(_line)
-del _line
+def _load() -> None:
+    """Import torch, make ``Loss`` and one class per line of the table, and load the torch adapter (once)."""
+    global torch, Loss
+    if torch is not None:
+        return
+    import torch as framework
+
+    torch = framework
+    Loss = type("Loss", (_LossMethods, torch.nn.Module), {"__module__": __name__, "__doc__": _LossMethods.__doc__})
+    _preload()
+    for line in _wrappers.LOSSES:
+        globals()[line.name] = loss_class(line)
+
+
+_CLASSES = frozenset(["Loss", *(line.name for line in _wrappers.LOSSES)])
 
 
 def __getattr__(name):
-    # the torchmetrics classes load on first use: the losses work without torchmetrics
+    # the classes are made on first use (importing this module imports no framework), the torchmetrics
+    # classes when ``metrics`` is first used: the losses work without torchmetrics
+    if name in _CLASSES:
+        _load()
+        return globals()[name]
     if name == "metrics":
         import importlib
 
         return importlib.import_module(f"{__name__}.metrics")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})

@@ -17,26 +17,33 @@ once before a synchronised ``compute`` (an empty batch will do), as for ``Metric
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
 
-import torch
-
-try:
-    import torchmetrics
-    from torchmetrics.utilities import dim_zero_cat
-except ImportError as exc:  # the losses of polyloss.torch work without it
-    raise ImportError(
-        "polyloss.torch.metrics needs torchmetrics: pip install 'polyloss[torch]' (or pip install torchmetrics); "
-        "the losses of polyloss.torch work without it"
-    ) from exc
-
 from polyloss import _wrappers
+
+_NEEDS_TORCHMETRICS = ("polyloss.torch.metrics needs torchmetrics: pip install 'polyloss[torch]' (or pip install "
+                       "torchmetrics); the losses of polyloss.torch work without it")
+
+
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):  # ValueError: a module in sys.modules without a spec (or None)
+        return False
+
+
+if not _installed("torchmetrics"):  # said at once, without importing it (or torch)
+    raise ImportError(_NEEDS_TORCHMETRICS)
+
+torch = torchmetrics = dim_zero_cat = None  # imported by _load, on the first use of a class
 
 __all__ = ["Metric", "metric_class"] + [line.name for line in _wrappers.METRICS]
 
 
-class Metric(torchmetrics.Metric):
-    """The base of the generated classes: ``line`` names the state object and the output."""
+class _MetricMethods:
+    """The body of :class:`Metric`, the base of the generated classes (``Metric`` is made of it and
+    ``torchmetrics.Metric`` by ``_load``): ``line`` names the state object and the output."""
 
     line: _wrappers.MetricClass
     _state_class = None
@@ -80,6 +87,7 @@ class Metric(torchmetrics.Metric):
 
 def metric_class(line: _wrappers.MetricClass) -> type:
     """The ``torchmetrics.Metric`` class of one line of the metrics' table."""
+    _load()
     state_class = line.resolve()
     what = "the whole result" if line.output is None else f"its {line.output}"
     doc = (f"``torchmetrics.Metric`` over :class:`polyloss.metrics.{line.state}`: {what} (see the module "
@@ -89,6 +97,35 @@ def metric_class(line: _wrappers.MetricClass) -> type:
                                        "__module__": __name__, "higher_is_better": higher})
 
 
-for _line in _wrappers.METRICS:
-    globals()[_line.name] = metric_class(_line)
-del _line
+def _load() -> None:
+    """Import torch and torchmetrics, make ``Metric`` and one class per line of the table (once)."""
+    global torch, torchmetrics, dim_zero_cat, Metric
+    if torchmetrics is not None:
+        return
+    try:
+        import torchmetrics as metrics_framework
+        from torchmetrics.utilities import dim_zero_cat as cat
+    except ImportError as exc:  # the losses of polyloss.torch work without it
+        raise ImportError(_NEEDS_TORCHMETRICS) from exc
+    import torch as framework
+
+    torch, torchmetrics, dim_zero_cat = framework, metrics_framework, cat
+    Metric = type("Metric", (_MetricMethods, torchmetrics.Metric),
+                  {"__module__": __name__, "__doc__": _MetricMethods.__doc__})
+    for line in _wrappers.METRICS:
+        globals()[line.name] = metric_class(line)
+
+
+_CLASSES = frozenset(["Metric", *(line.name for line in _wrappers.METRICS)])
+
+
+def __getattr__(name):
+    # the classes are made on first use: importing this module imports no framework
+    if name in _CLASSES:
+        _load()
+        return globals()[name]
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted({*globals(), *__all__})
