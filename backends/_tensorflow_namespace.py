@@ -463,8 +463,16 @@ def argsort(x, /, *, axis=-1, descending=False, stable=True):
 
 
 def matmul(x1, x2, /):
+    """The standard's matmul: a 1-D first operand is a row (its axis removed from the result), a 1-D
+    second operand a column (likewise); two vectors give their 0-d dot product."""
     a, b = _operands(x1, x2)
-    return tf.linalg.matmul(a, b)
+    row, column = a.shape.rank == 1, b.shape.rank == 1
+    out = tf.linalg.matmul(a[None, :] if row else a, b[:, None] if column else b)
+    if column:
+        out = tf.squeeze(out, axis=-1)
+    if row:
+        out = tf.squeeze(out, axis=-1 if column else -2)
+    return out
 
 
 def vecdot(x1, x2, /, *, axis=-1):

@@ -178,6 +178,11 @@ CASES += [
     case("matmul", lambda m, a, b: m.matmul(a, b), P, X[0]),
     case("matmul-batched", lambda m, a, b: m.matmul(a, b), X, X.transpose(0, 2, 1)),
     case("matmul-promotes", lambda m, a, b: m.matmul(a, b), P.astype(f64), X[1]),
+    # 1-D operands: a matrix times a vector, a vector times a matrix, two vectors (0-d), batched times a vector
+    case("matmul-matrix-vector", lambda m, a, b: m.matmul(a, b), P, Q[0]),
+    case("matmul-vector-matrix", lambda m, a, b: m.matmul(a, b), P[0], X[0]),
+    case("matmul-vector-vector", lambda m, a, b: m.matmul(a, b), P[0], Q[1]),
+    case("matmul-batched-vector", lambda m, a, b: m.matmul(a, b), X, V[:4]),
     case("vecdot", lambda m, a, b: m.vecdot(a, b), P, Q[0]),
     case("vecdot-axis0", lambda m, a, b: m.vecdot(a, b, axis=0), P, Q),
     case("take_along_axis-broadcast", lambda m, x, i: m.take_along_axis(x, i, axis=1), P, np.zeros((1, 3), np.int64)),
