@@ -252,6 +252,26 @@ def test_best_threshold_float32_is_the_brute_force_optimum(metric_backend):
             np.testing.assert_array_equal(s32 > host(be, t), decisions)
 
 
+def test_best_threshold_ranks_f1_values_that_float32_rounds_together(metric_backend):
+    """Two candidates whose F1 values differ but round to the same float32 (the first, "all but the 5
+    lowest scores positive", has F1_A = 2P / (2P + f) with f = 646 false positives; the second, B, keeps
+    only the T = 11387 highest of the P = 12000 positives and no negative: F1_B = 2T / (P + T); the
+    fractions below verify F1_B > F1_A and float32(F1_A) == float32(F1_B)). Every target picks B, as the
+    exact reference does: the general sweep ranks in float64 like the packed one (found by the review of
+    the packed sweep, where the two paths disagreed)."""
+    from fractions import Fraction
+
+    be = metric_backend
+    p, f, t, low = 12000, 646, 11387, 5
+    f1_a, f1_b = Fraction(2 * p, 2 * p + f), Fraction(2 * t, p + t)
+    assert f1_b > f1_a and np.float32(2 * p) / np.float32(2 * p + f) == np.float32(2 * t) / np.float32(p + t)
+    y = np.array([0] * low + [1] * (p - t) + [0] * f + [1] * t)
+    s = (np.arange(y.size) / y.size).astype(np.float32)  # increasing, distinct
+    threshold, value = M.best_threshold(be.from_numpy(s), be.from_numpy(y))
+    np.testing.assert_array_equal(s > host(be, threshold), np.arange(y.size) >= y.size - t)
+    assert_close(float(host(be, value)), float(np.float32(float(f1_b))), rtol=1e-7, atol=0.0)
+
+
 def split_oracle_f1(s, y):
     """The best F1 when equal scores MAY be split (rank by score, then positives first): what a
     wrong sweep over the sorted entries would report."""

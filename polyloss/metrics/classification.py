@@ -125,7 +125,9 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     ``scores [N]``; for ``scores [..., C]``, subset accuracy, where a row is right for thresholds
     in ``[max negative score, min positive score)`` (two more sorts count the rows).
 
-    Among equally good candidates the lowest threshold wins. The threshold returned for candidate
+    Among equally good candidates the lowest threshold wins; candidates are ranked in float64 where
+    the target has it (values that round to the same float32 still rank apart; JAX without x64 ranks
+    in the scores' dtype), the value returned is in the compute dtype. The threshold returned for candidate
     ``u_j`` is the midpoint ``(u_j + u_{j+1}) / 2`` (or ``u_j`` when rounding would leave the
     interval), which generalises better than the edge; for "every entry positive" it is the float
     just below the smallest score (``-smallest_normal`` when that float would be subnormal, which
@@ -170,16 +172,21 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     # candidate k is real when k = 0 ("every entry positive": impossible with a -inf score) or
     # when the k-th lowest score ends a run of equal scores
     valid = xp.concat([decode(ranked[:1]) > -math.inf, ranked[:-1] != ranked[1:], true])
+    # candidates are ranked in float64 where the target has it (the packed sweep's order, and the reference's:
+    # F1 values a float32 rounds together still rank apart), else in the scores' dtype
+    exact = xp.float64 if "float64" in backend.dtypes(backend.device(s)) else s.dtype
     if metric == "f1":
         value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
+        order = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), exact, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
         value = _counts.fraction(xp, correct, n, s.dtype)
+        order = xp.astype(correct, exact)
     else:
-        value = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
+        order = value = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
     # negative" with no positives, always real: that one is chosen when no other is real
-    rank = xp.where(valid & ~xp.isnan(value), value, -math.inf)
+    rank = xp.where(valid & ~xp.isnan(order), order, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
     return _threshold_of(xp, backend, best, n, s.dtype, lambda i: decode(_at(xp, ranked, i))), _at(xp, value, best)
