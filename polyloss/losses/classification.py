@@ -327,13 +327,19 @@ _BINARY_FOCAL = Kernel("binary_focal", _binary_focal_fwd, _binary_focal_bwd)
 # place where :func:`polyloss._ops.writable` allows it (eager, no recorded gradient). The gradient with
 # respect to the labels needs both sides: the general kernel's backward computes it.
 def _hard_labels(xp, backend, t) -> bool:
-    """Whether every label is exactly 0 or 1 (``t`` in [0, 1], checked): ``t - t²`` is 0 there and positive at
+    """Whether every label is exactly 0 or 1 (``t`` in [0, 1], checked): ``t² - t`` is 0 there and negative at
     every other value of [0, 1], ``2^{-149}`` and ``1 - 2^{-24}`` included (NaN fails). One blocked pass: a
     full-size temporary costs about ten times as much in eager torch (page faults)."""
     if not xp.isdtype(t.dtype, "real floating") or math.prod(t.shape) == 0:
         return False
-    (worst,) = _ops.by_rows(xp, backend, lambda b: (xp.max(b - b * b, axis=-1),), t)
-    return bool(xp.max(worst) == 0.0)
+
+    def block(b):
+        square = b * b
+        square -= b  # t² - t <= 0, in place: t is never written (eager on the CPU, the kernels' condition)
+        return (xp.min(square, axis=-1),)
+
+    (worst,) = _ops.by_rows(xp, backend, block, t)
+    return bool(xp.min(worst) == 0.0)
 
 
 def _hard_focal_parts(xp, backend, s, t):
