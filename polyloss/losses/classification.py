@@ -315,17 +315,22 @@ _BINARY_FOCAL = Kernel("binary_focal", _binary_focal_fwd, _binary_focal_bwd)
 # Hard labels (every t is 0 or 1, checked once per call: :func:`_hard_labels`): the loss is one side of the
 # formula above, a function of ``z = c·s`` with ``c = 1 - 2t = ±1``,
 #
-#     L = w f(z),  f(z) = q^γ sp(z) + ε' q^{γ+1},  q = σ(z),  sp(z) = relu(z) + log1p(e^{-|s|}),
-#     ∂L/∂s = c f'(z),  f'(z) = q^γ [w (γ p sp(z) + q) + ε (γ+1) q p],  p = σ(-z) = 1 - q,
+#     L = w q^γ sp(z) + ε q^{γ+1},  q = σ(z),  p = σ(-z) = 1 - q,
+#     sp(z) = softplus(z) = relu(z) - log1p(-min(q, p)),
+#     ∂L/∂s = c q^γ [w (γ p sp(z) + q) + ε (γ+1) q p],
 #
 # with ``w = a₁`` for ``t = 1`` and ``a₀`` for ``t = 0``, i.e. ``w = (a₀+a₁)/2 + c (a₀-a₁)/2`` and
-# ``w c = c (a₀+a₁)/2 + (a₀-a₁)/2``, and ``ε' = ε / w`` (the Poly-1 term is not weighted by α). One sigmoid
-# and one ``log1p(e^{-|s|})`` per direction instead of two sigmoids, and about half the products.
-# ``p = 1 - q`` loses p's relative digits only where ``q`` is near 1, where ``γ p sp(z)`` is added to ``q``
-# (an absolute error of ``γ·sp(z)·ulp(1)/2`` against a sum above 1/2: a few ulps up to ``z ≈ 17``, where
-# ``p`` falls below ``ulp(1)`` and the term itself below the sum's rounding). Temporaries are updated in
-# place where :func:`polyloss._ops.writable` allows it (eager, no recorded gradient). The gradient with
-# respect to the labels needs both sides: the general kernel's backward computes it.
+# ``w c = c (a₀+a₁)/2 + (a₀-a₁)/2`` (the Poly-1 term is not weighted by α). One sigmoid and one ``log1p`` per
+# direction, instead of two sigmoids, an exponential and a ``log1p``, and about half the other passes.
+# ``min(q, p) = σ(-|z|)`` is exact where it is ``q`` (``z <= 0``, where ``sp(z) = -log1p(-q)`` is the small
+# value that needs its relative digits) and within ``ulp(1)/2`` where it is ``p`` (``z > 0``, where it is
+# added to ``z``). ``p = 1 - q`` loses its relative digits only where ``q`` is near 1, where ``γ p sp(z)`` is
+# added to ``q``: an absolute error of ``γ·sp(z)·ulp(1)/2`` against a sum above 1/2, at most ~4e-6 relative
+# in float32 (near ``z ≈ 17``, where ``p`` falls to ``ulp(1)``; the conformance tolerance is 2e-5) and
+# ~1e-14 in float64. Below the smallest normal the fused sigmoid may return 0 (``Backend.sigmoid``), where
+# ``q^γ`` (``γ > 0``) makes the loss 0 to within that number too. Temporaries are updated in place where
+# :func:`polyloss._ops.writable` allows it (eager, no recorded gradient). The gradient with respect to the
+# labels needs both sides: the general kernel's backward computes it. Nothing of ``[..., C]`` is kept.
 def _hard_labels(xp, backend, t) -> bool:
     """Whether every label is exactly 0 or 1 (``t`` in [0, 1], checked): ``t² - t`` is 0 there and negative at
     every other value of [0, 1], ``2^{-149}`` and ``1 - 2^{-24}`` included (NaN fails). One blocked pass: a
