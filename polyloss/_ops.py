@@ -193,6 +193,15 @@ def cheap_branch(backend, x) -> bool:
     return backend.block_rows(x) is not None
 
 
+def writable(backend, x) -> bool:
+    """Whether a kernel may update ``x``, an array it created itself (never an input, a view of one, or a
+    value it returns to a caller that keeps it), with the array API's in-place operators (``x *= y``):
+    eager on the CPU (:func:`cheap_branch`) with no gradient recorded through ``x``. Where a graph is
+    recorded (a gradient of the gradient, ``create_graph=True``) an in-place update would overwrite a value
+    the graph saved; elsewhere (JAX, TensorFlow) the operators rebind and nothing is gained."""
+    return cheap_branch(backend, x) and not backend.may_need_grad(x)
+
+
 def exp_sum_limit(xp, dtype, terms: int) -> float:
     """The largest ``x`` such that a sum of ``terms`` values ``e^{x}`` (plus 1) cannot overflow ``dtype``:
     below it a log-sum-exp needs no shift."""

@@ -512,6 +512,7 @@ def _kernel_calls(rng, convert):
     s = rng.normal(0.0, 3.0, (13, 11))
     soft = rng.random(s.shape)
     soft[rng.random(s.shape) < 0.5] = 0.0  # hard and soft labels side by side
+    hard = (rng.random(s.shape) < 0.3).astype(np.float64)  # every label 0 or 1: the one-sided kernel
     ids = rng.integers(0, 11, 13)
     kept = ids.copy()
     ids[3] = -100
@@ -525,6 +526,12 @@ def _kernel_calls(rng, convert):
          lambda x: reference.focal_loss(x, soft, gamma=2.0, alpha=0.25), s),
         ("poly1_focal_loss", lambda x: polyloss.poly1_focal_loss(x, soft, gamma=1.5, epsilon=0.5),
          lambda x: reference.poly1_focal_loss(x, soft, gamma=1.5, epsilon=0.5), s),
+        ("focal_loss hard", lambda x: polyloss.focal_loss(x, hard, gamma=2.0, alpha=0.25),
+         lambda x: reference.focal_loss(x, hard, gamma=2.0, alpha=0.25), s),
+        ("poly1_focal_loss hard", lambda x: polyloss.poly1_focal_loss(x, hard, gamma=0.5, epsilon=0.5, alpha=0.75),
+         lambda x: reference.poly1_focal_loss(x, hard, gamma=0.5, epsilon=0.5, alpha=0.75), s),
+        ("focal_loss hard, gamma 3", lambda x: polyloss.focal_loss(x, hard, gamma=3.0),
+         lambda x: reference.focal_loss(x, hard, gamma=3.0), s),
         ("softmax_crossentropy", lambda x: polyloss.softmax_crossentropy(x, ids, **ce),
          lambda x: reference.softmax_crossentropy(x, ids, **ce), s),
         ("rdrop_loss near", lambda x: polyloss.rdrop_loss(x, near, ids, alpha=3.0, **ce),
@@ -544,7 +551,7 @@ _HOOK_VARIANTS = ([pytest.param(name, True, id=f"{name}-fused hooks") for name i
 
 
 @pytest.mark.parametrize("name, hooks", _HOOK_VARIANTS)
-@pytest.mark.parametrize("index", range(7))
+@pytest.mark.parametrize("index", range(10))
 def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(name, hooks, monkeypatch, index):
     """Values against the reference, and the closed-form gradients against a central difference of the
     reference along a random direction, with blocks of 4 rows (``_ops.by_rows`` joins 4 blocks here), with
@@ -570,3 +577,93 @@ def test_eager_cpu_kernels_agree_with_the_reference_across_row_blocks(name, hook
     want = (np.sum(weights * ref(x_np + h * direction)) - np.sum(weights * ref(x_np - h * direction))) / (2 * h)
     # a central difference of step 1e-6: truncation ~1e-12, rounding ~1e-16 · |L| / h
     assert_close(np.sum(backend.to_numpy(g) * direction), want, rtol=1e-7, atol=1e-8)
+
+
+
+# --------------------------------------------------------------------------------------------
+# The one-sided kernel of hard labels (focal and Poly-1 focal, γ > 0; classification.py, "Hard labels")
+# --------------------------------------------------------------------------------------------
+def test_hard_labels_are_recognised_exactly():
+    """``t - t²`` is 0 at 0 and 1 only: the smallest subnormal and the float just below 1 count as soft."""
+    from polyloss.backends import get_backend
+    from polyloss.losses.classification import _hard_labels
+
+    xp = get_backend("numpy").namespace
+    backend = get_backend("numpy")
+    for dtype in (np.float32, np.float64):
+        tiny, below_one = np.finfo(dtype).smallest_subnormal, np.nextafter(dtype(1), dtype(0))
+        assert _hard_labels(xp, backend, np.array([[0.0, 1.0], [1.0, 0.0]], dtype=dtype))
+        for soft in (tiny, below_one, 0.5, np.nan):
+            assert not _hard_labels(xp, backend, np.array([[0.0, 1.0], [soft, 0.0]], dtype=dtype)), (dtype, soft)
+
+
+def _one_sided_inputs(rng):
+    s = rng.normal(0.0, 6.0, (9, 7))
+    s[0] = [0.0, 17.0, -17.0, 40.0, -40.0, 90.0, -90.0]  # where p = 1 - σ(z) loses its digits, and beyond
+    y = (rng.random(s.shape) < 0.4).astype(np.float64)
+    return s, y
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", with_hooks(LOSS_BACKENDS, "sigmoid") + ["numpy"])
+def test_one_sided_kernel_agrees_with_the_two_sided_one(name, dtype, monkeypatch):
+    """Hard labels take the one-sided kernel; its values and gradients agree with the general (two-sided)
+    kernel's to within the conformance tolerance (float32: 2e-5 relative, the loss's own rounding a few ulps;
+    ``p = 1 - σ(z)`` adds ``γ·sp(z)·ulp(1)/2`` to the gradient's ``γ p sp(z) + q``, at most ~4e-6 at z ≈ 17)."""
+    from polyloss.losses import classification
+
+    backend = get(name)
+    s, y = _one_sided_inputs(np.random.default_rng(3))
+    calls = [lambda x, t: polyloss.focal_loss(x, t, gamma=2.0, alpha=0.25),
+             lambda x, t: polyloss.poly1_focal_loss(x, t, gamma=1.5, epsilon=2.0)]
+    rtol = 1e-5 if dtype == "float32" else 1e-13
+    atol = float(np.finfo(dtype).tiny)  # below the smallest normal the sigmoid may flush (Backend.sigmoid)
+    for call in calls:
+        x, t = backend.from_numpy(s, dtype=dtype), backend.from_numpy(y, dtype=dtype)
+        taken = []
+        real = classification._hard_focal_fwd
+        monkeypatch.setattr(classification._HARD_FOCAL, "_fwd", lambda *a, **k: taken.append(1) or real(*a, **k))
+        classification._HARD_FOCAL._compiled.clear()
+        value = backend.to_numpy(call(x, t))
+        assert taken, "hard labels did not take the one-sided kernel"
+        monkeypatch.setattr(classification, "_hard_labels", lambda *a: False)
+        general = backend.to_numpy(call(x, t))
+        assert_close(value, general, rtol=rtol, atol=atol)
+        if backend.has_autograd:
+            (g_general,) = _grad(backend, lambda v: call(v, t), x)
+            monkeypatch.undo()
+            (g,) = _grad(backend, lambda v: call(v, t), x)
+            assert_close(backend.to_numpy(g), backend.to_numpy(g_general), rtol=rtol, atol=atol)
+        monkeypatch.undo()
+        classification._HARD_FOCAL._compiled.clear()
+
+
+def test_one_sided_kernel_second_derivatives_and_label_gradients_torch():
+    """The kernel updates its temporaries in place only where no graph is recorded: a gradient of the gradient
+    (``create_graph=True``) is the central difference of the gradient; a gradient with respect to hard labels
+    is the general kernel's ``a₁ P^γ sp(-s) - a₀ Q^γ sp(s)`` (the reference's, differenced)."""
+    torch = pytest.importorskip("torch")
+    s, y = _one_sided_inputs(np.random.default_rng(4))
+    s, y = s[1:], y[1:]  # finite differences of the gradient need the logits away from the saturated row
+    direction = np.random.default_rng(5).normal(size=s.shape)
+    x = torch.tensor(s, requires_grad=True)
+    t = torch.tensor(y)
+
+    def gradient(v):
+        (g,) = torch.autograd.grad(polyloss.focal_loss(v, t, gamma=2.0, alpha=0.25).sum(), v, create_graph=True)
+        return g
+
+    g = gradient(x)
+    (hv,) = torch.autograd.grad((g * torch.tensor(direction)).sum(), x)
+    h = 1e-6
+    plus = gradient(torch.tensor(s + h * direction, requires_grad=True)).detach().numpy()
+    minus = gradient(torch.tensor(s - h * direction, requires_grad=True)).detach().numpy()
+    assert_close(np.sum(hv.numpy() * direction), np.sum((plus - minus) * direction) / (2 * h), rtol=1e-7, atol=1e-8)
+    # the gradient was not changed by the second pass (no in-place update of a recorded value)
+    assert_close(g.detach().numpy(), gradient(torch.tensor(s, requires_grad=True)).detach().numpy(), rtol=0, atol=0)
+
+    labels = torch.tensor(y, requires_grad=True)
+    (g_t,) = torch.autograd.grad(polyloss.focal_loss(torch.tensor(s), labels, gamma=2.0, alpha=0.25).sum(), labels)
+    want = (reference.focal_loss(s, np.ones_like(y), gamma=2.0, alpha=0.25)
+            - reference.focal_loss(s, np.zeros_like(y), gamma=2.0, alpha=0.25))  # L is linear in t
+    assert_close(g_t.numpy(), want, rtol=1e-12, atol=1e-300)

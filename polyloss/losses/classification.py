@@ -247,11 +247,12 @@ def _softplus_parts(xp, s):
 
 def _sigmoid_of(xp, backend, s):
     """``σ(s)``: the adapter's fused sigmoid where it has one (``Backend.sigmoid``), else ``1 / (1 + e^{-s})``, one
-    exponential; below ``-log(max)`` (where ``σ`` is under the smallest normal number) ``s`` is clipped so that
-    ``e^{-s}`` cannot overflow: exact to within the smallest normal."""
+    exponential; below ``1 - log(max)`` (where ``σ`` is under the smallest normal number) ``s`` is clipped so that
+    ``e^{-s}`` cannot overflow (at ``-log(max)`` itself the rounded exponential can): exact to within the smallest
+    normal."""
     if backend.sigmoid is not None:
         return backend.sigmoid(s)
-    bound = -math.log(float(xp.finfo(s.dtype).max))
+    bound = 1.0 - math.log(float(xp.finfo(s.dtype).max))
     return 1.0 / (1.0 + xp.exp(-xp.clip(s, min=bound)))
 
 
@@ -311,13 +312,143 @@ def _binary_focal_bwd(xp, backend, arrays, residuals, g, needs, *, gamma, alpha,
 _BINARY_FOCAL = Kernel("binary_focal", _binary_focal_fwd, _binary_focal_bwd)
 
 
+# Hard labels (every t is 0 or 1, checked once per call: :func:`_hard_labels`): the loss is one side of the
+# formula above, a function of ``z = c·s`` with ``c = 1 - 2t = ±1``,
+#
+#     L = w q^γ sp(z) + ε q^{γ+1},  q = σ(z),  p = σ(-z) = 1 - q,
+#     sp(z) = softplus(z) = relu(z) - log1p(-min(q, p)),
+#     ∂L/∂s = c q^γ [w (γ p sp(z) + q) + ε (γ+1) q p],
+#
+# with ``w = a₁`` for ``t = 1`` and ``a₀`` for ``t = 0``, i.e. ``w = (a₀+a₁)/2 + c (a₀-a₁)/2`` and
+# ``w c = c (a₀+a₁)/2 + (a₀-a₁)/2`` (the Poly-1 term is not weighted by α). One sigmoid and one ``log1p`` per
+# direction, instead of two sigmoids, an exponential and a ``log1p``, and about half the other passes.
+# ``min(q, p) = σ(-|z|)`` is exact where it is ``q`` (``z <= 0``, where ``sp(z) = -log1p(-q)`` is the small
+# value that needs its relative digits) and within ``ulp(1)/2`` where it is ``p`` (``z > 0``, where it is
+# added to ``z``). ``p = 1 - q`` loses its relative digits only where ``q`` is near 1, where ``γ p sp(z)`` is
+# added to ``q``: an absolute error of ``γ·sp(z)·ulp(1)/2`` against a sum above 1/2, at most ~4e-6 relative
+# in float32 (near ``z ≈ 17``, where ``p`` falls to ``ulp(1)``; the conformance tolerance is 2e-5) and
+# ~1e-14 in float64. Below the smallest normal the fused sigmoid may return 0 (``Backend.sigmoid``), where
+# ``q^γ`` (``γ > 0``) makes the loss 0 to within that number too. Temporaries are updated in place where
+# :func:`polyloss._ops.writable` allows it (eager, no recorded gradient). The gradient with respect to the
+# labels needs both sides: the general kernel's backward computes it. Nothing of ``[..., C]`` is kept.
+def _hard_labels(xp, backend, t) -> bool:
+    """Whether every label is exactly 0 or 1 (``t`` in [0, 1], checked): ``t² - t`` is 0 there and negative at
+    every other value of [0, 1], ``2^{-149}`` and ``1 - 2^{-24}`` included (NaN fails). Blocks of the flattened
+    labels (a full-size temporary costs about ten times as much in eager torch: page faults), each reduced
+    whole (a reduction per row costs five times as much), stopping at the first soft block."""
+    if not xp.isdtype(t.dtype, "real floating") or math.prod(t.shape) == 0:
+        return False
+    flat = xp.reshape(t, (-1,))
+    step = backend.block_rows(t) * (t.shape[-1] if t.ndim else 1)
+    for i in range(0, flat.shape[0], step):
+        labels = flat[i : i + step]
+        square = labels * labels
+        square -= labels  # in place: eager on the CPU (the kernels' condition); the labels are never written
+        if not bool(xp.min(square) == 0.0):
+            return False
+    return True
+
+
+def _hard_focal_parts(xp, backend, s, t):
+    """``(c, q, p, sp, writable)`` of hard labels: ``c = 1 - 2t``, ``q = σ(z)``, ``p = 1 - q`` and
+    ``sp = softplus(z) = relu(z) - log1p(-min(q, p))`` with ``z = c·s`` (see above)."""
+    c = t * -2.0
+    c += 1.0  # eager on the CPU only (the kernel's condition), where the operator updates c in place
+    z = s * c
+    writable = _ops.writable(backend, z)
+    q = _sigmoid_of(xp, backend, z)
+    p = 1.0 - q
+    low = xp.minimum(q, p)  # σ(-|z|)
+    sp = xp.clip(z, min=0.0)
+    if writable:
+        low *= -1.0
+        sp -= xp.log1p(low)
+    else:
+        sp = sp - xp.log1p(-low)
+    return c, q, p, sp, writable
+
+
+def _power_of(q, gamma, writable):
+    """``q^γ``, squared in place for ``γ = 2`` where ``q`` is writable and no longer needed."""
+    if writable and gamma == 2.0:
+        q *= q
+        return q
+    return _power(q, gamma)
+
+
+def _hard_focal_value(xp, backend, s, t, gamma, alpha, epsilon):
+    c, q, _, sp, writable = _hard_focal_parts(xp, backend, s, t)
+    a1, a0 = _weights(alpha)
+    if alpha is not None:  # w from c
+        if writable:
+            c *= (a0 - a1) * 0.5
+            c += (a0 + a1) * 0.5
+            sp *= c
+        else:
+            sp = sp * ((a0 - a1) * 0.5 * c + (a0 + a1) * 0.5)
+    if epsilon:  # w·sp + ε q: the Poly-1 term is not weighted
+        sp = sp + epsilon * q
+    if writable:
+        sp *= _power_of(q, gamma, writable)
+        return (sp,)
+    return (sp * _power(q, gamma),)
+
+
+def _hard_focal_gradient(xp, backend, s, t, g, gamma, alpha, epsilon):
+    c, q, p, sp, writable = _hard_focal_parts(xp, backend, s, t)
+    a1, a0 = _weights(alpha)
+    poly = (epsilon * (gamma + 1.0)) * (q * p) if epsilon else None
+    if writable:  # γ p sp + q, into sp
+        sp *= p
+        sp *= gamma
+        sp += q
+    else:
+        sp = gamma * (p * sp) + q
+    if poly is not None:  # w (γ p sp + q) + ε(γ+1) q p, times c
+        if alpha is not None:
+            sp = sp * ((a0 - a1) * 0.5 * c + (a0 + a1) * 0.5)
+        sp = (sp + poly) * c
+    elif alpha is None:
+        sp = sp * c
+    elif writable:  # w c, into c
+        c *= (a0 + a1) * 0.5
+        c += (a0 - a1) * 0.5
+        sp *= c
+    else:
+        sp = sp * ((a0 + a1) * 0.5 * c + (a0 - a1) * 0.5)
+    if not writable:
+        return sp * _power(q, gamma) * g
+    sp *= _power_of(q, gamma, writable)
+    sp *= g
+    return sp
+
+
+def _hard_focal_fwd(xp, backend, s, t, *, gamma, alpha, epsilon):
+    (value,) = _ops.by_rows(xp, backend, lambda a, b: _hard_focal_value(xp, backend, a, b, gamma, alpha, epsilon),
+                            s, t)
+    return value, ()
+
+
+def _hard_focal_bwd(xp, backend, arrays, residuals, g, needs, *, gamma, alpha, epsilon):
+    if needs[1]:  # the labels' gradient needs both sides of the formula
+        return _binary_focal_bwd(xp, backend, arrays, residuals, g, needs, gamma=gamma, alpha=alpha, epsilon=epsilon)
+    s, t = arrays
+    (grad,) = _ops.by_rows(
+        xp, backend, lambda a, b, d: (_hard_focal_gradient(xp, backend, a, b, d, gamma, alpha, epsilon),), s, t, g)
+    return grad, None
+
+
+_HARD_FOCAL = Kernel("hard_binary_focal", _hard_focal_fwd, _hard_focal_bwd)
+
+
 # --------------------------------------------------------------------------------------------
 # B3, B7: focal and Poly-1
 # --------------------------------------------------------------------------------------------
 def _sigmoid_focal(xp, backend, s, t, gamma, alpha, epsilon=0.0):
     """``t·a₁·σ(-s)^γ·sp(-s) + (1-t)·a₀·σ(s)^γ·sp(s)`` plus Poly-1's ``ε·[t σ(-s)^{γ+1} + (1-t) σ(s)^{γ+1}]``."""
     if _binary_kernel_applies(xp, backend, s):
-        return _BINARY_FOCAL(backend, s, t, gamma=gamma, alpha=alpha, epsilon=epsilon)
+        kernel = _HARD_FOCAL if gamma != 0.0 and _hard_labels(xp, backend, t) else _BINARY_FOCAL
+        return kernel(backend, s, t, gamma=gamma, alpha=alpha, epsilon=epsilon)
     minus_log_p, minus_log_q = _ops.softplus_pair(xp, backend, s)  # -log σ(s), -log σ(-s) = -log(1 - σ(s))
     positive = _sigmoid_power(xp, minus_log_q, gamma) * minus_log_p
     negative = _sigmoid_power(xp, minus_log_p, gamma) * minus_log_q
