@@ -11,7 +11,8 @@ numerics are composed in ``polyloss._ops``); they never import the rest of polyl
   regularisers;
 - ``scan`` (a loop over a leading axis, compiled under ``jax.jit`` / ``tf.function``) and
   ``tree_flatten`` (nested containers of arrays);
-- optional fused kernels: ``softplus``, ``log_scan``, ``sigmoid``, ``log_softmax``;
+- optional fused kernels: ``softplus``, ``logsumexp``, ``log_scan``, ``sigmoid``, ``log_softmax``,
+  ``max_with_indices``; ``bitcast`` (the bits of a float array as integers);
 - ``index_mask`` (a scatter the standard has no word for), ``block_rows`` (the row-blocking policy);
 - ``is_eager`` / ``may_need_grad`` (whether data-dependent value checks may run);
 - collectives: ``all_gather``, ``all_reduce``, ``all_gather_varying``;
