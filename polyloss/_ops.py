@@ -274,6 +274,47 @@ def sigmoid(xp, x):
     return xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+def kernel_sigmoid(xp, backend, s):
+    """``σ(s)`` for closed-form kernels (nothing differentiates it; :func:`sigmoid` is the differentiable form): the
+    adapter's fused sigmoid where it has one (``Backend.sigmoid``), else ``1 / (1 + e^{-s})``, one
+    exponential; below ``1 - log(max)`` (where ``σ`` is under the smallest normal number) ``s`` is clipped so that
+    ``e^{-s}`` cannot overflow (at ``-log(max)`` itself the rounded exponential can): exact to within the smallest
+    normal."""
+    if backend.sigmoid is not None:
+        return backend.sigmoid(s)
+    bound = 1.0 - math.log(float(xp.finfo(s.dtype).max))
+    return 1.0 / (1.0 + xp.exp(-xp.clip(s, min=bound)))
+
+
+def sigmoid_pair(xp, backend, s, e):
+    """``(σ(-s), σ(s))`` of finite logits ``s`` for closed-form kernels (nothing differentiates it), with
+    ``e = e^{-|s|}``: the adapter's fused sigmoid where it has one (``Backend.sigmoid``: two passes), else
+    from ``e``: ``σ(|s|) = 1/(1 + e)`` and ``σ(-|s|) = e σ(|s|)``, picked by the sign of ``s`` through exact
+    factors, not ``where`` or a boolean cast (each costs several multiplications in eager PyTorch on the
+    CPU): ``up`` is ``gap`` for ``s > 0`` and 0 for ``s < 0`` (``copysign(gap/2, s) + gap/2``, exact), and
+    ``low + up`` is ``low`` exactly or ``high`` to within an ulp."""
+    if backend.sigmoid is not None:
+        return backend.sigmoid(-s), backend.sigmoid(s)
+    high = 1.0 / (1.0 + e)  # σ(|s|) >= 1/2
+    low = e * high  # σ(-|s|)
+    half_gap = (high - low) * 0.5
+    up = xp.copysign(half_gap, s) + half_gap
+    return low + ((half_gap + half_gap) - up), low + up
+
+
+def log_softmax_rows(xp, backend, s):
+    """``(log p, p)`` of finite logits ``s [..., C]`` (no class removed): the adapter's fused log-softmax where
+    it has one (``Backend.log_softmax``, then ``p = e^{log p}``), else ``z = s - max s``, ``e^{z} / Σ e^{z}`` and
+    ``z - log Σ e^{z}``. For the eager-CPU kernels (``_softmax.fast_crossentropy_applies``)."""
+    if backend.log_softmax is not None:
+        log_p = backend.log_softmax(s)
+        return log_p, xp.exp(log_p)
+    z = s - xp.max(s, axis=-1, keepdims=True)
+    e = xp.exp(z)
+    total = xp.sum(e, axis=-1, keepdims=True)
+    return z - xp.log(total), e / total
+
+
 def log1mexp(xp, x):
     """``log(1 - e^x)`` for ``x <= 0``, accurate everywhere (Mächler 2012).
 

@@ -24,7 +24,7 @@ from polyloss._kernels import Kernel
 
 __all__ = ["Targets", "Prepared", "prepare", "class_ids", "pick", "one_hot", "Softmax", "crossentropy",
            "negative_log_likelihood", "label_smoothing", "fast_crossentropy_applies", "class_id_crossentropy",
-           "log_softmax_rows", "smoothed_nll_rows", "smoothed_target_gradient_rows"]
+           "smoothed_nll_rows", "smoothed_target_gradient_rows"]
 
 
 class Targets:
@@ -291,19 +291,6 @@ def class_id_crossentropy(xp, backend, s, ids, label_smoothing: float):
     return _CROSSENTROPY(backend, s, ids, label_smoothing=label_smoothing)
 
 
-def log_softmax_rows(xp, backend, s):
-    """``(log p, p)`` of finite logits ``s [..., C]`` (no class removed): the adapter's fused log-softmax where
-    it has one (``Backend.log_softmax``, then ``p = e^{log p}``), else ``z = s - max s``, ``e^{z} / Σ e^{z}`` and
-    ``z - log Σ e^{z}``. For the eager-CPU kernels (see :func:`fast_crossentropy_applies`)."""
-    if backend.log_softmax is not None:
-        log_p = backend.log_softmax(s)
-        return log_p, xp.exp(log_p)
-    z = s - xp.max(s, axis=-1, keepdims=True)
-    e = xp.exp(z)
-    total = xp.sum(e, axis=-1, keepdims=True)
-    return z - xp.log(total), e / total
-
-
 def smoothed_nll_rows(xp, log_p, ids, label_smoothing):
     """``-(1 - ε) log p_y - ε mean_k log p_k`` per row (every class valid)."""
     value = -pick(xp, log_p, ids)
@@ -325,7 +312,7 @@ def smoothed_target_gradient_rows(xp, backend, ids, p, label_smoothing):
 def _crossentropy_fwd(xp, backend, s, ids, *, label_smoothing):
     # the log-softmax is the one [..., C] residual, as the native cross-entropy keeps it
     def rows(a, b):
-        log_p, _ = log_softmax_rows(xp, backend, a)
+        log_p, _ = _ops.log_softmax_rows(xp, backend, a)
         return smoothed_nll_rows(xp, log_p, b, label_smoothing), log_p
 
     value, log_p = _ops.by_rows(xp, backend, rows, s, ids)

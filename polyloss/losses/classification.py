@@ -200,26 +200,11 @@ def _binary_kernel_applies(xp, backend, s) -> bool:
     return bool(xp.max(s) < math.inf) and bool(xp.min(s) > -math.inf)
 
 
-def _sigmoid_pair(xp, backend, s, e):
-    """``(σ(-s), σ(s))`` of finite logits ``s``, with ``e = e^{-|s|}``: the adapter's fused sigmoid where it has
-    one (``Backend.sigmoid``: two passes), else from ``e``: ``σ(|s|) = 1/(1 + e)`` and ``σ(-|s|) = e σ(|s|)``,
-    picked by the sign of ``s`` through exact factors, not ``where`` or a boolean cast (each costs several
-    multiplications in eager PyTorch on the CPU): ``up`` is ``gap`` for ``s > 0`` and 0 for ``s < 0``
-    (``copysign(gap/2, s) + gap/2``, exact), and ``low + up`` is ``low`` exactly or ``high`` to within an ulp."""
-    if backend.sigmoid is not None:
-        return backend.sigmoid(-s), backend.sigmoid(s)
-    high = 1.0 / (1.0 + e)  # σ(|s|) >= 1/2
-    low = e * high  # σ(-|s|)
-    half_gap = (high - low) * 0.5
-    up = xp.copysign(half_gap, s) + half_gap
-    return low + ((half_gap + half_gap) - up), low + up
-
-
 def _binary_pieces(xp, backend, s, gamma):
     """``(P, Q, sp(-s), sp(s), P^γ, Q^γ)`` of finite logits ``s`` (see above)."""
     e = xp.exp(-xp.abs(s))
     log_term = xp.log1p(e)
-    p_wrong, q_right = _sigmoid_pair(xp, backend, s, e)  # σ(-s), σ(s)
+    p_wrong, q_right = _ops.sigmoid_pair(xp, backend, s, e)  # σ(-s), σ(s)
     relu = xp.clip(s, min=0.0)
     sp_pos, sp_neg = log_term + relu, log_term + (relu - s)  # relu(s) - s is relu(-s) exactly
     if gamma == 0.0:
@@ -245,17 +230,6 @@ def _softplus_parts(xp, s):
     return xp.log1p(xp.exp(-xp.abs(s))), relu, relu - s  # relu(s) - s is relu(-s) exactly
 
 
-def _sigmoid_of(xp, backend, s):
-    """``σ(s)``: the adapter's fused sigmoid where it has one (``Backend.sigmoid``), else ``1 / (1 + e^{-s})``, one
-    exponential; below ``1 - log(max)`` (where ``σ`` is under the smallest normal number) ``s`` is clipped so that
-    ``e^{-s}`` cannot overflow (at ``-log(max)`` itself the rounded exponential can): exact to within the smallest
-    normal."""
-    if backend.sigmoid is not None:
-        return backend.sigmoid(s)
-    bound = 1.0 - math.log(float(xp.finfo(s.dtype).max))
-    return 1.0 / (1.0 + xp.exp(-xp.clip(s, min=bound)))
-
-
 def _binary_focal_value(xp, backend, s, t, gamma, alpha, epsilon):
     if gamma == 0.0 and not epsilon:  # the weighted cross-entropy: no σ needed
         log_term, relu_pos, relu_neg = _softplus_parts(xp, s)
@@ -274,7 +248,7 @@ def _binary_focal_value(xp, backend, s, t, gamma, alpha, epsilon):
 
 def _binary_focal_gradients(xp, backend, s, t, g, needs, gamma, alpha, epsilon):
     if gamma == 0.0 and not epsilon and alpha is None and not needs[1]:  # σ(s) - t, one exponential
-        return (g * (_sigmoid_of(xp, backend, s) - t),)
+        return (g * (_ops.kernel_sigmoid(xp, backend, s) - t),)
     p, q, sp_neg, sp_pos, p_g, q_g = _binary_pieces(xp, backend, s, gamma)
     a1, a0 = _weights(alpha)
     out = []
@@ -356,7 +330,7 @@ def _hard_focal_parts(xp, backend, s, t):
     c += 1.0  # eager on the CPU only (the kernel's condition), where the operator updates c in place
     z = s * c
     writable = _ops.writable(backend, z)
-    q = _sigmoid_of(xp, backend, z)
+    q = _ops.kernel_sigmoid(xp, backend, z)
     p = 1.0 - q
     low = xp.minimum(q, p)  # σ(-|z|)
     sp = xp.clip(z, min=0.0)

@@ -176,8 +176,8 @@ def rdrop_loss(logits_a, logits_b, labels, *, alpha=4.0, axis=-1, label_smoothin
 
 
 def _rdrop_rows(xp, backend, s_a, s_b, ids, label_smoothing, alpha):
-    log_p, _ = _softmax.log_softmax_rows(xp, backend, s_a)
-    log_q, q = _softmax.log_softmax_rows(xp, backend, s_b)
+    log_p, _ = _ops.log_softmax_rows(xp, backend, s_a)
+    log_q, q = _ops.log_softmax_rows(xp, backend, s_b)
     value = (_softmax.smoothed_nll_rows(xp, log_p, ids, label_smoothing)
              + _softmax.smoothed_nll_rows(xp, log_q, ids, label_smoothing))
     if alpha:
