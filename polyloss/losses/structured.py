@@ -837,6 +837,12 @@ def _viterbi(chain: _Chain):
     return tags, best
 
 
+def _records_gradient(chain: _Chain) -> bool:
+    """Whether a gradient may be asked for through any of the scores (``Backend.may_need_grad``)."""
+    return any(chain.backend.may_need_grad(x) for x in (chain.emissions, chain.transitions, chain.start, chain.end)
+               if x is not None)
+
+
 def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=-1):
     r"""The best tag path ``argmax_y S(y)`` of each sequence (Viterbi) and its score.
 
@@ -873,7 +879,9 @@ def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=
         return xp.astype(chain.valid, chain.first.dtype), xp.sum(chain.emissions, axis=(1, 2))
     tags, best = _viterbi(chain)
     feasible = (best != _NEG_INF) & ~chain.undefined & (chain.length > 0)
-    score = _path_score(chain, tags)
+    # the score of the path found: recomputed as S(y), differentiable, where a gradient may be asked
+    # for; otherwise the Viterbi maximum itself (the same S(y), summed step by step: equal up to rounding)
+    score = _path_score(chain, tags) if _records_gradient(chain) else best
     score = xp.where(chain.length > 0, xp.where(feasible, score, _NEG_INF), 0.0)
     score = xp.where(chain.undefined, math.nan, score)
     return xp.where(chain.valid & feasible[:, None], tags, fill), score
