@@ -421,3 +421,5 @@ def test_decode_score_is_recomputed_only_where_a_gradient_may_be_asked_for(monke
     polyloss.crf_decode(e_t, a_t, mask=torch.tensor(mask))
     assert calls == [1]
     assert torch_backend.may_need_grad(a_t)
+    with torch.no_grad():  # nothing computed here records a gradient, whatever requires one
+        assert not torch_backend.may_need_grad(a_t)
