@@ -220,8 +220,8 @@ def _all_defined(xp, backend, arrays) -> bool:
     present = [x for x in arrays if x is not None]
     if any(0 in tuple(backend.shape(x)) for x in present):
         return False
-    top = xp.max(xp.stack([xp.max(x) for x in present]))
-    return not bool(xp.isnan(top) | (top == math.inf))
+    top = float(xp.max(xp.stack([xp.max(x) for x in present])))
+    return not (math.isnan(top) or top == math.inf)
 
 
 def _undefined(xp, x):
