@@ -44,7 +44,8 @@ How it is computed
   the adapter has ``Backend.max_with_indices``). The backtrace follows the pointers from each row's
   best last tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T
   unknown (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
-  is the path's indicator).
+  is the path's indicator), where a gradient may be asked for (``Backend.may_need_grad``); otherwise it is
+  the Viterbi maximum itself (the same sum, added step by step: equal up to rounding).
 * Eager on the CPU (NumPy, eager PyTorch: ``_ops.cheap_branch``) a loop costs the dispatch of its few
   small operations per step, not their arithmetic, so there: the forward-backward recursion runs in
   exp space (the scaled recursion, see ``_scaled_states``: one small matrix product and one product
@@ -872,7 +873,10 @@ def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=
     ``S(y)`` as in :func:`crf_nll`: ``-inf`` scores are hard constraints, never violated by the decoded
     path. Ties: the largest score wins; among exact ties, the path whose last tag is smallest, then the
     tag before it, and so on (what first-index argmax with a backtrace gives, as pytorch-crf). The
-    score is ``S(y)`` of the returned path, differentiable (its gradient is the path's indicator).
+    score is ``S(y)`` of the returned path, differentiable (its gradient is the path's indicator); where
+    no gradient can be asked for (``Backend.may_need_grad`` False for every score: NumPy, JAX outside a
+    transformation, torch without ``requires_grad`` or under ``no_grad``) it is the Viterbi maximum, the
+    same value up to rounding.
     Source: kexue.fm/archives/5542 (Viterbi).
 
     Args:
