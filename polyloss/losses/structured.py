@@ -293,7 +293,8 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
         else:  # compiled, a row with holes (not seen as an error) comes out NaN
             holes, layout = _rows_with_holes(xp, backend, valid, first, length), "any"
         used = xp.where(valid[..., None], e, 0.0)  # masked scores are ignored, NaN included
-    if checked and _all_defined(xp, backend, (used, a, s, u)):  # the common case, seen by one read
+    if (checked and _checks.values_checked(backend, a, s, u)  # every score concrete (not a tracer)
+            and _all_defined(xp, backend, (used, a, s, u))):  # the common case, seen by one read
         nothing = xp.zeros_like(length, dtype=xp.bool)
         return _Chain(xp, backend, native, used, a, s, u, valid, first, length, layout, nothing, nothing,
                       xp.zeros_like(a, dtype=xp.bool), *_gold_tags_if(xp, backend, native, tags, valid, k, has_tags))
