@@ -199,7 +199,8 @@ class TorchBackend(Backend):
         return x.device.type != "meta"
 
     def may_need_grad(self, x):
-        return x.requires_grad
+        # under torch.no_grad / inference_mode nothing computed from x records a gradient
+        return x.requires_grad and torch.is_grad_enabled()
 
     def softplus(self, x):
         # F.softplus returns x itself above the threshold: exact once e^{-x}/x is below half an ulp

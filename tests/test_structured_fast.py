@@ -325,3 +325,93 @@ def test_host_backtrace_equals_generic_backtrace_and_reference(fast_backend, mon
         assert_close(got[0], host(backend, generic[0]), err_msg=f"trial {trial}")
         assert_close(got[0], want[0], err_msg=f"trial {trial}")
         assert_close(got[1], want[1], err_msg=f"trial {trial}")
+
+
+# --------------------------------------------------------------------------------------------
+# Viterbi: the decoded path's score, recomputed only where a gradient may be asked for
+# --------------------------------------------------------------------------------------------
+def path_counts(tags, mask, k):
+    """The decoded paths' indicators, counted in NumPy: ``(emissions [B, T, K], transitions [K, K],
+    start [K], end [K])``, the gradient of the summed scores ``S(y)`` of every row with tokens."""
+    b, t = tags.shape
+    de, da, ds, du = np.zeros((b, t, k)), np.zeros((k, k)), np.zeros(k), np.zeros(k)
+    for row in range(b):
+        positions = np.flatnonzero(mask[row])
+        if positions.size == 0:
+            continue
+        y = tags[row, positions]
+        de[row, positions, y] = 1.0
+        for i, j in zip(y[:-1], y[1:]):
+            da[i, j] += 1.0
+        ds[y[0]] += 1.0
+        du[y[-1]] += 1.0
+    return de, da, ds, du
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+def test_decode_score_with_and_without_a_gradient_agree(autograd_backend, dtype):
+    """Where nothing records a gradient (eager, no tracer / tape), the score is the Viterbi maximum;
+    where one may be asked for, the path's score recomputed as ``S(y)``: the same tags, the same scores
+    up to rounding (and the reference's), and the recomputed score's gradient is the decoded path's
+    indicator (the one-hot tags at the tokens, the transition counts, the first and last tags)."""
+    backend = autograd_backend
+    xp = backend.namespace
+    rng = np.random.default_rng(21)
+    e, _, a, start, end, mask = chain(rng, 6, 9, 4, padding="both", constraints=True)
+    mask[1] = False  # a row without tokens: score 0, gradient 0
+    mask[2] = True
+    e[2, 3, :] = -INF  # a row with no feasible path: score -inf, tags fill
+    k = a.shape[0]
+    inputs = [arr(backend, x, dtype) for x in (e, a, start, end)]
+    m = arr(backend, mask)
+    plain_tags, plain_score = polyloss.crf_decode(*inputs[:2], mask=m, start=inputs[2], end=inputs[3])
+    want_tags, want_score = R.crf_decode(e, a, mask=mask, start=start, end=end)
+    assert_close(plain_tags, want_tags)
+    feasible = np.isfinite(want_score)
+    assert not feasible[2] and feasible.sum() >= 4
+
+    def total(e_, a_, s_, u_):
+        _, score = polyloss.crf_decode(e_, a_, mask=m, start=s_, end=u_)
+        return xp.sum(xp.where(xp.isfinite(score), score, 0.0))
+
+    value, grads = backend.value_and_grad(total, argnums=(0, 1, 2, 3))(*inputs)
+    tolerance = {"rtol": 1e-5, "atol": 1e-5} if dtype == "float32" else {}
+    assert_close(value, np.sum(want_score[feasible]), **tolerance)
+    assert_close(plain_score, want_score, **tolerance)
+    for got, want in zip(grads, path_counts(want_tags, mask & feasible[:, None], k)):
+        assert_close(got, want)
+    if backend.name == "torch":  # the same call with the emissions requiring a gradient: S(y), recomputed
+        import torch
+
+        e_grad = inputs[0].detach().clone().requires_grad_(True)
+        tags, score = polyloss.crf_decode(e_grad, *inputs[1:2], mask=m, start=inputs[2], end=inputs[3])
+        assert score.requires_grad and not plain_score.requires_grad
+        assert_close(tags, host(backend, plain_tags))
+        assert_close(score.detach(), host(backend, plain_score), **tolerance)
+        (grad_e,) = torch.autograd.grad(torch.where(torch.isfinite(score), score, 0.0).sum(), e_grad)
+        assert_close(grad_e, path_counts(want_tags, mask & feasible[:, None], k)[0])
+
+
+def test_decode_score_is_recomputed_only_where_a_gradient_may_be_asked_for(monkeypatch):
+    """The switch is the adapter's ``may_need_grad``: torch under ``no_grad`` or without
+    ``requires_grad`` and NumPy take the Viterbi maximum; torch with a parameter requiring a gradient
+    recomputes ``S(y)``."""
+    torch_backend = get("torch")
+    import torch
+
+    calls = []
+    original = S._path_score
+    monkeypatch.setattr(S, "_path_score", lambda *args: calls.append(1) or original(*args))
+    rng = np.random.default_rng(22)
+    e, _, a, start, end, mask = chain(rng, 3, 5, 3, padding="right")
+    polyloss.crf_decode(e, a, mask=mask, start=start, end=end)
+    e_t, a_t = torch.tensor(e), torch.tensor(a, requires_grad=True)
+    polyloss.crf_decode(e_t, a_t.detach(), mask=torch.tensor(mask))
+    with torch.no_grad():
+        polyloss.crf_decode(e_t, a_t, mask=torch.tensor(mask))
+    assert calls == []
+    polyloss.crf_decode(e_t, a_t, mask=torch.tensor(mask))
+    assert calls == [1]
+    assert torch_backend.may_need_grad(a_t)
+    with torch.no_grad():  # nothing computed here records a gradient, whatever requires one
+        assert not torch_backend.may_need_grad(a_t)

@@ -44,7 +44,8 @@ How it is computed
   the adapter has ``Backend.max_with_indices``). The backtrace follows the pointers from each row's
   best last tag: by pointer doubling (``log T`` vectorised gathers) with T static, by a scan with T
   unknown (``tf.function``). The decoded path's score is recomputed as ``S(y)``, differentiable (its gradient
-  is the path's indicator).
+  is the path's indicator), where a gradient may be asked for (``Backend.may_need_grad``); otherwise it is
+  the Viterbi maximum itself (the same sum, added step by step: equal up to rounding).
 * Eager on the CPU (NumPy, eager PyTorch: ``_ops.cheap_branch``) a loop costs the dispatch of its few
   small operations per step, not their arithmetic, so there: the forward-backward recursion runs in
   exp space (the scaled recursion, see ``_scaled_states``: one small matrix product and one product
@@ -190,19 +191,38 @@ def _rows_with_holes(xp, backend, mask, first, length):
     return xp.any(_span(xp, backend, mask, first, length) != mask, axis=1)
 
 
-def _check_contiguous(xp, backend, mask, bad_rows, first, length) -> None:
-    """ValueError naming the first row whose tokens do not form one run (eager only)."""
-    if not bool(xp.any(bad_rows)):
-        return
-    row = int(xp.argmax(xp.astype(bad_rows, backend.index_dtype())))
-    a, n = int(first[row]), int(length[row])
-    line = [bool(v) for v in backend.to_numpy(mask[row, ...])]
-    last = max(t for t, v in enumerate(line) if v)
-    gaps = [t for t in range(a, last + 1) if not line[t]]
-    raise ValueError(
-        f"mask row {row} has holes: its tokens (True) must form one contiguous run (left or right padding), "
-        f"but positions {gaps} between its first token ({a}) and last token ({last}) are False "
-        f"({n} tokens in all)")
+def _check_mask_on_host(backend, mask) -> str:
+    """Eager only: the mask read back once; a ValueError naming the first row whose tokens do not form
+    one run, else the layout (see :class:`_Chain`): ``"full"`` when every position is a token,
+    ``"right"`` when every row with tokens starts at position 0, ``"any"`` otherwise (the realignment
+    gathers are skipped where they would move nothing)."""
+    line = np.asarray(backend.to_numpy(mask), dtype=bool)  # [B, T]
+    if line.shape[1] == 0:
+        return "full"
+    runs = np.sum(line[:, 1:] & ~line[:, :-1], axis=1) + line[:, 0]  # starts of runs of tokens
+    if np.any(runs > 1):
+        row = int(np.argmax(runs > 1))
+        tokens = np.flatnonzero(line[row])
+        a, last = int(tokens[0]), int(tokens[-1])
+        gaps = [int(t) for t in np.flatnonzero(~line[row, a:last + 1]) + a]
+        raise ValueError(
+            f"mask row {row} has holes: its tokens (True) must form one contiguous run (left or right padding), "
+            f"but positions {gaps} between its first token ({a}) and last token ({last}) are False "
+            f"({tokens.size} tokens in all)")
+    if np.all(line):
+        return "full"
+    return "right" if not np.any(~line[:, 0] & np.any(line, axis=1)) else "any"
+
+
+def _all_defined(xp, backend, arrays) -> bool:
+    """Eager only, one read: True when no array (None skipped) holds NaN or ``+inf``, seen from the
+    maximum of them all (NaN or ``+inf`` exactly where one is; ``-inf`` constraints pass). Empty
+    arrays (no maximum): False, and the caller checks element by element."""
+    present = [x for x in arrays if x is not None]
+    if any(0 in tuple(backend.shape(x)) for x in present):
+        return False
+    top = float(xp.max(xp.stack([xp.max(x) for x in present])))
+    return not (math.isnan(top) or top == math.inf)
 
 
 def _undefined(xp, x):
@@ -210,14 +230,6 @@ def _undefined(xp, x):
     by 0 in the arrays the kernels see (their gradient is 0 through that ``where``), so that it cannot
     reach ``inf - inf`` in the other rows' arithmetic or raise NumPy's invalid-value warnings."""
     return xp.isnan(x) | (x == math.inf)
-
-
-def _eager_layout(xp, backend, native, first, length) -> str:
-    """``"full"``, ``"right"`` or ``"any"`` (see :class:`_Chain`), from the values (eager mode only): the
-    realignment gathers are skipped where they would move nothing."""
-    if bool(xp.any(first != 0)):
-        return "any"
-    return "full" if bool(xp.all(length == backend.shape(native)[1])) else "right"
 
 
 def _gold_tags(xp, backend, chain_like, tags, valid, k: int):
@@ -262,13 +274,11 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
         raise ValueError(f"transitions has shape {tuple(a.shape)} but emissions of shape {tuple(native.shape)} "
                          f"need transitions of shape [K, K] = ({k}, {k})")
     s, u = _vector(scores, start, "start", k), _vector(scores, end, "end", k)
-    bad_e = _undefined(xp, e)
     if mask is None:
+        checked = _checks.values_checked(backend, native)
         valid = xp.ones_like(e[..., 0], dtype=xp.bool)
         first, length = _extent(xp, backend, valid)
-        undefined_emissions = xp.any(bad_e, axis=(1, 2))
-        e = xp.where(bad_e, 0.0, e)
-        layout = "full"
+        holes, layout, used = None, "full", e
     else:
         valid = backend.asarray(mask, like=native, name="mask")
         if valid.dtype != xp.bool:
@@ -277,13 +287,25 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
             raise ValueError(f"mask has shape {tuple(valid.shape)} but emissions of shape {tuple(native.shape)} "
                              f"need a mask of shape [B, T] = {tuple(native.shape[:2])}")
         first, length = _extent(xp, backend, valid)
-        holes = _rows_with_holes(xp, backend, valid, first, length)
-        layout = "any"
-        if _checks.values_checked(backend, native, valid):
-            _check_contiguous(xp, backend, valid, holes, first, length)
-            layout = _eager_layout(xp, backend, native, first, length)
-        # compiled, a row with holes (not seen as an error) comes out NaN
-        undefined_emissions = xp.any(bad_e & valid[..., None], axis=(1, 2)) | holes
+        checked = _checks.values_checked(backend, native, valid)
+        if checked:  # one read of the mask: holes are a ValueError, the layout is seen
+            holes, layout = None, _check_mask_on_host(backend, valid)
+        else:  # compiled, a row with holes (not seen as an error) comes out NaN
+            holes, layout = _rows_with_holes(xp, backend, valid, first, length), "any"
+        used = xp.where(valid[..., None], e, 0.0)  # masked scores are ignored, NaN included
+    if (checked and _checks.values_checked(backend, a, s, u)  # every score concrete (not a tracer)
+            and _all_defined(xp, backend, (used, a, s, u))):  # the common case, seen by one read
+        nothing = xp.zeros_like(length, dtype=xp.bool)
+        return _Chain(xp, backend, native, used, a, s, u, valid, first, length, layout, nothing, nothing,
+                      xp.zeros_like(a, dtype=xp.bool), *_gold_tags_if(xp, backend, native, tags, valid, k, has_tags))
+    bad_e = _undefined(xp, e)
+    if mask is None:
+        undefined_emissions = xp.any(bad_e, axis=(1, 2))
+        e = xp.where(bad_e, 0.0, e)
+    else:
+        undefined_emissions = xp.any(bad_e & valid[..., None], axis=(1, 2))
+        if holes is not None:
+            undefined_emissions = undefined_emissions | holes
         e = xp.where(valid[..., None] & ~bad_e, e, 0.0)  # masked scores are ignored, NaN included
     bad_transitions = _undefined(xp, a)
     undefined = undefined_emissions | (xp.any(bad_transitions) & (length >= 2))
@@ -296,11 +318,13 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
             boundary = xp.where(bad, 0.0, boundary)
         boundaries.append(boundary)
     s, u = boundaries
-    y = bad_tags = None
-    if has_tags:
-        y, bad_tags = _gold_tags(xp, backend, native, tags, valid, k)
     return _Chain(xp, backend, native, e, a, s, u, valid, first, length, layout, undefined, undefined_emissions,
-                  bad_transitions, y, bad_tags)
+                  bad_transitions, *_gold_tags_if(xp, backend, native, tags, valid, k, has_tags))
+
+
+def _gold_tags_if(xp, backend, native, tags, valid, k: int, has_tags: bool):
+    """``(tags, bad_rows)`` of :func:`_gold_tags` when the call has tags, else ``(None, None)``."""
+    return _gold_tags(xp, backend, native, tags, valid, k) if has_tags else (None, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -741,14 +765,15 @@ def _backtrace_on_host(backend, pointers, last_tags, length):
     # the identity from each row's last token on: every row's walk then starts at T - 1 with its last tag
     past = np.arange(t_size)[:, None] >= (n - 1)[None, :]  # [T, B]
     maps = np.where(past[..., None], np.arange(k, dtype=maps.dtype), np.swapaxes(maps, 0, 1))
-    maps = np.reshape(maps, (t_size, b_size * k))  # time-major, each step's maps flat: one take per step
-    offsets = np.arange(b_size) * k
+    # time-major, each step's maps flat and pointing at flat indices (row * K + tag): one take per step
+    offsets = (np.arange(b_size) * k).astype(maps.dtype)
+    maps = np.reshape(maps + offsets[:, None], (t_size, b_size * k))
     tags = np.empty((t_size, b_size), dtype=maps.dtype)
-    tags[-1] = y = y_last
+    tags[-1] = y = y_last + offsets
     for t in range(t_size - 2, -1, -1):
-        y = maps[t].take(offsets + y)
+        y = maps[t].take(y)
         tags[t] = y
-    return backend.asarray(np.ascontiguousarray(tags.T), like=pointers)
+    return backend.asarray(np.ascontiguousarray((tags - offsets).T), like=pointers)
 
 
 def _max_recursion_eager(xp, backend, init, e, a):
@@ -837,13 +862,22 @@ def _viterbi(chain: _Chain):
     return tags, best
 
 
+def _records_gradient(chain: _Chain) -> bool:
+    """Whether a gradient may be asked for through any of the scores (``Backend.may_need_grad``)."""
+    return any(chain.backend.may_need_grad(x) for x in (chain.emissions, chain.transitions, chain.start, chain.end)
+               if x is not None)
+
+
 def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=-1):
     r"""The best tag path ``argmax_y S(y)`` of each sequence (Viterbi) and its score.
 
     ``S(y)`` as in :func:`crf_nll`: ``-inf`` scores are hard constraints, never violated by the decoded
     path. Ties: the largest score wins; among exact ties, the path whose last tag is smallest, then the
     tag before it, and so on (what first-index argmax with a backtrace gives, as pytorch-crf). The
-    score is ``S(y)`` of the returned path, differentiable (its gradient is the path's indicator).
+    score is ``S(y)`` of the returned path, differentiable (its gradient is the path's indicator); where
+    no gradient can be asked for (``Backend.may_need_grad`` False for every score: NumPy, JAX outside a
+    transformation, torch without ``requires_grad`` or under ``no_grad``) it is the Viterbi maximum, the
+    same value up to rounding.
     Source: kexue.fm/archives/5542 (Viterbi).
 
     Args:
@@ -873,7 +907,9 @@ def crf_decode(emissions, transitions, *, mask=None, start=None, end=None, fill=
         return xp.astype(chain.valid, chain.first.dtype), xp.sum(chain.emissions, axis=(1, 2))
     tags, best = _viterbi(chain)
     feasible = (best != _NEG_INF) & ~chain.undefined & (chain.length > 0)
-    score = _path_score(chain, tags)
+    # the score of the path found: recomputed as S(y), differentiable, where a gradient may be asked
+    # for; otherwise the Viterbi maximum itself (the same S(y), summed step by step: equal up to rounding)
+    score = _path_score(chain, tags) if _records_gradient(chain) else best
     score = xp.where(chain.length > 0, xp.where(feasible, score, _NEG_INF), 0.0)
     score = xp.where(chain.undefined, math.nan, score)
     return xp.where(chain.valid & feasible[:, None], tags, fill), score
