@@ -20,6 +20,9 @@ from polyloss.testing import assert_close
 
 from helpers import get
 
+# a warning of the frameworks (torch's "converting a tensor that requires grad to a scalar") is a failure
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+
 INF = np.inf
 FAST_BACKENDS = ("numpy", "torch")  # eager on the CPU: where the fast paths apply (_ops.cheap_branch)
 
@@ -415,3 +418,19 @@ def test_decode_score_is_recomputed_only_where_a_gradient_may_be_asked_for(monke
     assert torch_backend.may_need_grad(a_t)
     with torch.no_grad():  # nothing computed here records a gradient, whatever requires one
         assert not torch_backend.may_need_grad(a_t)
+
+
+@pytest.mark.parametrize("t", [1, 4, 5])
+def test_an_empty_batch_gives_empty_results(fast_backend, t):
+    """B = 0 (the last batch of a filtered dataset): every function returns its results with a zero-size
+    batch axis, as the reference does (the eager decode's interleaving of even and odd steps once inferred
+    a size from zero elements and raised)."""
+    backend = fast_backend
+    e, a = np.zeros((0, t, 3)), np.random.default_rng(0).normal(size=(3, 3))
+    tags, scores = polyloss.crf_decode(arr(backend, e), arr(backend, a))
+    ref_tags, ref_scores = R.crf_decode(e, a)
+    assert tuple(tags.shape) == ref_tags.shape == (0, t) and tuple(scores.shape) == ref_scores.shape == (0,)
+    assert tuple(polyloss.crf_log_partition(arr(backend, e), arr(backend, a)).shape) == (0,)
+    assert tuple(polyloss.crf_marginals(arr(backend, e), arr(backend, a)).shape) == (0, t, 3)
+    nll = polyloss.crf_nll(arr(backend, e), arr(backend, np.zeros((0, t), np.int64)), arr(backend, a))
+    assert tuple(nll.shape) == (0,)

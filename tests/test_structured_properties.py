@@ -17,6 +17,9 @@ from polyloss.testing import assert_close
 
 from helpers import LOSS_BACKENDS, get
 
+# a warning of the frameworks (torch's "converting a tensor that requires grad to a scalar") is a failure
+pytestmark = pytest.mark.filterwarnings("error::UserWarning")
+
 INF = np.inf
 
 

@@ -221,7 +221,7 @@ def _all_defined(xp, backend, arrays) -> bool:
     present = [x for x in arrays if x is not None]
     if any(0 in tuple(backend.shape(x)) for x in present):
         return False
-    top = float(xp.max(xp.stack([xp.max(x) for x in present])))
+    top = float(backend.stop_gradient(xp.max(xp.stack([xp.max(x) for x in present]))))  # read: no graph
     return not (math.isnan(top) or top == math.inf)
 
 
@@ -799,14 +799,16 @@ def _max_recursion_eager(xp, backend, init, e, a):
         pointers[t % 2].append(pointer)
 
     def interleave(parts):
-        # the even and the odd steps' outputs, [T, B, K] (an odd T: the odd half padded, then cut)
-        even_part = xp.reshape(xp.stack(parts[0], axis=0), (-1, b_size, k))
+        # the even and the odd steps' outputs, [T, B, K] (an odd T: the odd half padded, then cut); sizes
+        # spelled out, never -1: B = 0 has no size to infer
+        halves = len(parts[0])
+        even_part = xp.reshape(xp.stack(parts[0], axis=0), (halves, b_size, k))
         if t_size == 1:
             return even_part
-        odd_part = xp.reshape(xp.stack(parts[1], axis=0), (-1, b_size, k))
+        odd_part = xp.reshape(xp.stack(parts[1], axis=0), (len(parts[1]), b_size, k))
         if t_size % 2:
             odd_part = xp.concat([odd_part, even_part[-1:, ...]], axis=0)
-        return xp.reshape(xp.stack([even_part, odd_part], axis=1), (-1, b_size, k))[:t_size, ...]
+        return xp.reshape(xp.stack([even_part, odd_part], axis=1), (2 * halves, b_size, k))[:t_size, ...]
 
     return interleave(phis), interleave(pointers)
 
