@@ -193,10 +193,11 @@ def cheap_branch(backend, x) -> bool:
     return backend.block_rows(x) is not None
 
 
-def writable(backend, x) -> bool:
-    """Whether a kernel may update ``x``, an array it created itself (never an input, a view of one, or a
-    value it returns to a caller that keeps it), with the array API's in-place operators (``x *= y``):
-    eager on the CPU (:func:`cheap_branch`) with no gradient recorded through ``x``. Where a graph is
+def untracked_cheap_branch(backend, x) -> bool:
+    """:func:`cheap_branch` (eager on the CPU) with no gradient recorded through ``x``: where a kernel may
+    take a road that autograd could not follow (the CRF's scaled recursion, guarded and read back), and
+    may update ``x``, an array it created itself (never an input, a view of one, or a value it returns to
+    a caller that keeps it), with the array API's in-place operators (``x *= y``). Where a graph is
     recorded (a gradient of the gradient, ``create_graph=True``) an in-place update would overwrite a value
     the graph saved; elsewhere (JAX, TensorFlow) the operators rebind and nothing is gained."""
     return cheap_branch(backend, x) and not backend.may_need_grad(x)

@@ -303,7 +303,7 @@ _BINARY_FOCAL = Kernel("binary_focal", _binary_focal_fwd, _binary_focal_bwd)
 # in float32 (near ``z ≈ 17``, where ``p`` falls to ``ulp(1)``; the conformance tolerance is 2e-5) and
 # ~1e-14 in float64. Below the smallest normal the fused sigmoid may return 0 (``Backend.sigmoid``), where
 # ``q^γ`` (``γ > 0``) makes the loss 0 to within that number too. Temporaries are updated in place where
-# :func:`polyloss._ops.writable` allows it (eager, no recorded gradient). The gradient with respect to the
+# :func:`polyloss._ops.untracked_cheap_branch` allows it (eager, no recorded gradient). The gradient with respect to the
 # labels needs both sides: the general kernel's backward computes it. Nothing of ``[..., C]`` is kept.
 def _hard_labels(xp, backend, t) -> bool:
     """Whether every label is exactly 0 or 1 (``t`` in [0, 1], checked): ``t² - t`` is 0 there and negative at
@@ -329,7 +329,7 @@ def _hard_focal_parts(xp, backend, s, t):
     c = t * -2.0
     c += 1.0  # eager on the CPU only (the kernel's condition), where the operator updates c in place
     z = s * c
-    writable = _ops.writable(backend, z)
+    writable = _ops.untracked_cheap_branch(backend, z)
     q = _ops.kernel_sigmoid(xp, backend, z)
     p = 1.0 - q
     low = xp.minimum(q, p)  # σ(-|z|)

@@ -278,7 +278,7 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
         checked = _checks.values_checked(backend, native)
         valid = xp.ones_like(e[..., 0], dtype=xp.bool)
         first, length = _extent(xp, backend, valid)
-        holes, layout, used = None, "full", e
+        holes, layout = None, "full"
     else:
         valid = backend.asarray(mask, like=native, name="mask")
         if valid.dtype != xp.bool:
@@ -292,12 +292,13 @@ def _prepare(emissions, transitions, *, mask, start, end, tags=None, has_tags=Fa
             holes, layout = None, _check_mask_on_host(backend, valid)
         else:  # compiled, a row with holes (not seen as an error) comes out NaN
             holes, layout = _rows_with_holes(xp, backend, valid, first, length), "any"
-        used = xp.where(valid[..., None], e, 0.0)  # masked scores are ignored, NaN included
-    if (checked and _checks.values_checked(backend, a, s, u)  # every score concrete (not a tracer)
-            and _all_defined(xp, backend, (used, a, s, u))):  # the common case, seen by one read
-        nothing = xp.zeros_like(length, dtype=xp.bool)
-        return _Chain(xp, backend, native, used, a, s, u, valid, first, length, layout, nothing, nothing,
-                      xp.zeros_like(a, dtype=xp.bool), *_gold_tags_if(xp, backend, native, tags, valid, k, has_tags))
+    if checked and _checks.values_checked(backend, a, s, u):  # every score concrete (not a tracer)
+        used = e if mask is None else xp.where(valid[..., None], e, 0.0)  # masked scores ignored, NaN included
+        if _all_defined(xp, backend, (used, a, s, u)):  # the common case, seen by one read
+            nothing = xp.zeros_like(length, dtype=xp.bool)
+            return _Chain(xp, backend, native, used, a, s, u, valid, first, length, layout, nothing, nothing,
+                          xp.zeros_like(a, dtype=xp.bool),
+                          *_gold_tags_if(xp, backend, native, tags, valid, k, has_tags))
     bad_e = _undefined(xp, e)
     if mask is None:
         undefined_emissions = xp.any(bad_e, axis=(1, 2))
@@ -411,7 +412,7 @@ def _scaled_applies(backend, x) -> bool:
     """Whether the scaled recursion may run: eager on the CPU (its guard reads values back; see
     ``_ops.cheap_branch``) and no gradient recorded through ``x`` (inside the kernel's forward pass;
     not when a differentiable recomputation is asked for, for second derivatives)."""
-    return _ops.cheap_branch(backend, x) and not backend.may_need_grad(x)
+    return _ops.untracked_cheap_branch(backend, x)
 
 
 def _exp_shifted(xp, x, axis):

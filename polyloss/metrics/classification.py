@@ -175,21 +175,30 @@ def best_threshold(scores, labels, *, metric="f1", zero_division=0.0):
     # candidates are ranked in float64 where the target has it (the packed sweep's order, and the reference's:
     # F1 values a float32 rounds together still rank apart), else in the scores' dtype
     exact = xp.float64 if "float64" in backend.dtypes(backend.device(s)) else s.dtype
+    # the value returned is computed, in the compute dtype, at the winner only
     if metric == "f1":
-        value = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), s.dtype, zd)
-        order = _counts.ratio(xp, 2 * (total_pos - missed), total_pos + (n - k), exact, zd)
+        true_positives, denominator = total_pos - missed, total_pos + (n - k)
+        order = _counts.ratio(xp, 2 * true_positives, denominator, exact, zd)
+
+        def value_at(i):
+            return _counts.ratio(xp, 2 * _at(xp, true_positives, i), _at(xp, denominator, i), s.dtype, zd)
     elif d.binary:
         correct = (total_pos - missed) + (k - missed)  # TP + TN
-        value = _counts.fraction(xp, correct, n, s.dtype)
         order = xp.astype(correct, exact)
+
+        def value_at(i):
+            return _counts.fraction(xp, _at(xp, correct, i), n, s.dtype)
     else:
-        order = value = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
+        order = _subset_accuracy_sweep(xp, backend, d, decode(ranked))
+
+        def value_at(i):
+            return _at(xp, order, i)
     # NaN (zero_division=nan) never wins; it can only be F1's 0/0 at the last candidate, "every entry
     # negative" with no positives, always real: that one is chosen when no other is real
     rank = xp.where(valid & ~xp.isnan(order), order, -math.inf)
     best = xp.argmax(rank)
     best = xp.where(_at(xp, rank, best) == -math.inf, n, best)
-    return _threshold_of(xp, backend, best, n, s.dtype, lambda i: decode(_at(xp, ranked, i))), _at(xp, value, best)
+    return _threshold_of(xp, backend, best, n, s.dtype, lambda i: decode(_at(xp, ranked, i))), value_at(best)
 
 
 def _threshold_of(xp, backend, best, n, dtype, score_at):
